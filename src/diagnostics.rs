@@ -1,0 +1,146 @@
+//! Errors about a routes file, each pinned to a file, line, column and field.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// A location inside a document: `routes[2].port`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FieldPath(Vec<Segment>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+impl FieldPath {
+    pub fn root() -> Self {
+        Self::default()
+    }
+
+    pub fn key(&self, key: impl Into<String>) -> Self {
+        let mut path = self.clone();
+        path.0.push(Segment::Key(key.into()));
+        path
+    }
+
+    pub fn index(&self, index: usize) -> Self {
+        let mut path = self.clone();
+        path.0.push(Segment::Index(index));
+        path
+    }
+
+    /// Drops the last segment; false when already at the root.
+    pub fn pop(&mut self) -> bool {
+        self.0.pop().is_some()
+    }
+}
+
+impl From<&[Segment]> for FieldPath {
+    fn from(segments: &[Segment]) -> Self {
+        Self(segments.to_vec())
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, segment) in self.0.iter().enumerate() {
+            match segment {
+                Segment::Key(key) if i == 0 => f.write_str(key)?,
+                Segment::Key(key) => write!(f, ".{key}")?,
+                Segment::Index(index) => write!(f, "[{index}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One problem with a routes file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub file: String,
+    /// 1-based; 0 when the problem has no place in the file.
+    pub line: usize,
+    /// 1-based; 0 when the problem has no place in the file.
+    pub column: usize,
+    /// The field the problem is about, `routes[2].port`; empty for the whole document.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in one routes file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(transparent)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter()
+    }
+
+    /// Orders by position so that messages read top to bottom, and drops repeats.
+    pub fn sorted(mut self) -> Self {
+        self.0.sort_by(|a, b| {
+            (a.line, a.column, &a.field, &a.message).cmp(&(b.line, b.column, &b.field, &b.message))
+        });
+        self.0.dedup();
+        self
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, diagnostic) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{diagnostic}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_paths_read_like_the_document() {
+        let path = FieldPath::root().key("routes").index(2).key("port");
+        assert_eq!(path.to_string(), "routes[2].port");
+        assert_eq!(FieldPath::root().to_string(), "");
+    }
+
+    #[test]
+    fn diagnostic_names_file_line_field() {
+        let d = Diagnostic {
+            file: "routes.yaml".into(),
+            line: 14,
+            column: 9,
+            field: "routes[2].port".into(),
+            message: "70000 is greater than the maximum of 65535".into(),
+        };
+        assert_eq!(
+            d.to_string(),
+            "routes.yaml:14:9: routes[2].port: 70000 is greater than the maximum of 65535"
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! What changes between two route tables: a route-level summary (which
+//! routes were added, removed or changed, and which of their fields) and a
+//! unified diff of the rendered haproxy.cfg. Pure functions over plain data.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::model::{RouteId, RoutesFile};
+
+/// How one route differs between base and head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Added,
+    Removed,
+    Changed,
+}
+
+/// A field whose value differs; `None` where the field is unset on that side.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldChange {
+    /// Dotted path inside the route (or the file, for settings): `timeouts.server`.
+    pub field: String,
+    pub old: Option<Value>,
+    pub new: Option<Value>,
+}
+
+/// One added, removed or changed route.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteChange {
+    pub route: RouteId,
+    pub change: ChangeKind,
+    /// The changed fields; empty for added and removed routes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldChange>,
+}
+
+/// Route-level differences between two tables.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RouteDiff {
+    /// Sorted by route id.
+    pub routes: Vec<RouteChange>,
+    /// Changes outside the routes: `defaults.*`, `userlists.*` (password hashes shown as fingerprints).
+    pub settings: Vec<FieldChange>,
+    /// Routes present and identical on both sides.
+    pub unchanged: usize,
+}
+
+impl RouteDiff {
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.settings.is_empty()
+    }
+
+    pub fn count(&self, kind: ChangeKind) -> usize {
+        self.routes.iter().filter(|r| r.change == kind).count()
+    }
+}
+
+/// Compares two route tables route by route (routes are matched by id, `<name or service>:<port>`).
+pub fn diff_routes(base: &RoutesFile, head: &RoutesFile) -> RouteDiff {
+    let index = |file: &RoutesFile| -> BTreeMap<RouteId, Value> {
+        file.routes
+            .iter()
+            .map(|r| (r.id(), serde_json::to_value(r).expect("routes serialize")))
+            .collect()
+    };
+    let (old, new) = (index(base), index(head));
+    let mut diff = RouteDiff::default();
+    for (id, old_route) in &old {
+        match new.get(id) {
+            None => diff.routes.push(RouteChange {
+                route: id.clone(),
+                change: ChangeKind::Removed,
+                fields: Vec::new(),
+            }),
+            Some(new_route) if new_route == old_route => diff.unchanged += 1,
+            Some(new_route) => {
+                let mut fields = Vec::new();
+                diff_values("", Some(old_route), Some(new_route), &mut fields);
+                diff.routes.push(RouteChange {
+                    route: id.clone(),
+                    change: ChangeKind::Changed,
+                    fields,
+                });
+            }
+        }
+    }
+    for id in new.keys().filter(|id| !old.contains_key(*id)) {
+        diff.routes.push(RouteChange {
+            route: id.clone(),
+            change: ChangeKind::Added,
+            fields: Vec::new(),
+        });
+    }
+    diff.routes.sort_by(|a, b| a.route.cmp(&b.route));
+    diff_values(
+        "",
+        Some(&settings_view(base)),
+        Some(&settings_view(head)),
+        &mut diff.settings,
+    );
+    diff
+}
+
+/// Everything but the routes, with password hashes replaced by fingerprints
+/// so that a PR comment never carries them.
+fn settings_view(file: &RoutesFile) -> Value {
+    let userlists: BTreeMap<String, BTreeMap<String, String>> = file
+        .userlists
+        .iter()
+        .map(|(list, users)| {
+            let users = users
+                .iter()
+                .map(|u| {
+                    let digest = Sha256::digest(u.password_hash.as_bytes());
+                    let fingerprint: String =
+                        digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+                    (u.name.0.clone(), format!("hash {fingerprint}"))
+                })
+                .collect();
+            (list.0.clone(), users)
+        })
+        .collect();
+    serde_json::json!({ "defaults": file.defaults, "userlists": userlists })
+}
+
+/// Collects the leaves where two JSON values differ; objects are compared key
+/// by key, anything else (lists included) as a whole.
+fn diff_values(prefix: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<FieldChange>) {
+    if let (Some(Value::Object(a)), Some(Value::Object(b))) = (old, new) {
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for key in keys {
+            let field = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            diff_values(&field, a.get(key), b.get(key), out);
+        }
+    } else if old != new {
+        out.push(FieldChange {
+            field: prefix.to_string(),
+            old: old.cloned(),
+            new: new.cloned(),
+        });
+    }
+}
+
+/// One side of a comparison, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Side {
+    /// `main (1a2b3c4)`, `working tree`, `live`.
+    pub label: String,
+    /// Full commit id when the side is a commit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    pub routes: usize,
+}
+
+/// A route table with its rendered config: one side of a diff.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub label: String,
+    pub commit: Option<String>,
+    pub routes: RoutesFile,
+    pub config: String,
+}
+
+impl Snapshot {
+    /// A validated table and the config it renders to.
+    pub fn rendered(label: impl Into<String>, commit: Option<String>, routes: RoutesFile) -> Self {
+        let config = crate::render::render(&routes).to_string();
+        Self {
+            label: label.into(),
+            commit,
+            routes,
+            config,
+        }
+    }
+
+    /// A proxy with no config at all: what a first apply starts from.
+    pub fn nothing_running() -> Self {
+        Self {
+            label: "live (nothing running)".into(),
+            commit: None,
+            routes: RoutesFile::empty(),
+            config: String::new(),
+        }
+    }
+
+    fn side(&self) -> Side {
+        Side {
+            label: self.label.clone(),
+            commit: self.commit.clone(),
+            routes: self.routes.routes.len(),
+        }
+    }
+}
+
+/// Everything `capstan diff` reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiffReport {
+    pub base: Side,
+    pub head: Side,
+    #[serde(flatten)]
+    pub routes: RouteDiff,
+    /// Unified diff of haproxy.cfg; empty when the rendered configs are equal.
+    pub config_diff: String,
+}
+
+impl DiffReport {
+    pub fn between(base: &Snapshot, head: &Snapshot) -> Self {
+        Self {
+            base: base.side(),
+            head: head.side(),
+            routes: diff_routes(&base.routes, &head.routes),
+            config_diff: config_diff(
+                &base.config,
+                &head.config,
+                "base/haproxy.cfg",
+                "head/haproxy.cfg",
+            ),
+        }
+    }
+
+    pub fn has_changes(&self) -> bool {
+        !self.routes.is_empty() || !self.config_diff.is_empty()
+    }
+}
+
+/// A unified diff of two rendered configs, empty when they are equal.
+pub fn config_diff(old: &str, new: &str, old_label: &str, new_label: &str) -> String {
+    if old == new {
+        return String::new();
+    }
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(old_label, new_label)
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Duration, Route, RouteTimeouts, UrlPath};
+
+    fn table(routes: Vec<Route>) -> RoutesFile {
+        RoutesFile {
+            routes,
+            ..RoutesFile::empty()
+        }
+    }
+
+    fn route(service: &str, path: &str) -> Route {
+        Route {
+            paths: vec![UrlPath(path.into())],
+            ..Route::new(service, 8080)
+        }
+    }
+
+    #[test]
+    fn added_removed_and_changed_routes_with_their_fields() {
+        let base = table(vec![route("a", "/a"), route("b", "/b"), route("c", "/c")]);
+        let mut changed = route("b", "/bee");
+        changed.timeouts = RouteTimeouts {
+            server: Some(Duration("90s".into())),
+            ..Default::default()
+        };
+        let head = table(vec![route("c", "/c"), changed, route("d", "/d")]);
+        let diff = diff_routes(&base, &head);
+        let summary: Vec<(String, ChangeKind)> = diff
+            .routes
+            .iter()
+            .map(|r| (r.route.0.clone(), r.change))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("a:8080".to_string(), ChangeKind::Removed),
+                ("b:8080".to_string(), ChangeKind::Changed),
+                ("d:8080".to_string(), ChangeKind::Added),
+            ]
+        );
+        let fields: Vec<&str> = diff.routes[1]
+            .fields
+            .iter()
+            .map(|f| f.field.as_str())
+            .collect();
+        assert_eq!(fields, ["paths", "timeouts"]);
+        assert_eq!(diff.unchanged, 1);
+        assert!(diff.settings.is_empty());
+    }
+
+    #[test]
+    fn nested_settings_changes_are_dotted() {
+        let base = table(vec![]);
+        let mut head = table(vec![]);
+        head.defaults.timeouts.server = Duration("1m".into());
+        let diff = diff_routes(&base, &head);
+        assert_eq!(diff.settings.len(), 1);
+        assert_eq!(diff.settings[0].field, "defaults.timeouts.server");
+        assert_eq!(diff.settings[0].new, Some(Value::from("1m")));
+    }
+
+    #[test]
+    fn equal_configs_have_an_empty_diff() {
+        assert_eq!(config_diff("a\n", "a\n", "x", "y"), "");
+        let diff = config_diff("a\nb\n", "a\nc\n", "base", "head");
+        assert!(diff.starts_with("--- base\n+++ head\n"), "{diff}");
+        assert!(diff.contains("-b\n+c\n"), "{diff}");
+    }
+}

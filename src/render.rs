@@ -1,0 +1,525 @@
+//! Desired routes to haproxy.cfg: a pure function.
+//!
+//! The output is deterministic: routes, paths and domains are sorted, so the
+//! same table in any order renders byte-identically. HTTP routing precedence
+//! is computed, never taken from file order (see [`precedence`]).
+
+use std::fmt;
+
+use crate::model::{Mode, PathMatch, Route, RoutesFile};
+
+/// A rendered config: sections in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaproxyConfig {
+    pub sections: Vec<Section>,
+}
+
+/// One section (`global`, `defaults`, `frontend x`, `backend y`, ...).
+/// Servers are kept apart from the other lines because they are the part of
+/// a backend that HAProxy can change at run time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    /// The header line: `backend go-demo-be8080`.
+    pub header: String,
+    pub lines: Vec<String>,
+    pub servers: Vec<Server>,
+}
+
+impl Section {
+    fn new(header: impl Into<String>) -> Self {
+        Self {
+            header: header.into(),
+            lines: Vec::new(),
+            servers: Vec::new(),
+        }
+    }
+
+    fn line(&mut self, line: impl Into<String>) -> &mut Self {
+        self.lines.push(line.into());
+        self
+    }
+}
+
+/// A `server` line: `server <name> <address> <options>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub name: String,
+    /// `host:port`.
+    pub address: String,
+    pub options: Vec<String>,
+}
+
+impl fmt::Display for HaproxyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "# Rendered by capstan. Do not edit: changes are overwritten."
+        )?;
+        for section in &self.sections {
+            writeln!(f)?;
+            writeln!(f, "{}", section.header)?;
+            for line in &section.lines {
+                writeln!(f, "    {line}")?;
+            }
+            for server in &section.servers {
+                write!(f, "    server {} {}", server.name, server.address)?;
+                for option in &server.options {
+                    write!(f, " {option}")?;
+                }
+                writeln!(f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// HAProxy identifiers built from routes, named the way Docker Flow Proxy
+/// named them so that its users find their way around.
+pub mod names {
+    use crate::model::Route;
+
+    /// `go-demo-be8080`.
+    pub fn backend(route: &Route) -> String {
+        format!("{}-be{}", route.key(), route.port)
+    }
+
+    /// `url_go-demo8080`, with `_<n>` when the route has several paths.
+    pub fn path_acl(route: &Route, index: Option<usize>) -> String {
+        match index {
+            None => format!("url_{}{}", route.key(), route.port),
+            Some(i) => format!("url_{}{}_{i}", route.key(), route.port),
+        }
+    }
+
+    /// `domain_go-demo8080`.
+    pub fn domain_acl(route: &Route) -> String {
+        format!("domain_{}{}", route.key(), route.port)
+    }
+
+    /// `tcp_5432`: the frontend of a tcp route.
+    pub fn tcp_frontend(listen_port: u16) -> String {
+        format!("tcp_{listen_port}")
+    }
+
+    /// The frontend every http route shares.
+    pub const HTTP_FRONTEND: &str = "services";
+    /// The resolvers section used when `defaults.resolvers` is set.
+    pub const RESOLVERS: &str = "docker";
+}
+
+/// Renders a validated routes file.
+pub fn render(file: &RoutesFile) -> HaproxyConfig {
+    let mut routes: Vec<&Route> = file.routes.iter().collect();
+    routes.sort_by_key(|r| names::backend(r));
+
+    let mut sections = vec![global(file), defaults(file)];
+    if !file.defaults.resolvers.is_empty() {
+        let mut resolvers = Section::new(format!("resolvers {}", names::RESOLVERS));
+        for (i, address) in file.defaults.resolvers.iter().enumerate() {
+            resolvers.line(format!("nameserver dns{i} {}", address.0));
+        }
+        resolvers
+            .line("hold valid 10s")
+            .line("accepted_payload_size 8192");
+        sections.push(resolvers);
+    }
+    for (name, users) in &file.userlists {
+        let mut userlist = Section::new(format!("userlist {name}"));
+        for user in users {
+            userlist.line(format!(
+                "user {} password {}",
+                user.name, user.password_hash
+            ));
+        }
+        sections.push(userlist);
+    }
+    if let Some(stats) = &file.defaults.stats {
+        let mut frontend = Section::new("frontend stats");
+        frontend
+            .line(format!(
+                "bind {}:{}",
+                file.defaults.bind_address, stats.port
+            ))
+            .line("mode http")
+            .line("stats enable")
+            .line(format!("stats uri {}", stats.uri))
+            .line("stats refresh 10s")
+            .line("http-request use-service prometheus-exporter if { path /metrics }");
+        sections.push(frontend);
+    }
+    sections.push(http_frontend(file, &routes));
+    for route in routes.iter().filter(|r| r.mode == Mode::Tcp) {
+        sections.push(tcp_frontend(file, route));
+    }
+    for route in &routes {
+        sections.push(backend(file, route));
+    }
+    HaproxyConfig { sections }
+}
+
+fn global(file: &RoutesFile) -> Section {
+    let mut global = Section::new("global");
+    if let Some(maxconn) = file.defaults.maxconn {
+        global.line(format!("maxconn {maxconn}"));
+    }
+    // Bounds how long an old worker may keep serving long connections after a reload.
+    global.line("hard-stop-after 30s");
+    global
+}
+
+fn defaults(file: &RoutesFile) -> Section {
+    let t = &file.defaults.timeouts;
+    let mut defaults = Section::new("defaults");
+    defaults
+        .line("mode http")
+        .line("option dontlognull")
+        .line(format!("timeout connect {}", t.connect))
+        .line(format!("timeout client {}", t.client))
+        .line(format!("timeout server {}", t.server))
+        .line(format!("timeout http-request {}", t.http_request))
+        .line(format!("timeout tunnel {}", t.tunnel))
+        // A service name that does not resolve must not stop HAProxy from loading
+        // every other route.
+        .line("default-server init-addr last,libc,none");
+    defaults
+}
+
+/// One `use_backend` rule: a route's path (or its whole domain) with the
+/// route's domains, and where it sorts.
+struct Rule<'a> {
+    route: &'a Route,
+    path_acl: Option<String>,
+    precedence: Precedence,
+}
+
+/// Sort key of an http rule; smaller wins, because HAProxy takes the first
+/// `use_backend` that matches. In order:
+/// 1. routes with domains before catch-all routes (exact-only domains before wildcards);
+/// 2. exact paths, then prefixes longest first, then regexes, then the prefix `/`
+///    (and domain-only routes) last;
+/// 3. ties by path and route id, so that the order never depends on the file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Precedence {
+    domain_class: u8,
+    path_class: u8,
+    longer_first: std::cmp::Reverse<usize>,
+    path: String,
+    route_id: String,
+}
+
+fn precedence(route: &Route, path: Option<&str>) -> Precedence {
+    let domain_class = if route.domains.is_empty() {
+        2
+    } else if route.domains.iter().all(|d| d.wildcard_suffix().is_none()) {
+        0
+    } else {
+        1
+    };
+    let path_class = match (path, route.path_match) {
+        (None, _) | (Some("/"), PathMatch::Prefix) => 3,
+        (Some(_), PathMatch::Exact) => 0,
+        (Some(_), PathMatch::Prefix) => 1,
+        (Some(_), PathMatch::Regex) => 2,
+    };
+    Precedence {
+        domain_class,
+        path_class,
+        longer_first: std::cmp::Reverse(path.map_or(0, str::len)),
+        path: path.unwrap_or_default().to_string(),
+        route_id: route.id().0,
+    }
+}
+
+fn http_frontend(file: &RoutesFile, routes: &[&Route]) -> Section {
+    let d = &file.defaults;
+    let mut frontend = Section::new(format!("frontend {}", names::HTTP_FRONTEND));
+    frontend.line(format!("bind {}:{}", d.bind_address, d.http_port));
+    if let Some(https) = &d.https {
+        frontend.line(format!(
+            "bind {}:{} ssl crt {}",
+            d.bind_address, https.port, https.certificates.0
+        ));
+    }
+    frontend
+        .line("mode http")
+        .line("option forwardfor")
+        // Tells keep-alive clients to close idle connections before a reload, which
+        // is what makes reloads lose no request (see haproxy-2.6 notes in README).
+        .line("option idle-close-on-response");
+
+    let mut rules = Vec::new();
+    for route in routes.iter().filter(|r| r.mode == Mode::Http) {
+        let mut paths: Vec<&str> = route.paths.iter().map(|p| p.0.as_str()).collect();
+        paths.sort_by_key(|p| precedence(route, Some(p)));
+        paths.dedup();
+        let fetch = match route.path_match {
+            PathMatch::Prefix => "path_beg",
+            PathMatch::Exact => "path",
+            PathMatch::Regex => "path_reg",
+        };
+        let indexed = paths.len() > 1;
+        for (i, path) in paths.iter().enumerate() {
+            let acl = names::path_acl(route, indexed.then_some(i));
+            frontend.line(format!("acl {acl} {fetch} {path}"));
+            rules.push(Rule {
+                route,
+                path_acl: Some(acl),
+                precedence: precedence(route, Some(path)),
+            });
+        }
+        if paths.is_empty() {
+            rules.push(Rule {
+                route,
+                path_acl: None,
+                precedence: precedence(route, None),
+            });
+        }
+        domain_acls(&mut frontend, route);
+    }
+    rules.sort_by(|a, b| a.precedence.cmp(&b.precedence));
+    for rule in rules {
+        let mut condition: Vec<String> = rule.path_acl.into_iter().collect();
+        if !rule.route.domains.is_empty() {
+            condition.push(names::domain_acl(rule.route));
+        }
+        frontend.line(format!(
+            "use_backend {} if {}",
+            names::backend(rule.route),
+            condition.join(" ")
+        ));
+    }
+    frontend
+}
+
+/// Host matching ignores the port and case; `*.example.com` matches any subdomain.
+fn domain_acls(frontend: &mut Section, route: &Route) {
+    let mut exact: Vec<String> = Vec::new();
+    let mut suffixes: Vec<String> = Vec::new();
+    for domain in &route.domains {
+        match domain.wildcard_suffix() {
+            Some(suffix) => suffixes.push(suffix.to_ascii_lowercase()),
+            None => exact.push(domain.0.to_ascii_lowercase()),
+        }
+    }
+    let acl = names::domain_acl(route);
+    for (method, mut values) in [("str", exact), ("end", suffixes)] {
+        if values.is_empty() {
+            continue;
+        }
+        values.sort();
+        values.dedup();
+        frontend.line(format!(
+            "acl {acl} hdr(host),field(1,:) -i -m {method} {}",
+            values.join(" ")
+        ));
+    }
+}
+
+fn tcp_frontend(file: &RoutesFile, route: &Route) -> Section {
+    let listen_port = route
+        .listen_port
+        .expect("validated: tcp routes have a listen_port");
+    let mut frontend = Section::new(format!("frontend {}", names::tcp_frontend(listen_port)));
+    frontend
+        .line(format!(
+            "bind {}:{}",
+            file.defaults.bind_address, listen_port
+        ))
+        .line("mode tcp");
+    if let Some(client) = &route.timeouts.client {
+        frontend.line(format!("timeout client {client}"));
+    }
+    frontend.line(format!("default_backend {}", names::backend(route)));
+    frontend
+}
+
+fn backend(file: &RoutesFile, route: &Route) -> Section {
+    let mut backend = Section::new(format!("backend {}", names::backend(route)));
+    let http = route.mode == Mode::Http;
+    backend.line(if http { "mode http" } else { "mode tcp" });
+    let balance = route.balance.unwrap_or(file.defaults.balance);
+    backend.line(format!("balance {}", balance.haproxy_name()));
+    let t = &route.timeouts;
+    for (name, value) in [
+        ("connect", &t.connect),
+        ("server", &t.server),
+        ("tunnel", &t.tunnel),
+    ] {
+        if let Some(value) = value {
+            backend.line(format!("timeout {name} {value}"));
+        }
+    }
+    if route.sticky {
+        if http {
+            backend.line("cookie SERVERID insert indirect nocache");
+        } else {
+            backend
+                .line("stick-table type ip size 200k expire 30m")
+                .line("stick on src");
+        }
+    }
+    if let Some(path) = route.health_check.as_ref().and_then(|h| h.path.as_ref()) {
+        backend
+            .line("option httpchk")
+            .line(format!("http-check send meth GET uri {path}"));
+    }
+    if route.https_only {
+        let code = route.redirect_code.map_or(302, u16::from);
+        backend.line(format!(
+            "http-request redirect scheme https code {code} if !{{ ssl_fc }}"
+        ));
+    }
+    if let Some(auth) = &route.auth {
+        let realm = auth.realm.as_ref().map_or("capstan", |r| r.as_str());
+        backend.line(format!(
+            "http-request auth realm {realm} unless {{ http_auth({}) }}",
+            auth.userlist
+        ));
+    }
+    if let Some(rewrite) = &route.rewrite_path {
+        backend.line(format!(
+            "http-request replace-path {} {}",
+            rewrite.regex, rewrite.replace
+        ));
+    }
+    for (direction, rules) in [
+        ("http-request", &route.request_headers),
+        ("http-response", &route.response_headers),
+    ] {
+        for name in &rules.delete {
+            backend.line(format!("{direction} del-header {}", name.0));
+        }
+        for (name, value) in &rules.set {
+            backend.line(format!("{direction} set-header {} \"{}\"", name.0, value.0));
+        }
+        for (name, value) in &rules.add {
+            backend.line(format!("{direction} add-header {} \"{}\"", name.0, value.0));
+        }
+    }
+    backend.servers = servers(file, route);
+    backend
+}
+
+fn servers(file: &RoutesFile, route: &Route) -> Vec<Server> {
+    let mut options = Vec::new();
+    if let Some(check) = &route.health_check {
+        options.push("check".to_string());
+        if let Some(interval) = &check.interval {
+            options.push(format!("inter {interval}"));
+        }
+    }
+    if !file.defaults.resolvers.is_empty() {
+        options.push(format!(
+            "resolvers {} resolve-prefer ipv4",
+            names::RESOLVERS
+        ));
+    }
+    let addresses: Vec<(String, String)> = if route.servers.is_empty() {
+        // Swarm's VIP for the service, as Docker Flow Proxy did.
+        vec![(
+            route.service.0.clone(),
+            format!("{}:{}", route.service, route.port),
+        )]
+    } else {
+        route
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("{}-{}", route.service, i + 1), a.0.clone()))
+            .collect()
+    };
+    addresses
+        .into_iter()
+        .map(|(name, address)| {
+            let mut options = options.clone();
+            if route.sticky && route.mode == Mode::Http {
+                options.push(format!("cookie {name}"));
+            }
+            Server {
+                name,
+                address,
+                options,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::load;
+
+    fn render_text(yaml: &str) -> String {
+        render(&load("routes.yaml", yaml).unwrap()).to_string()
+    }
+
+    #[test]
+    fn docker_flow_proxy_example_reads_familiarly() {
+        let cfg = render_text(
+            "version: 1\nroutes:\n  - service: go-demo\n    port: 8080\n    paths: [/demo]\n",
+        );
+        assert!(
+            cfg.contains("    acl url_go-demo8080 path_beg /demo\n"),
+            "{cfg}"
+        );
+        assert!(
+            cfg.contains("    use_backend go-demo-be8080 if url_go-demo8080\n"),
+            "{cfg}"
+        );
+        assert!(cfg.contains("\nbackend go-demo-be8080\n"), "{cfg}");
+        assert!(cfg.contains("    server go-demo go-demo:8080\n"), "{cfg}");
+    }
+
+    #[test]
+    fn order_of_routes_paths_and_domains_does_not_matter() {
+        let a = "version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [/a, /a/b]\n    domains: [x.com, y.com]\n  - service: b\n    port: 81\n    paths: [/]\n";
+        let b = "version: 1\nroutes:\n  - service: b\n    port: 81\n    paths: [/]\n  - service: a\n    port: 80\n    domains: [y.com, x.com]\n    paths: [/a/b, /a]\n";
+        assert_eq!(render_text(a), render_text(b));
+    }
+
+    #[test]
+    fn precedence_longest_prefix_domains_first_root_last() {
+        let cfg = render_text(
+            "version: 1\nroutes:\n  - service: root\n    port: 80\n    paths: [/]\n  - service: api\n    port: 80\n    paths: [/api]\n  - service: apiv2\n    port: 80\n    paths: [/api/v2]\n  - service: site\n    port: 80\n    domains: [example.com]\n    paths: [/api]\n",
+        );
+        let order: Vec<&str> = cfg
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("use_backend "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(order, ["site-be80", "apiv2-be80", "api-be80", "root-be80"]);
+    }
+
+    #[test]
+    fn several_paths_get_indexed_acls_each_with_its_own_rule() {
+        let cfg = render_text(
+            "version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [/x, /long/er]\n    domains: ['*.a.com', b.com]\n",
+        );
+        assert!(cfg.contains("acl url_a80_0 path_beg /long/er\n"), "{cfg}");
+        assert!(cfg.contains("acl url_a80_1 path_beg /x\n"), "{cfg}");
+        assert!(
+            cfg.contains("acl domain_a80 hdr(host),field(1,:) -i -m str b.com\n"),
+            "{cfg}"
+        );
+        assert!(
+            cfg.contains("acl domain_a80 hdr(host),field(1,:) -i -m end .a.com\n"),
+            "{cfg}"
+        );
+        assert!(
+            cfg.contains("use_backend a-be80 if url_a80_0 domain_a80\n"),
+            "{cfg}"
+        );
+    }
+
+    #[test]
+    fn tcp_routes_get_their_own_frontend() {
+        let cfg = render_text(
+            "version: 1\nroutes:\n  - service: db\n    port: 5432\n    mode: tcp\n    listen_port: 15432\n    timeouts: {client: 1h}\n",
+        );
+        assert!(
+            cfg.contains("frontend tcp_15432\n    bind *:15432\n    mode tcp\n    timeout client 1h\n    default_backend db-be5432\n"),
+            "{cfg}"
+        );
+        assert!(cfg.contains("backend db-be5432\n    mode tcp\n"), "{cfg}");
+    }
+}

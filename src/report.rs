@@ -1,0 +1,307 @@
+//! `capstan diff` output as text (a terminal), Markdown (a pull-request
+//! comment) and JSON (machines). The JSON shape is documented in the README
+//! and versioned by its `capstan_diff` field.
+
+use std::fmt::Write;
+
+use serde_json::{Value, json};
+
+use crate::diagnostics::Diagnostics;
+use crate::diff::{ChangeKind, DiffReport, FieldChange, RouteChange};
+
+/// Version of the JSON output; bumped on any incompatible change.
+pub const JSON_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
+}
+
+/// The report of a successful comparison.
+pub fn diff(report: &DiffReport, format: Format) -> String {
+    match format {
+        Format::Text => text(report),
+        Format::Markdown => markdown(report),
+        Format::Json => {
+            let mut value = serde_json::to_value(report).expect("reports serialize");
+            let object = value.as_object_mut().expect("a report is an object");
+            let status = if report.has_changes() {
+                "changes"
+            } else {
+                "no_changes"
+            };
+            object.insert("capstan_diff".into(), json!(JSON_VERSION));
+            object.insert("status".into(), json!(status));
+            object.insert("summary".into(), summary_json(report));
+            pretty(&value)
+        }
+    }
+}
+
+/// The report when a side could not be read or validated.
+pub fn error(message: &str, diagnostics: Option<&Diagnostics>, format: Format) -> String {
+    match format {
+        Format::Text => {
+            let mut out = format!("error: {message}\n");
+            for d in diagnostics.iter().flat_map(|d| d.iter()) {
+                let _ = writeln!(out, "  {d}");
+            }
+            out
+        }
+        Format::Markdown => {
+            let mut out = format!("### capstan diff: error\n\n{}\n", escape_markdown(message));
+            if let Some(diagnostics) = diagnostics {
+                let body: String = diagnostics.iter().map(|d| format!("{d}\n")).collect();
+                let fence = fence_for(&body);
+                let _ = write!(out, "\n{fence}\n{body}{fence}\n");
+            }
+            out
+        }
+        Format::Json => pretty(&json!({
+            "capstan_diff": JSON_VERSION,
+            "status": "error",
+            "message": message,
+            "errors": diagnostics.map(|d| d.0.clone()).unwrap_or_default(),
+        })),
+    }
+}
+
+fn pretty(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("JSON values print");
+    text.push('\n');
+    text
+}
+
+fn summary_json(report: &DiffReport) -> Value {
+    json!({
+        "added": report.routes.count(ChangeKind::Added),
+        "removed": report.routes.count(ChangeKind::Removed),
+        "changed": report.routes.count(ChangeKind::Changed),
+        "unchanged": report.routes.unchanged,
+        "settings_changed": report.routes.settings.len(),
+    })
+}
+
+fn summary_line(report: &DiffReport) -> String {
+    let mut line = format!(
+        "{} added, {} changed, {} removed, {} unchanged",
+        report.routes.count(ChangeKind::Added),
+        report.routes.count(ChangeKind::Changed),
+        report.routes.count(ChangeKind::Removed),
+        report.routes.unchanged,
+    );
+    if !report.routes.settings.is_empty() {
+        let _ = write!(line, "; {} settings changed", report.routes.settings.len());
+    }
+    line
+}
+
+fn show(value: &Option<Value>) -> String {
+    match value {
+        None => "(unset)".to_string(),
+        Some(value) => value.to_string(),
+    }
+}
+
+fn field_text(change: &FieldChange) -> String {
+    format!(
+        "{}: {} → {}",
+        change.field,
+        show(&change.old),
+        show(&change.new)
+    )
+}
+
+fn sign(change: ChangeKind) -> &'static str {
+    match change {
+        ChangeKind::Added => "+",
+        ChangeKind::Removed => "-",
+        ChangeKind::Changed => "~",
+    }
+}
+
+fn text(report: &DiffReport) -> String {
+    let mut out = format!(
+        "capstan diff: {} → {}\n",
+        report.base.label, report.head.label
+    );
+    if !report.has_changes() {
+        out.push_str("no changes\n");
+        return out;
+    }
+    let width = report
+        .routes
+        .routes
+        .iter()
+        .map(|r| r.route.0.len())
+        .max()
+        .unwrap_or(0);
+    for RouteChange {
+        route,
+        change,
+        fields,
+    } in &report.routes.routes
+    {
+        let _ = write!(out, "  {} {:width$}  {:?}", sign(*change), route.0, change);
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+        for field in fields {
+            let _ = writeln!(out, "      {}", field_text(field));
+        }
+    }
+    if !report.routes.settings.is_empty() {
+        out.push_str("  settings:\n");
+        for field in &report.routes.settings {
+            let _ = writeln!(out, "      {}", field_text(field));
+        }
+    }
+    let _ = writeln!(out, "{}", summary_line(report));
+    if !report.config_diff.is_empty() {
+        out.push('\n');
+        out.push_str(&report.config_diff);
+    }
+    out
+}
+
+fn markdown(report: &DiffReport) -> String {
+    let mut out = String::from("### capstan diff: ");
+    if report.has_changes() {
+        out.push_str(&summary_line(report));
+    } else {
+        out.push_str("no changes");
+    }
+    let _ = writeln!(
+        out,
+        "\n\n{} → {}\n",
+        code(&report.base.label),
+        code(&report.head.label)
+    );
+    if !report.routes.routes.is_empty() {
+        out.push_str("| | Route | Change | Fields |\n|---|---|---|---|\n");
+        for change in &report.routes.routes {
+            let fields: Vec<String> = change
+                .fields
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{}: {} → {}",
+                        code(&f.field),
+                        code(&show(&f.old)),
+                        code(&show(&f.new))
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:?} | {} |",
+                sign(change.change),
+                code(&change.route.0),
+                change.change,
+                fields.join("<br>")
+            );
+        }
+        out.push('\n');
+    }
+    if !report.routes.settings.is_empty() {
+        out.push_str("Settings:\n\n");
+        for f in &report.routes.settings {
+            let _ = writeln!(
+                out,
+                "- {}: {} → {}",
+                code(&f.field),
+                code(&show(&f.old)),
+                code(&show(&f.new))
+            );
+        }
+        out.push('\n');
+    }
+    if !report.config_diff.is_empty() {
+        let fence = fence_for(&report.config_diff);
+        let _ = write!(
+            out,
+            "<details><summary>haproxy.cfg diff</summary>\n\n{fence}diff\n{}{fence}\n\n</details>\n",
+            report.config_diff
+        );
+    }
+    out
+}
+
+/// Inline code that survives any content inside a Markdown table cell.
+fn code(text: &str) -> String {
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('|', "&#124;")
+        .replace('`', "&#96;");
+    format!("<code>{escaped}</code>")
+}
+
+fn escape_markdown(text: &str) -> String {
+    text.replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// A code fence longer than any run of backticks in `body`.
+fn fence_for(body: &str) -> String {
+    let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    "`".repeat(longest.max(2) + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::Snapshot;
+    use crate::validate::load;
+
+    fn report() -> DiffReport {
+        let base = load(
+            "r",
+            "version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [/a]\n",
+        )
+        .unwrap();
+        let head = load("r", "version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [/a, /b]\n  - service: c\n    port: 80\n    paths: [/c]\n").unwrap();
+        DiffReport::between(
+            &Snapshot::rendered("main", None, base),
+            &Snapshot::rendered("working tree", None, head),
+        )
+    }
+
+    #[test]
+    fn json_is_versioned_and_summarised() {
+        let value: Value = serde_json::from_str(&diff(&report(), Format::Json)).unwrap();
+        assert_eq!(value["capstan_diff"], 1);
+        assert_eq!(value["status"], "changes");
+        assert_eq!(value["summary"]["added"], 1);
+        assert_eq!(value["summary"]["changed"], 1);
+        assert_eq!(value["routes"][0]["route"], "a:80");
+        assert_eq!(value["routes"][0]["fields"][0]["field"], "paths");
+        assert!(
+            value["config_diff"]
+                .as_str()
+                .unwrap()
+                .contains("+    acl url_c80 path_beg /c")
+        );
+    }
+
+    #[test]
+    fn markdown_has_a_table_and_a_collapsed_diff() {
+        let md = diff(&report(), Format::Markdown);
+        assert!(
+            md.starts_with("### capstan diff: 1 added, 1 changed, 0 removed"),
+            "{md}"
+        );
+        assert!(md.contains("| + | <code>c:80</code> | Added |"), "{md}");
+        assert!(
+            md.contains("<details><summary>haproxy.cfg diff</summary>\n\n```diff\n"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn fences_outgrow_backticks_in_content() {
+        assert_eq!(fence_for("no ticks"), "```");
+        assert_eq!(fence_for("a ```` b"), "`````");
+    }
+}

@@ -1,0 +1,4 @@
+//! Where desired routes come from. Each source reads the outside world and
+//! hands plain `RoutesFile` text or data to the pure stages.
+
+pub mod git;

@@ -1,0 +1,453 @@
+//! Validation of a routes file, in two layers: the JSON schema generated from
+//! `model`, then the semantic checks a schema cannot express. Both report
+//! every problem at once, each with file, line, column and field.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
+
+use crate::diagnostics::{Diagnostic, Diagnostics, FieldPath, Segment};
+use crate::model::{FORMAT_VERSION, Mode, PathMatch, Route, RoutesFile};
+use crate::render::names;
+use crate::yaml::{self, SourceMap};
+
+/// The JSON schema of `routes.yaml`, as committed in `schema/routes.schema.json`.
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RoutesFile)).expect("a schema is plain JSON")
+}
+
+/// The schema as the committed file holds it: pretty JSON with a final newline.
+pub fn schema_text() -> String {
+    let mut text = serde_json::to_string_pretty(&schema()).expect("a schema is plain JSON");
+    text.push('\n');
+    text
+}
+
+static VALIDATOR: LazyLock<jsonschema::Validator> =
+    LazyLock::new(|| jsonschema::validator_for(&schema()).expect("the generated schema compiles"));
+
+/// Parses and validates a routes file. `file` is the name errors mention.
+pub fn load(file: &str, text: &str) -> Result<RoutesFile, Diagnostics> {
+    let document = yaml::parse(file, text).map_err(|d| Diagnostics(vec![d]))?;
+    check_value(file, &document.value, &document.source_map)
+}
+
+/// Validates an already parsed document (from YAML or from an API call).
+pub fn check_value(
+    file: &str,
+    value: &serde_json::Value,
+    source_map: &SourceMap,
+) -> Result<RoutesFile, Diagnostics> {
+    let schema_errors = schema_errors(file, value, source_map);
+    if !schema_errors.is_empty() {
+        return Err(Diagnostics(schema_errors).sorted());
+    }
+    let routes: RoutesFile = serde_json::from_value(value.clone()).map_err(|e| {
+        Diagnostics(vec![source_map.at_value(
+            file,
+            &FieldPath::root(),
+            e.to_string(),
+        )])
+    })?;
+    let problems = semantic_errors(&routes);
+    if problems.is_empty() {
+        Ok(routes)
+    } else {
+        let diagnostics = problems
+            .into_iter()
+            .map(|p| source_map.at_value(file, &p.path, p.message))
+            .collect();
+        Err(Diagnostics(diagnostics).sorted())
+    }
+}
+
+/// Validates a routes file built in code (an override, a Swarm label): the
+/// same checks, with field paths but no line numbers.
+pub fn check(file: &str, routes: &RoutesFile) -> Result<(), Diagnostics> {
+    let value = serde_json::to_value(routes).expect("routes serialize to JSON");
+    check_value(file, &value, &SourceMap::default()).map(|_| ())
+}
+
+fn schema_errors(file: &str, value: &serde_json::Value, map: &SourceMap) -> Vec<Diagnostic> {
+    use jsonschema::error::ValidationErrorKind as Kind;
+    use jsonschema::paths::LocationSegment;
+
+    if value.is_null() {
+        return vec![map.at_value(
+            file,
+            &FieldPath::root(),
+            format!("the file is empty; it needs at least `version: {FORMAT_VERSION}`"),
+        )];
+    }
+    VALIDATOR
+        .iter_errors(value)
+        .map(|error| {
+            let segments: Vec<Segment> = error
+                .instance_path()
+                .iter()
+                .map(|s| match s {
+                    LocationSegment::Property(p) => Segment::Key(p.to_string()),
+                    LocationSegment::Index(i) => Segment::Index(i),
+                })
+                .collect();
+            let path = FieldPath::from(segments.as_slice());
+            match error.kind() {
+                Kind::AdditionalProperties { unexpected } => {
+                    let name = unexpected.first().cloned().unwrap_or_default();
+                    let also = if unexpected.len() > 1 {
+                        format!(" (and {})", unexpected[1..].join(", "))
+                    } else {
+                        String::new()
+                    };
+                    map.at_key(
+                        file,
+                        &path.key(&name),
+                        format!("unknown field `{name}`{also}"),
+                    )
+                }
+                Kind::Required { property } => {
+                    let name = property.as_str().unwrap_or_default();
+                    map.at_value(file, &path, format!("missing required field `{name}`"))
+                        .with_field(path.key(name))
+                }
+                _ => map.at_value(file, &path, error.to_string()),
+            }
+        })
+        .collect()
+}
+
+impl Diagnostic {
+    fn with_field(mut self, field: FieldPath) -> Self {
+        self.field = field.to_string();
+        self
+    }
+}
+
+/// A semantic problem, located by field path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: FieldPath,
+    pub message: String,
+}
+
+fn route_path(index: usize) -> FieldPath {
+    FieldPath::root().key("routes").index(index)
+}
+
+/// The checks the schema cannot express, on typed data.
+pub fn semantic_errors(file: &RoutesFile) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut report = |path: FieldPath, message: String| problems.push(Problem { path, message });
+
+    check_listener_ports(file, &mut report);
+    for (index, route) in file.routes.iter().enumerate() {
+        check_route(file, index, route, &mut report);
+    }
+    check_unique_ids(&file.routes, &mut report);
+    check_unique_claims(&file.routes, &mut report);
+    for (name, users) in &file.userlists {
+        let mut seen = HashMap::new();
+        for (i, user) in users.iter().enumerate() {
+            if let Some(first) = seen.insert(&user.name, i) {
+                report(
+                    FieldPath::root()
+                        .key("userlists")
+                        .key(name.as_str())
+                        .index(i)
+                        .key("name"),
+                    format!("user `{}` is already listed at index {first}", user.name),
+                );
+            }
+        }
+    }
+    problems
+}
+
+fn check_listener_ports(file: &RoutesFile, report: &mut impl FnMut(FieldPath, String)) {
+    let defaults = FieldPath::root().key("defaults");
+    let mut ports: BTreeMap<u16, FieldPath> = BTreeMap::new();
+    let mut claim = |port: u16, path: FieldPath, report: &mut dyn FnMut(FieldPath, String)| {
+        if let Some(first) = ports.get(&port) {
+            report(path, format!("port {port} is already used by {first}"));
+        } else {
+            ports.insert(port, path);
+        }
+    };
+    claim(file.defaults.http_port, defaults.key("http_port"), report);
+    if let Some(https) = &file.defaults.https {
+        claim(https.port, defaults.key("https").key("port"), report);
+    }
+    if let Some(stats) = &file.defaults.stats {
+        claim(stats.port, defaults.key("stats").key("port"), report);
+        if !stats.uri.0.starts_with('/') {
+            report(
+                defaults.key("stats").key("uri"),
+                "must start with `/`".into(),
+            );
+        }
+    }
+    for (index, route) in file.routes.iter().enumerate() {
+        if let (Mode::Tcp, Some(port)) = (route.mode, route.listen_port) {
+            claim(port, route_path(index).key("listen_port"), report);
+        }
+    }
+}
+
+fn check_route(
+    file: &RoutesFile,
+    index: usize,
+    route: &Route,
+    report: &mut impl FnMut(FieldPath, String),
+) {
+    let at = route_path(index);
+    match route.mode {
+        Mode::Tcp => {
+            if route.listen_port.is_none() {
+                report(
+                    at.key("listen_port"),
+                    "a tcp route needs `listen_port`".into(),
+                );
+            }
+            let http_only = [
+                ("paths", !route.paths.is_empty()),
+                ("domains", !route.domains.is_empty()),
+                ("https_only", route.https_only),
+                ("redirect_code", route.redirect_code.is_some()),
+                ("auth", route.auth.is_some()),
+                ("request_headers", !route.request_headers.is_empty()),
+                ("response_headers", !route.response_headers.is_empty()),
+                ("rewrite_path", route.rewrite_path.is_some()),
+            ];
+            for (field, set) in http_only {
+                if set {
+                    report(
+                        at.key(field),
+                        format!("`{field}` applies to http routes only"),
+                    );
+                }
+            }
+            if route
+                .health_check
+                .as_ref()
+                .is_some_and(|h| h.path.is_some())
+            {
+                report(
+                    at.key("health_check").key("path"),
+                    "a tcp route is checked by connecting; `path` applies to http routes".into(),
+                );
+            }
+        }
+        Mode::Http => {
+            if route.listen_port.is_some() {
+                report(
+                    at.key("listen_port"),
+                    "`listen_port` applies to tcp routes; http routes share the http frontend"
+                        .into(),
+                );
+            }
+            if route.paths.is_empty() && route.domains.is_empty() {
+                report(
+                    at.key("paths"),
+                    "an http route needs `paths` or `domains` to know which requests it serves"
+                        .into(),
+                );
+            }
+            if route.timeouts.client.is_some() {
+                report(
+                    at.key("timeouts").key("client"),
+                    "applies to tcp routes; http routes use `defaults.timeouts.client`".into(),
+                );
+            }
+        }
+    }
+    if route.path_match != PathMatch::Regex {
+        for (i, path) in route.paths.iter().enumerate() {
+            if !path.0.starts_with('/') {
+                report(
+                    at.key("paths").index(i),
+                    format!("`{path}` must start with `/`"),
+                );
+            }
+        }
+    }
+    if route.redirect_code.is_some() && !route.https_only {
+        report(
+            at.key("redirect_code"),
+            "only used with `https_only: true`".into(),
+        );
+    }
+    if let Some(auth) = &route.auth
+        && !file.userlists.contains_key(&auth.userlist)
+    {
+        report(
+            at.key("auth").key("userlist"),
+            format!("no userlist `{}` in `userlists`", auth.userlist),
+        );
+    }
+    if let Some(path) = route.health_check.as_ref().and_then(|h| h.path.as_ref())
+        && !path.0.starts_with('/')
+    {
+        report(
+            at.key("health_check").key("path"),
+            "must start with `/`".into(),
+        );
+    }
+}
+
+/// Route ids and the HAProxy names built from them must be unique, or two
+/// routes would silently share (or fight over) one backend.
+fn check_unique_ids(routes: &[Route], report: &mut impl FnMut(FieldPath, String)) {
+    let mut ids = HashMap::new();
+    let mut backends = HashMap::new();
+    for (index, route) in routes.iter().enumerate() {
+        let id = route.id();
+        if let Some(first) = ids.insert(id.clone(), index) {
+            report(
+                route_path(index),
+                format!(
+                    "route `{id}` is already defined at routes[{first}]; give one of them a distinct `name`"
+                ),
+            );
+            continue;
+        }
+        let backend = names::backend(route);
+        if let Some(first) = backends.insert(backend.clone(), index) {
+            report(
+                route_path(index),
+                format!(
+                    "renders to the backend name `{backend}` that routes[{first}] uses too; give one of them a distinct `name`"
+                ),
+            );
+        }
+    }
+}
+
+/// Two http routes may not claim the same domain and path.
+fn check_unique_claims(routes: &[Route], report: &mut impl FnMut(FieldPath, String)) {
+    let mut claims: HashMap<(Option<String>, PathMatch, String), usize> = HashMap::new();
+    for (index, route) in routes.iter().enumerate() {
+        if route.mode != Mode::Http {
+            continue;
+        }
+        let domains: Vec<Option<String>> = if route.domains.is_empty() {
+            vec![None]
+        } else {
+            route
+                .domains
+                .iter()
+                .map(|d| Some(d.0.to_ascii_lowercase()))
+                .collect()
+        };
+        // A domain without paths claims the whole domain, like the prefix `/`.
+        let paths: Vec<(usize, PathMatch, &str)> = if route.paths.is_empty() {
+            vec![(0, PathMatch::Prefix, "/")]
+        } else {
+            route
+                .paths
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (i, route.path_match, p.0.as_str()))
+                .collect()
+        };
+        for domain in &domains {
+            for &(i, path_match, path) in &paths {
+                let key = (domain.clone(), path_match, path.to_string());
+                match claims.get(&key) {
+                    Some(&first) if first != index => {
+                        let on = domain
+                            .as_deref()
+                            .map(|d| format!(" on {d}"))
+                            .unwrap_or_default();
+                        let field = if route.paths.is_empty() {
+                            route_path(index).key("domains")
+                        } else {
+                            route_path(index).key("paths").index(i)
+                        };
+                        report(
+                            field,
+                            format!(
+                                "`{path}`{on} is already routed by routes[{first}] ({})",
+                                routes[first].id()
+                            ),
+                        );
+                    }
+                    Some(_) => {}
+                    None => {
+                        claims.insert(key, index);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match load("routes.yaml", text) {
+            Ok(_) => vec![],
+            Err(d) => d.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_minimal_file_is_valid() {
+        let routes = load(
+            "routes.yaml",
+            "version: 1\nroutes:\n  - service: go-demo\n    port: 8080\n    paths: [/demo]\n",
+        )
+        .unwrap();
+        assert_eq!(routes.routes[0].id().0, "go-demo:8080");
+    }
+
+    #[test]
+    fn schema_errors_name_file_line_and_field() {
+        let text = "version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [/a]\n  - service: b\n    port: 70000\n    paths: [/b]\n";
+        assert_eq!(
+            errors(text),
+            ["routes.yaml:7:11: routes[1].port: 70000 is greater than the maximum of 65535"]
+        );
+    }
+
+    #[test]
+    fn all_errors_are_reported_at_once() {
+        let text =
+            "version: 1\nroutes:\n  - service: a\n    port: 0\n    pth: [/a]\n  - port: 80\n";
+        let errors = errors(text);
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(
+            errors[0].starts_with("routes.yaml:4:11: routes[0].port:"),
+            "{errors:#?}"
+        );
+        assert_eq!(
+            errors[1],
+            "routes.yaml:5:5: routes[0].pth: unknown field `pth`"
+        );
+        assert_eq!(
+            errors[2],
+            "routes.yaml:6:5: routes[1].service: missing required field `service`"
+        );
+    }
+
+    #[test]
+    fn semantic_errors_follow_a_clean_schema() {
+        let text = "version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [/a]\n  - service: b\n    port: 80\n    paths: [a, /a]\n";
+        assert_eq!(
+            errors(text),
+            [
+                "routes.yaml:8:13: routes[1].paths[0]: `a` must start with `/`",
+                "routes.yaml:8:16: routes[1].paths[1]: `/a` is already routed by routes[0] (a:80)",
+            ]
+        );
+    }
+
+    #[test]
+    fn committed_schema_matches_the_types() {
+        let committed = include_str!("../schema/routes.schema.json");
+        assert!(
+            committed == schema_text(),
+            "schema/routes.schema.json is stale: run `capstan schema > schema/routes.schema.json`"
+        );
+    }
+}

@@ -8,11 +8,13 @@
 
 pub mod diagnostics;
 pub mod diff;
+pub mod haproxy;
 pub mod model;
 pub mod render;
 pub mod report;
 pub mod sources;
 pub mod validate;
+pub mod webhook;
 pub mod yaml;
 
 /// The route table built into the binary: the repository's own `routes.yaml`.

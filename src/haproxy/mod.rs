@@ -1,0 +1,1 @@
+//! The live side of HAProxy: its process, master CLI and admin socket.

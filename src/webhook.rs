@@ -1,0 +1,1 @@
+//! Verification of git push webhooks.

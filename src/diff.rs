@@ -64,7 +64,12 @@ pub fn diff_routes(base: &RoutesFile, head: &RoutesFile) -> RouteDiff {
     let index = |file: &RoutesFile| -> BTreeMap<RouteId, Value> {
         file.routes
             .iter()
-            .map(|r| (r.id(), serde_json::to_value(r).expect("routes serialize")))
+            .map(|r| {
+                (
+                    r.id(),
+                    serde_json::to_value(r.normalized()).expect("routes serialize"),
+                )
+            })
             .collect()
     };
     let (old, new) = (index(base), index(head));
@@ -114,17 +119,39 @@ fn settings_view(file: &RoutesFile) -> Value {
         .map(|(list, users)| {
             let users = users
                 .iter()
-                .map(|u| {
-                    let digest = Sha256::digest(u.password_hash.as_bytes());
-                    let fingerprint: String =
-                        digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-                    (u.name.0.clone(), format!("hash {fingerprint}"))
-                })
+                .map(|u| (u.name.0.clone(), fingerprint(&u.password_hash)))
                 .collect();
             (list.0.clone(), users)
         })
         .collect();
     serde_json::json!({ "defaults": file.defaults, "userlists": userlists })
+}
+
+/// `hash 1a2b3c4d`: tells two password hashes apart without showing them.
+fn fingerprint(password_hash: &str) -> String {
+    let digest = Sha256::digest(password_hash.as_bytes());
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("hash {hex}")
+}
+
+/// The config with every userlist password hash replaced by its fingerprint,
+/// so that a diff posted to a pull request never carries one.
+fn redact_passwords(config: &str) -> String {
+    let mut out = String::with_capacity(config.len());
+    for line in config.split_inclusive('\n') {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["user", name, "password", hash] => {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                out.push_str(&format!(
+                    "{indent}user {name} password <{}>\n",
+                    fingerprint(hash)
+                ));
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// Collects the leaves where two JSON values differ; objects are compared key
@@ -218,8 +245,8 @@ impl DiffReport {
             head: head.side(),
             routes: diff_routes(&base.routes, &head.routes),
             config_diff: config_diff(
-                &base.config,
-                &head.config,
+                &redact_passwords(&base.config),
+                &redact_passwords(&head.config),
                 "base/haproxy.cfg",
                 "head/haproxy.cfg",
             ),
@@ -304,6 +331,26 @@ mod tests {
         assert_eq!(diff.settings.len(), 1);
         assert_eq!(diff.settings[0].field, "defaults.timeouts.server");
         assert_eq!(diff.settings[0].new, Some(Value::from("1m")));
+    }
+
+    #[test]
+    fn reordered_lists_inside_a_route_are_no_change() {
+        let mut a = route("a", "/x");
+        a.paths.push(UrlPath("/y".into()));
+        let mut b = a.clone();
+        b.paths.reverse();
+        assert!(diff_routes(&table(vec![a]), &table(vec![b])).is_empty());
+    }
+
+    #[test]
+    fn password_hashes_never_reach_the_config_diff() {
+        let config = "userlist ops\n    user admin password $6$salt$secret\n";
+        let redacted = redact_passwords(config);
+        assert!(!redacted.contains("secret"), "{redacted}");
+        assert!(
+            redacted.contains("    user admin password <hash "),
+            "{redacted}"
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@ use capstan::report::{self, Format};
 use capstan::sources::git::{LocalRepo, Revision};
 use capstan::{EMBEDDED_ROUTES, render, validate};
 
+mod serve;
+
 /// Declarative GitOps reconciler for HAProxy on Docker Swarm.
 ///
 /// Routes live in a git-versioned routes.yaml; capstan validates it, renders
@@ -27,6 +29,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the reconciler: keep HAProxy serving what the routes say.
+    ///
+    /// Pulls routes.yaml from a git branch (or reads a local file, or the
+    /// example table built into capstan), validates and renders it, and applies
+    /// only the changes to HAProxy: through its runtime API when it can,
+    /// otherwise through a checked, hitless reload. HAProxy keeps serving when
+    /// capstan stops.
+    Serve(Box<serve::ServeArgs>),
+    /// Show a running capstan's status: desired and applied revisions, last
+    /// error, pending plan, last applies.
+    Status {
+        /// The capstan API address.
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "CAPSTAN_URL")]
+        url: String,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate, render and show what applying a routes file would change
     /// against a proxy with nothing running.
     ///
@@ -55,15 +75,20 @@ enum Command {
     },
     /// Print the JSON schema of routes.yaml (committed as schema/routes.schema.json).
     Schema,
-    /// Compare routes.yaml between two git revisions: a route-level summary
-    /// and the unified diff of haproxy.cfg.
+    /// Compare routes.yaml between two git revisions (or a revision and what
+    /// a running capstan serves): a route-level summary and the unified diff
+    /// of haproxy.cfg.
     ///
     /// Exit status: 0 no change, 2 changes, 1 error (an invalid routes.yaml at
     /// head is an error, reported with file:line messages in every format).
     Diff {
         /// Base revision: a branch, tag, commit or expression like HEAD~1.
-        #[arg(long)]
-        base: String,
+        #[arg(long, required_unless_present = "live", conflicts_with = "live")]
+        base: Option<String>,
+        /// Compare against what a running capstan serves instead of a base
+        /// revision: its API address, e.g. http://127.0.0.1:8080.
+        #[arg(long, value_name = "URL")]
+        live: Option<String>,
         /// Head revision; the working tree when omitted.
         #[arg(long)]
         head: Option<String>,
@@ -83,26 +108,45 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Plan { file, format } => plan(file, format),
         Command::Validate { file } => validate_file(&file),
-        Command::Render { file } => read_routes(&file).map(|routes| {
-            print!("{}", render::render(&routes));
+        Command::Render { file } => read_routes(&file).map(|(_, routes)| {
+            emit(&render::render(&routes).to_string());
             ExitCode::SUCCESS
         }),
         Command::Schema => {
-            print!("{}", validate::schema_text());
+            emit(&validate::schema_text());
             Ok(ExitCode::SUCCESS)
         }
         Command::Diff {
             base,
+            live,
             head,
             repo,
             file,
             format,
-        } => Ok(diff(&base, head.as_deref(), &repo, &file, format)),
+        } => {
+            let base = match (base, live) {
+                (_, Some(url)) => Base::Live(url),
+                (Some(rev), None) => Base::Revision(rev),
+                (None, None) => unreachable!("clap requires --base or --live"),
+            };
+            Ok(diff(&base, head.as_deref(), &repo, &file, format))
+        }
+        Command::Serve(args) => serve::run(*args),
+        Command::Status { url, json } => serve::status(&url, json),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
         ExitCode::FAILURE
     })
+}
+
+/// Writes to standard output; a reader that went away (`| head`) is not an error.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }
 
 /// Reads a routes file from disk or standard input (`-`).
@@ -119,9 +163,11 @@ fn read_text(file: &Path) -> Result<(String, String)> {
     Ok((file.display().to_string(), text))
 }
 
-fn read_routes(file: &Path) -> Result<RoutesFile> {
+/// The file's display name and its validated routes.
+fn read_routes(file: &Path) -> Result<(String, RoutesFile)> {
     let (name, text) = read_text(file)?;
-    load(&name, &text)
+    let routes = load(&name, &text)?;
+    Ok((name, routes))
 }
 
 /// Validates; on failure prints every diagnostic and fails with their count.
@@ -133,12 +179,11 @@ fn load(name: &str, text: &str) -> Result<RoutesFile> {
 }
 
 fn validate_file(file: &Path) -> Result<ExitCode> {
-    let routes = read_routes(file)?;
-    println!(
-        "{}: valid, {} route(s)",
-        file.display(),
+    let (name, routes) = read_routes(file)?;
+    emit(&format!(
+        "{name}: valid, {} route(s)\n",
         routes.routes.len()
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -159,7 +204,7 @@ fn plan(file: Option<PathBuf>, format: Format) -> Result<ExitCode> {
         &Snapshot::nothing_running(),
         &Snapshot::rendered(name, None, routes),
     );
-    print!("{}", report::diff(&report, format));
+    emit(&report::diff(&report, format));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -168,10 +213,15 @@ const DIFF_NO_CHANGE: u8 = 0;
 const DIFF_ERROR: u8 = 1;
 const DIFF_CHANGES: u8 = 2;
 
-fn diff(base: &str, head: Option<&str>, repo: &Path, file: &str, format: Format) -> ExitCode {
+enum Base {
+    Revision(String),
+    Live(String),
+}
+
+fn diff(base: &Base, head: Option<&str>, repo: &Path, file: &str, format: Format) -> ExitCode {
     match diff_report(base, head, repo, file) {
         Ok(report) => {
-            print!("{}", report::diff(&report, format));
+            emit(&report::diff(&report, format));
             ExitCode::from(if report.has_changes() {
                 DIFF_CHANGES
             } else {
@@ -182,7 +232,13 @@ fn diff(base: &str, head: Option<&str>, repo: &Path, file: &str, format: Format)
             message,
             diagnostics,
         }) => {
-            print!("{}", report::error(&message, diagnostics.as_ref(), format));
+            let text = report::error(&message, diagnostics.as_ref(), format);
+            // A terminal user reads errors on stderr; CI jobs post stdout.
+            if format == Format::Text {
+                eprint!("{text}");
+            } else {
+                emit(&text);
+            }
             ExitCode::from(DIFF_ERROR)
         }
     }
@@ -203,33 +259,57 @@ impl From<capstan::sources::git::GitError> for DiffError {
 }
 
 fn diff_report(
-    base: &str,
+    base: &Base,
     head: Option<&str>,
     repo: &Path,
     file: &str,
 ) -> Result<DiffReport, DiffError> {
     let repo = LocalRepo::discover(repo)?;
-    let base = repo.resolve(base)?;
     let head = match head {
         Some(rev) => repo.resolve(rev)?,
         None => Revision::working_tree(),
     };
-    Ok(DiffReport::between(
-        &snapshot(&repo, &base, file)?,
-        &snapshot(&repo, &head, file)?,
-    ))
-}
-
-/// The table at one revision. A file missing at a revision is an empty
-/// table, so that the pull request adding routes.yaml diffs cleanly.
-fn snapshot(repo: &LocalRepo, revision: &Revision, file: &str) -> Result<Snapshot, DiffError> {
-    let label = revision.label();
-    let routes = match repo.read(revision, file)? {
-        None => RoutesFile::empty(),
-        Some(text) => validate::load(file, &text).map_err(|diagnostics| DiffError {
-            message: format!("{file} at {label} is invalid"),
-            diagnostics: Some(diagnostics),
+    let base = match base {
+        Base::Revision(rev) => {
+            let revision = repo.resolve(rev)?;
+            // The pull request that adds routes.yaml diffs against an empty table.
+            snapshot(&repo, &revision, file)?.unwrap_or_else(|| {
+                Snapshot::rendered(
+                    revision.label(),
+                    revision.commit.clone(),
+                    RoutesFile::empty(),
+                )
+            })
+        }
+        Base::Live(url) => serve::live_snapshot(url).map_err(|e| DiffError {
+            message: format!("{e:#}"),
+            diagnostics: None,
         })?,
     };
-    Ok(Snapshot::rendered(label, revision.commit.clone(), routes))
+    let head = snapshot(&repo, &head, file)?.ok_or_else(|| DiffError {
+        message: format!("{file} does not exist at {}", head.label()),
+        diagnostics: None,
+    })?;
+    Ok(DiffReport::between(&base, &head))
+}
+
+/// The validated table at one revision; `None` when the file is not there.
+fn snapshot(
+    repo: &LocalRepo,
+    revision: &Revision,
+    file: &str,
+) -> Result<Option<Snapshot>, DiffError> {
+    let label = revision.label();
+    let Some(text) = repo.read(revision, file)? else {
+        return Ok(None);
+    };
+    let routes = validate::load(file, &text).map_err(|diagnostics| DiffError {
+        message: format!("{file} at {label} is invalid"),
+        diagnostics: Some(diagnostics),
+    })?;
+    Ok(Some(Snapshot::rendered(
+        label,
+        revision.commit.clone(),
+        routes,
+    )))
 }

@@ -360,6 +360,21 @@ impl Route {
         self.name.as_ref().unwrap_or(&self.service)
     }
 
+    /// The route with its unordered lists sorted and deduplicated: what it
+    /// means, regardless of how it was written.
+    pub fn normalized(&self) -> Route {
+        let mut route = self.clone();
+        route.paths.sort();
+        route.paths.dedup();
+        route.domains.sort();
+        route.domains.dedup();
+        for rules in [&mut route.request_headers, &mut route.response_headers] {
+            rules.delete.sort();
+            rules.delete.dedup();
+        }
+        route
+    }
+
     /// The route's identity across revisions: `<key>:<port>`.
     pub fn id(&self) -> RouteId {
         RouteId(format!("{}:{}", self.key(), self.port))

@@ -34,7 +34,7 @@ impl Section {
         }
     }
 
-    fn line(&mut self, line: impl Into<String>) -> &mut Self {
+    pub fn line(&mut self, line: impl Into<String>) -> &mut Self {
         self.lines.push(line.into());
         self
     }
@@ -46,6 +46,7 @@ pub struct Server {
     pub name: String,
     /// `host:port`.
     pub address: String,
+    /// The words after the address: `check`, `inter`, `5s`.
     pub options: Vec<String>,
 }
 
@@ -70,6 +71,59 @@ impl fmt::Display for HaproxyConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl HaproxyConfig {
+    /// Reads back a config in the layout `Display` writes (header lines at
+    /// column 0, indented body lines, `server` lines last). Comments and blank
+    /// lines are dropped. Used to compare against the config HAProxy runs.
+    pub fn parse(text: &str) -> Self {
+        let mut sections: Vec<Section> = Vec::new();
+        for raw in text.lines() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if !raw.starts_with(char::is_whitespace) {
+                sections.push(Section::new(line));
+                continue;
+            }
+            let Some(section) = sections.last_mut() else {
+                continue;
+            };
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some("server"), Some(name), Some(address)) => section.servers.push(Server {
+                    name: name.to_string(),
+                    address: address.to_string(),
+                    options: words.map(str::to_string).collect(),
+                }),
+                _ => section.lines.push(line.to_string()),
+            }
+        }
+        Self { sections }
+    }
+
+    /// The section with this header (`backend go-demo-be8080`).
+    pub fn section(&self, header: &str) -> Option<&Section> {
+        self.sections.iter().find(|s| s.header == header)
+    }
+
+    /// The `global` section, created when missing.
+    pub fn global_mut(&mut self) -> &mut Section {
+        if let Some(i) = self.sections.iter().position(|s| s.header == "global") {
+            return &mut self.sections[i];
+        }
+        self.sections.insert(0, Section::new("global"));
+        &mut self.sections[0]
+    }
+}
+
+impl Section {
+    /// The backend name when this is a backend section.
+    pub fn backend_name(&self) -> Option<&str> {
+        self.header.strip_prefix("backend ")
     }
 }
 
@@ -125,6 +179,8 @@ pub fn render(file: &RoutesFile) -> HaproxyConfig {
     }
     for (name, users) in &file.userlists {
         let mut userlist = Section::new(format!("userlist {name}"));
+        let mut users: Vec<_> = users.iter().collect();
+        users.sort_by(|a, b| a.name.cmp(&b.name));
         for user in users {
             userlist.line(format!(
                 "user {} password {}",
@@ -405,7 +461,7 @@ fn servers(file: &RoutesFile, route: &Route) -> Vec<Server> {
     if let Some(check) = &route.health_check {
         options.push("check".to_string());
         if let Some(interval) = &check.interval {
-            options.push(format!("inter {interval}"));
+            options.extend(["inter".to_string(), interval.to_string()]);
         }
     }
     if !file.defaults.resolvers.is_empty() {
@@ -433,7 +489,7 @@ fn servers(file: &RoutesFile, route: &Route) -> Vec<Server> {
         .map(|(name, address)| {
             let mut options = options.clone();
             if route.sticky && route.mode == Mode::Http {
-                options.push(format!("cookie {name}"));
+                options.extend(["cookie".to_string(), name.clone()]);
             }
             Server {
                 name,
@@ -451,6 +507,13 @@ mod tests {
 
     fn render_text(yaml: &str) -> String {
         render(&load("routes.yaml", yaml).unwrap()).to_string()
+    }
+
+    #[test]
+    fn parse_reads_back_what_display_writes() {
+        let file = load("routes.yaml", crate::EMBEDDED_ROUTES).unwrap();
+        let config = render(&file);
+        assert_eq!(HaproxyConfig::parse(&config.to_string()), config);
     }
 
     #[test]

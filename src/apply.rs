@@ -1,0 +1,339 @@
+//! Apply: observe the live HAProxy and carry out a plan, through the runtime
+//! API or a checked, hitless reload. The I/O edge of the pipeline.
+//!
+//! A reload never leaves HAProxy without a good config: the candidate is
+//! checked with `haproxy -c` and its new bind ports probed before it replaces
+//! the live file; if the reload still fails, the previous file is restored and
+//! the old worker keeps serving.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::haproxy::admin::AdminSocket;
+use crate::haproxy::master::MasterCli;
+use crate::haproxy::process::{self, RuntimePaths, Supervisor};
+use crate::plan::{
+    self, Change, DesiredConfig, LiveServer, LiveState, MARKER_PREFIX, Method, Plan,
+};
+use crate::render::HaproxyConfig;
+use crate::state::write_atomic;
+
+/// Why an apply failed. Whatever the cause, the previous config keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("haproxy -c rejected the new config:\n{0}")]
+    Check(String),
+    #[error("port {0} is already in use by another program; not reloading")]
+    PortInUse(u16),
+    #[error("HAProxy refused the new config; the previous one keeps serving:\n{0}")]
+    Reload(String),
+    #[error("runtime API: {0}")]
+    Runtime(String),
+    #[error("starting HAProxy: {0}")]
+    Start(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A running HAProxy that capstan drives: supervised (capstan starts it,
+/// or finds the one it started earlier) or attached (started by someone
+/// else, driven through its sockets).
+pub struct Haproxy {
+    binary: PathBuf,
+    config_file: PathBuf,
+    paths: RuntimePaths,
+    supervised: bool,
+    master: MasterCli,
+    admin: AdminSocket,
+    supervisor: Option<Supervisor>,
+}
+
+/// What one apply did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub method: Method,
+    pub duration: Duration,
+    /// Runtime API commands sent.
+    pub runtime_operations: usize,
+}
+
+impl Haproxy {
+    /// An HAProxy that capstan starts with `config_file` and `paths`.
+    pub fn supervised(binary: PathBuf, config_file: PathBuf, paths: RuntimePaths) -> Self {
+        Self::new(binary, config_file, paths, true)
+    }
+
+    /// An HAProxy started elsewhere in master-worker mode, loading
+    /// `config_file`; capstan rewrites that file and reloads through the
+    /// master socket. The admin socket is the one capstan renders into the file.
+    pub fn attached(binary: PathBuf, config_file: PathBuf, paths: RuntimePaths) -> Self {
+        Self::new(binary, config_file, paths, false)
+    }
+
+    fn new(binary: PathBuf, config_file: PathBuf, paths: RuntimePaths, supervised: bool) -> Self {
+        Self {
+            binary,
+            config_file,
+            master: MasterCli::new(&paths.master_socket),
+            admin: AdminSocket::new(&paths.admin_socket),
+            paths,
+            supervised,
+            supervisor: None,
+        }
+    }
+
+    /// The admin socket the rendered config must open.
+    pub fn admin_socket(&self) -> &Path {
+        &self.paths.admin_socket
+    }
+
+    /// At startup: takes over the HAProxy an earlier capstan started, or,
+    /// when a last good config is on disk, starts HAProxy with it so that
+    /// serving resumes before the first fetch.
+    pub async fn resume(&mut self) -> Result<(), ApplyError> {
+        if !self.supervised || !self.config_file.exists() {
+            return Ok(());
+        }
+        let supervisor = Supervisor::start_or_attach(&self.binary, &self.config_file, &self.paths)
+            .await
+            .map_err(|e| ApplyError::Start(e.to_string()))?;
+        self.supervisor = Some(supervisor);
+        Ok(())
+    }
+
+    /// What HAProxy runs now: its generation marker, its servers' runtime
+    /// addresses, and the config file on disk. An HAProxy that does not
+    /// answer is observed as running nothing.
+    pub async fn observe(&self) -> LiveState {
+        let config = std::fs::read_to_string(&self.config_file)
+            .ok()
+            .map(|text| HaproxyConfig::parse(&text));
+        let Ok(info) = self.admin.show_info().await else {
+            return LiveState {
+                config,
+                ..LiveState::default()
+            };
+        };
+        let marker = info
+            .description
+            .and_then(|d| d.strip_prefix(MARKER_PREFIX).map(str::to_string));
+        let servers = self
+            .admin
+            .show_servers_state()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| LiveServer {
+                backend: s.backend,
+                server: s.server,
+                address: format!("{}:{}", s.address, s.port),
+            })
+            .collect();
+        LiveState {
+            marker,
+            config,
+            servers,
+        }
+    }
+
+    /// Carries out `plan`. On any failure the config file is left as it was
+    /// and HAProxy keeps serving what it served.
+    pub async fn apply(
+        &mut self,
+        desired: &DesiredConfig,
+        plan: &Plan,
+        live: &LiveState,
+    ) -> Result<Applied, ApplyError> {
+        let started = Instant::now();
+        let text = desired.text();
+        let runtime_operations = match plan.method {
+            Method::Nothing => {
+                self.write_if_changed(&text)?;
+                0
+            }
+            Method::Runtime => {
+                let count = self.apply_runtime(&plan.changes).await?;
+                // So that a later reload keeps what was changed live.
+                self.write_if_changed(&text)?;
+                count
+            }
+            Method::Reload => {
+                self.reload(desired, &text, live).await?;
+                0
+            }
+        };
+        Ok(Applied {
+            method: plan.method,
+            duration: started.elapsed(),
+            runtime_operations,
+        })
+    }
+
+    async fn apply_runtime(&self, changes: &[Change]) -> Result<usize, ApplyError> {
+        let mut count = 0;
+        for change in changes {
+            if let Change::SetServerAddress {
+                backend,
+                server,
+                address,
+            } = change
+            {
+                let (ip, port) = address
+                    .rsplit_once(':')
+                    .and_then(|(ip, port)| Some((ip, port.parse::<u16>().ok()?)))
+                    .ok_or_else(|| ApplyError::Runtime(format!("bad address {address}")))?;
+                self.admin
+                    .set_server_addr(backend, server, ip, port)
+                    .await
+                    .map_err(|e| ApplyError::Runtime(e.to_string()))?;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    fn write_if_changed(&self, text: &str) -> Result<(), ApplyError> {
+        if std::fs::read_to_string(&self.config_file).ok().as_deref() == Some(text) {
+            return Ok(());
+        }
+        write(&self.config_file, text)
+    }
+
+    async fn reload(
+        &mut self,
+        desired: &DesiredConfig,
+        text: &str,
+        live: &LiveState,
+    ) -> Result<(), ApplyError> {
+        let candidate = sibling(&self.config_file, "new");
+        write(&candidate, text)?;
+        let checked = process::check_config(&self.binary, &candidate).await;
+        if let Err(e) = checked {
+            let _ = std::fs::remove_file(&candidate);
+            return Err(ApplyError::Check(e.to_string()));
+        }
+        // `haproxy -c` passes a bind on a port someone else holds; the reload
+        // would then fail and pause the old listeners. Probe new ports first.
+        let running = live
+            .config
+            .as_ref()
+            .map(plan::bind_ports)
+            .unwrap_or_default();
+        for port in plan::bind_ports(&desired.config) {
+            if !running.contains(&port) && port_in_use(port) {
+                let _ = std::fs::remove_file(&candidate);
+                return Err(ApplyError::PortInUse(port));
+            }
+        }
+        let previous = std::fs::read_to_string(&self.config_file).ok();
+        std::fs::rename(&candidate, &self.config_file).map_err(|source| ApplyError::Io {
+            path: self.config_file.clone(),
+            source,
+        })?;
+        let outcome = if self.master.show_proc().await.is_err() {
+            self.start().await
+        } else {
+            self.master_reload().await
+        };
+        let outcome = match outcome {
+            Ok(()) => self.confirm_marker(desired).await,
+            Err(e) => Err(e),
+        };
+        if outcome.is_err() {
+            match &previous {
+                Some(previous) => write(&self.config_file, previous)?,
+                None => {
+                    let _ = std::fs::remove_file(&self.config_file);
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn master_reload(&self) -> Result<(), ApplyError> {
+        let (outcome, messages) = match &self.supervisor {
+            Some(supervisor) => {
+                let reload = supervisor
+                    .reload()
+                    .await
+                    .map_err(|e| ApplyError::Reload(e.to_string()))?;
+                (reload.outcome, reload.messages)
+            }
+            None => {
+                let outcome = self
+                    .master
+                    .reload()
+                    .await
+                    .map_err(|e| ApplyError::Reload(e.to_string()))?;
+                (outcome, Vec::new())
+            }
+        };
+        if outcome.succeeded {
+            return Ok(());
+        }
+        let alerts: Vec<String> = messages
+            .into_iter()
+            .filter(|l| l.contains("[ALERT]"))
+            .collect();
+        Err(ApplyError::Reload(if alerts.is_empty() {
+            "the new config did not load (HAProxy wrote why to its own stderr)".to_string()
+        } else {
+            alerts.join("\n")
+        }))
+    }
+
+    /// The new worker must report the desired marker: proof it loaded our file.
+    async fn confirm_marker(&self, desired: &DesiredConfig) -> Result<(), ApplyError> {
+        let expected = format!("{MARKER_PREFIX}{}", desired.marker);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(info) = self.admin.show_info().await
+                && info.description.as_deref() == Some(expected.as_str())
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(ApplyError::Reload(format!(
+                    "the new worker does not report {expected}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn start(&mut self) -> Result<(), ApplyError> {
+        if !self.supervised {
+            return Err(ApplyError::Start(format!(
+                "HAProxy does not answer on {} and capstan is attached, not supervising",
+                self.paths.master_socket.display()
+            )));
+        }
+        let supervisor = Supervisor::start(&self.binary, &self.config_file, &self.paths)
+            .await
+            .map_err(|e| ApplyError::Start(e.to_string()))?;
+        self.supervisor = Some(supervisor);
+        Ok(())
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), ApplyError> {
+    write_atomic(path, text.as_bytes()).map_err(|source| ApplyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn sibling(path: &Path, extension: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".");
+    name.push(extension);
+    path.with_file_name(name)
+}
+
+fn port_in_use(port: u16) -> bool {
+    TcpListener::bind(("0.0.0.0", port)).is_err()
+}

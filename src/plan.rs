@@ -1,0 +1,359 @@
+//! Plan: what must change for the live HAProxy to match the desired config,
+//! and whether HAProxy can take it at run time or needs a reload. A pure
+//! function of desired and observed state.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::render::{HaproxyConfig, Section};
+
+/// Prefix of the generation marker capstan writes as `global.description`.
+pub const MARKER_PREFIX: &str = "capstan-";
+
+/// The config capstan wants HAProxy to run, with its generation marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredConfig {
+    pub config: HaproxyConfig,
+    /// Identifies everything a reload would change: the config without the
+    /// server addresses HAProxy can change at run time. HAProxy reports it back
+    /// through `show info`, which tells capstan what the running worker loaded.
+    pub marker: String,
+}
+
+impl DesiredConfig {
+    /// Adds what a supervised HAProxy needs beyond the routes: the admin
+    /// socket capstan drives and the generation marker.
+    pub fn new(mut config: HaproxyConfig, admin_socket: &Path) -> Self {
+        config.global_mut().line(format!(
+            "stats socket {} mode 600 level admin expose-fd listeners",
+            admin_socket.display()
+        ));
+        let marker = marker(&config);
+        config
+            .global_mut()
+            .line(format!("description {MARKER_PREFIX}{marker}"));
+        Self { config, marker }
+    }
+
+    pub fn text(&self) -> String {
+        self.config.to_string()
+    }
+}
+
+/// A server address HAProxy can take at run time: an IP literal and a port.
+fn runtime_address(address: &str) -> Option<(IpAddr, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host.parse().ok()?, port.parse().ok()?))
+}
+
+/// The config without what may change at run time (IP server addresses) and
+/// without the marker line itself.
+fn skeleton(config: &HaproxyConfig) -> HaproxyConfig {
+    let mut config = config.clone();
+    for section in &mut config.sections {
+        section.lines.retain(|l| !is_marker_line(l));
+        for server in &mut section.servers {
+            if runtime_address(&server.address).is_some() {
+                server.address = "-".into();
+            }
+        }
+    }
+    config
+}
+
+fn is_marker_line(line: &str) -> bool {
+    line.starts_with("description ")
+}
+
+fn marker(config: &HaproxyConfig) -> String {
+    let digest = Sha256::digest(skeleton(config).to_string().as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A server as HAProxy's runtime API reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveServer {
+    pub backend: String,
+    pub server: String,
+    /// `ip:port` as HAProxy currently uses it.
+    pub address: String,
+}
+
+/// What the running HAProxy is, as observed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveState {
+    /// The marker of the config the running worker loaded; `None` when
+    /// HAProxy is not running or did not load a capstan config.
+    pub marker: Option<String>,
+    /// The config file capstan last wrote, if any.
+    pub config: Option<HaproxyConfig>,
+    pub servers: Vec<LiveServer>,
+}
+
+/// One change the plan makes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// A section (frontend, backend, ...) HAProxy does not run yet.
+    AddSection {
+        section: String,
+    },
+    RemoveSection {
+        section: String,
+    },
+    ModifySection {
+        section: String,
+    },
+    /// The running worker did not load the config on disk (HAProxy was
+    /// started elsewhere, or a reload was lost).
+    ReloadRunningConfig,
+    /// Move a server to a new address through the admin socket.
+    SetServerAddress {
+        backend: String,
+        server: String,
+        address: String,
+    },
+}
+
+/// How a plan is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Live already matches desired.
+    Nothing,
+    /// Runtime API commands only: no reload.
+    Runtime,
+    /// Write, check and reload the whole config.
+    Reload,
+}
+
+/// The changes that take live to desired, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub method: Method,
+    pub changes: Vec<Change>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.method == Method::Nothing
+    }
+}
+
+/// Compares desired with live. A reload is planned whenever the running
+/// worker's marker differs from the desired one; otherwise only server
+/// addresses can differ, and those change at run time.
+pub fn plan(desired: &DesiredConfig, live: &LiveState) -> Plan {
+    if live.marker.as_deref() != Some(desired.marker.as_str()) {
+        let mut changes = section_changes(&desired.config, live.config.as_ref());
+        if changes.is_empty() {
+            changes.push(Change::ReloadRunningConfig);
+        }
+        return Plan {
+            method: Method::Reload,
+            changes,
+        };
+    }
+    let mut changes = Vec::new();
+    for section in &desired.config.sections {
+        let Some(backend) = section.backend_name() else {
+            continue;
+        };
+        for server in &section.servers {
+            if runtime_address(&server.address).is_none() {
+                continue;
+            }
+            let live_server = live
+                .servers
+                .iter()
+                .find(|s| s.backend == backend && s.server == server.name);
+            match live_server {
+                Some(live) if same_address(&live.address, &server.address) => {}
+                Some(_) => changes.push(Change::SetServerAddress {
+                    backend: backend.to_string(),
+                    server: server.name.clone(),
+                    address: server.address.clone(),
+                }),
+                // The marker matched but the server is missing: the runtime
+                // state is not what the config says; only a reload repairs it.
+                None => {
+                    return Plan {
+                        method: Method::Reload,
+                        changes: vec![Change::ReloadRunningConfig],
+                    };
+                }
+            }
+        }
+    }
+    let method = if changes.is_empty() {
+        Method::Nothing
+    } else {
+        Method::Runtime
+    };
+    Plan { method, changes }
+}
+
+fn same_address(a: &str, b: &str) -> bool {
+    runtime_address(a) == runtime_address(b)
+}
+
+/// Section-level differences, ignoring the marker line.
+fn section_changes(desired: &HaproxyConfig, live: Option<&HaproxyConfig>) -> Vec<Change> {
+    let strip = |s: &Section| {
+        let mut s = s.clone();
+        s.lines.retain(|l| !is_marker_line(l));
+        s
+    };
+    let empty = HaproxyConfig { sections: vec![] };
+    let live = live.unwrap_or(&empty);
+    let mut changes = Vec::new();
+    for section in &desired.sections {
+        match live.section(&section.header) {
+            None => changes.push(Change::AddSection {
+                section: section.header.clone(),
+            }),
+            Some(old) if strip(old) != strip(section) => changes.push(Change::ModifySection {
+                section: section.header.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    for section in &live.sections {
+        if desired.section(&section.header).is_none() {
+            changes.push(Change::RemoveSection {
+                section: section.header.clone(),
+            });
+        }
+    }
+    changes
+}
+
+/// Listening ports a config binds (`bind <addr>:<port> ...`).
+pub fn bind_ports(config: &HaproxyConfig) -> Vec<u16> {
+    let mut ports: Vec<u16> = config
+        .sections
+        .iter()
+        .flat_map(|s| s.lines.iter())
+        .filter_map(|l| l.strip_prefix("bind "))
+        .filter_map(|b| {
+            b.split_whitespace()
+                .next()?
+                .rsplit_once(':')?
+                .1
+                .parse()
+                .ok()
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::render;
+    use crate::validate::load;
+
+    fn desired(yaml: &str) -> DesiredConfig {
+        DesiredConfig::new(
+            render(&load("r", yaml).unwrap()),
+            Path::new("/run/admin.sock"),
+        )
+    }
+
+    fn running(desired: &DesiredConfig) -> LiveState {
+        let servers = desired
+            .config
+            .sections
+            .iter()
+            .filter_map(|s| Some((s.backend_name()?, s)))
+            .flat_map(|(backend, s)| {
+                s.servers.iter().map(move |srv| LiveServer {
+                    backend: backend.to_string(),
+                    server: srv.name.clone(),
+                    address: srv.address.clone(),
+                })
+            })
+            .collect();
+        LiveState {
+            marker: Some(desired.marker.clone()),
+            config: Some(desired.config.clone()),
+            servers,
+        }
+    }
+
+    const ONE: &str = "version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [/a]\n    servers: [127.0.0.1:9001]\n";
+
+    #[test]
+    fn nothing_to_do_when_live_matches() {
+        let d = desired(ONE);
+        assert_eq!(plan(&d, &running(&d)).method, Method::Nothing);
+    }
+
+    #[test]
+    fn a_server_address_change_is_a_runtime_change() {
+        let before = desired(ONE);
+        let after = desired(&ONE.replace("9001", "9002"));
+        assert_eq!(before.marker, after.marker);
+        let p = plan(&after, &running(&before));
+        assert_eq!(p.method, Method::Runtime);
+        assert_eq!(
+            p.changes,
+            [Change::SetServerAddress {
+                backend: "a-be80".into(),
+                server: "a-1".into(),
+                address: "127.0.0.1:9002".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_new_route_needs_a_reload_and_names_its_sections() {
+        let before = desired(ONE);
+        let after = desired(&format!(
+            "{ONE}  - service: b\n    port: 80\n    paths: [/b]\n"
+        ));
+        let p = plan(&after, &running(&before));
+        assert_eq!(p.method, Method::Reload);
+        assert!(p.changes.contains(&Change::AddSection {
+            section: "backend b-be80".into()
+        }));
+        assert!(p.changes.contains(&Change::ModifySection {
+            section: "frontend services".into()
+        }));
+        assert!(
+            !p.changes
+                .iter()
+                .any(|c| matches!(c, Change::ModifySection { section } if section == "global"))
+        );
+    }
+
+    #[test]
+    fn nothing_running_means_reload_everything() {
+        let d = desired(ONE);
+        let p = plan(&d, &LiveState::default());
+        assert_eq!(p.method, Method::Reload);
+        assert!(p.changes.len() > 3);
+    }
+
+    #[test]
+    fn a_hostname_server_change_needs_a_reload() {
+        let before =
+            desired("version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [/a]\n");
+        let after = desired(
+            "version: 1\nroutes:\n  - service: a\n    port: 81\n    name: a\n    paths: [/a]\n",
+        );
+        assert_ne!(before.marker, after.marker);
+        assert_eq!(plan(&after, &running(&before)).method, Method::Reload);
+    }
+
+    #[test]
+    fn bind_ports_are_listed() {
+        assert_eq!(bind_ports(&desired(ONE).config), [80]);
+    }
+}

@@ -1,0 +1,508 @@
+//! The reconcile loop: fetch the desired routes, validate, render, observe
+//! live, plan, apply, remember. One reconcile runs at a time; triggers that
+//! arrive meanwhile coalesce into one more run, which fetches the latest
+//! desired state, so nothing is lost and the newest commit wins.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+use crate::apply::Haproxy;
+use crate::metrics::{Metrics, ResultLabel};
+use crate::model::RoutesFile;
+use crate::plan::{DesiredConfig, Method, Plan, plan};
+use crate::render::render;
+use crate::sources::git::{GitError, RemoteRepo};
+use crate::state::{self, ApplyRecord, LastError, Outcome, RevisionInfo, State, StateDir};
+use crate::validate;
+
+/// Where the desired routes come from.
+pub enum RoutesSource {
+    /// A file in a git repository, at the tip of a branch.
+    Git {
+        url: String,
+        repo: Arc<Mutex<RemoteRepo>>,
+        branch: String,
+        file: String,
+    },
+    /// A file on disk, re-read on every reconcile.
+    File(PathBuf),
+    /// The example table built into capstan.
+    Embedded,
+}
+
+/// Desired routes as fetched, before validation.
+pub struct Fetched {
+    pub revision: RevisionInfo,
+    /// The name diagnostics mention.
+    pub file_name: String,
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file} does not exist on branch {branch}")]
+    MissingFile { file: String, branch: String },
+}
+
+impl RoutesSource {
+    pub async fn fetch(&self) -> Result<Fetched, SourceError> {
+        match self {
+            RoutesSource::Git {
+                repo, branch, file, ..
+            } => {
+                let (repo, branch, file) = (repo.clone(), branch.clone(), file.clone());
+                tokio::task::spawn_blocking(move || {
+                    let repo = repo.lock().expect("git mutex");
+                    let revision = repo.fetch(&branch)?;
+                    let commit = revision.commit.clone().unwrap_or_default();
+                    let text = repo.read_file(&commit, &file)?.ok_or_else(|| {
+                        SourceError::MissingFile {
+                            file: file.clone(),
+                            branch: branch.clone(),
+                        }
+                    })?;
+                    Ok(Fetched {
+                        revision: RevisionInfo {
+                            label: revision.label(),
+                            commit: revision.commit,
+                        },
+                        file_name: file,
+                        text,
+                    })
+                })
+                .await
+                .expect("the git task does not panic")
+            }
+            RoutesSource::File(path) => {
+                let text =
+                    tokio::fs::read_to_string(path)
+                        .await
+                        .map_err(|source| SourceError::Read {
+                            path: path.clone(),
+                            source,
+                        })?;
+                Ok(content_addressed(&path.display().to_string(), text))
+            }
+            RoutesSource::Embedded => Ok(content_addressed(
+                "<embedded routes.yaml>",
+                crate::EMBEDDED_ROUTES.to_string(),
+            )),
+        }
+    }
+
+    pub fn describe(&self) -> SourceInfo {
+        match self {
+            RoutesSource::Git {
+                url, branch, file, ..
+            } => SourceInfo {
+                kind: "git",
+                location: url.clone(),
+                branch: Some(branch.clone()),
+                file: file.clone(),
+            },
+            RoutesSource::File(path) => SourceInfo {
+                kind: "file",
+                location: path.display().to_string(),
+                branch: None,
+                file: path.display().to_string(),
+            },
+            RoutesSource::Embedded => SourceInfo {
+                kind: "embedded",
+                location: "built into capstan".into(),
+                branch: None,
+                file: "routes.yaml".into(),
+            },
+        }
+    }
+}
+
+/// A file outside git is identified by a hash of its content.
+fn content_addressed(name: &str, text: String) -> Fetched {
+    let digest = Sha256::digest(text.as_bytes());
+    let short: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    Fetched {
+        revision: RevisionInfo {
+            label: format!("{name} (sha256 {short})"),
+            commit: None,
+        },
+        file_name: name.to_string(),
+        text,
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceInfo {
+    pub kind: &'static str,
+    pub location: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    pub file: String,
+}
+
+/// The state of git fetching, for status.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FetchStatus {
+    pub last_success_at: Option<String>,
+    pub error: Option<String>,
+    pub consecutive_failures: u32,
+    /// Seconds until the next attempt, while failing.
+    pub retry_in_seconds: Option<u64>,
+}
+
+/// What `GET /v1/status` and `capstan status` show.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub source: SourceInfo,
+    /// The newest revision fetched, valid or not.
+    pub desired: Option<RevisionInfo>,
+    /// The revision HAProxy serves.
+    pub applied: Option<AppliedInfo>,
+    /// HAProxy serves the newest desired revision.
+    pub in_sync: bool,
+    pub last_error: Option<LastError>,
+    pub fetch: FetchStatus,
+    /// What the next apply would do; `nothing` when in sync.
+    pub pending_plan: Option<Plan>,
+    /// The latest applies, newest first.
+    pub history: Vec<ApplyRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppliedInfo {
+    pub revision: RevisionInfo,
+    pub at: String,
+}
+
+/// How many applies status shows.
+const STATUS_HISTORY: usize = 20;
+
+/// What the HTTP API shares with the loop.
+pub struct Shared {
+    pub metrics: Metrics,
+    pub status: Mutex<Status>,
+    /// Wakes the loop for a reconcile now (webhook, API).
+    pub trigger: Notify,
+    /// The routes HAProxy serves, for `capstan diff --live`.
+    pub applied_routes: Mutex<Option<(RevisionInfo, RoutesFile)>>,
+}
+
+pub struct Reconciler {
+    source: RoutesSource,
+    state_dir: StateDir,
+    haproxy: Haproxy,
+    state: State,
+    pub shared: Arc<Shared>,
+}
+
+impl Reconciler {
+    pub fn new(source: RoutesSource, state_dir: StateDir, haproxy: Haproxy, state: State) -> Self {
+        let status = Status {
+            source: source.describe(),
+            desired: None,
+            applied: state.applied.as_ref().map(|a| AppliedInfo {
+                revision: a.revision.clone(),
+                at: a.at.clone(),
+            }),
+            in_sync: false,
+            last_error: state.last_error.clone(),
+            fetch: FetchStatus::default(),
+            pending_plan: None,
+            history: state.history.iter().take(STATUS_HISTORY).cloned().collect(),
+        };
+        let applied_routes = state
+            .applied
+            .as_ref()
+            .map(|a| (a.revision.clone(), a.routes.clone()));
+        Self {
+            source,
+            state_dir,
+            haproxy,
+            state,
+            shared: Arc::new(Shared {
+                metrics: Metrics::default(),
+                status: Mutex::new(status),
+                trigger: Notify::new(),
+                applied_routes: Mutex::new(applied_routes),
+            }),
+        }
+    }
+
+    /// Reconciles now, then on every trigger and every `poll` interval; while
+    /// fetching fails, retries with exponential backoff up to `poll`.
+    pub async fn run(mut self, poll: Duration) {
+        loop {
+            let wait = match self.reconcile().await {
+                Err(ReconcileError::Fetch) => {
+                    let failures = self.status().fetch.consecutive_failures;
+                    let backoff = Duration::from_secs(1 << failures.min(6)).min(poll);
+                    self.status().fetch.retry_in_seconds = Some(backoff.as_secs());
+                    backoff
+                }
+                _ => poll,
+            };
+            tokio::select! {
+                () = self.shared.trigger.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.shared.status.lock().expect("status mutex")
+    }
+
+    /// One pass of the pipeline.
+    pub async fn reconcile(&mut self) -> Result<Method, ReconcileError> {
+        let started = Instant::now();
+        let result = self.reconcile_inner().await;
+        let metrics = &self.shared.metrics;
+        metrics
+            .reconciles
+            .get_or_create(&ResultLabel::of(&result))
+            .inc();
+        metrics
+            .reconcile_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let in_sync = result.is_ok();
+        metrics.in_sync.set(i64::from(in_sync));
+        self.status().in_sync = in_sync;
+        result
+    }
+
+    async fn reconcile_inner(&mut self) -> Result<Method, ReconcileError> {
+        let fetched = match self.source.fetch().await {
+            Ok(fetched) => {
+                let mut status = self.status();
+                status.fetch.last_success_at = Some(state::now());
+                status.fetch.error = None;
+                status.fetch.consecutive_failures = 0;
+                status.fetch.retry_in_seconds = None;
+                status.desired = Some(fetched.revision.clone());
+                drop(status);
+                fetched
+            }
+            Err(error) => {
+                tracing::warn!(%error, "fetching routes failed; HAProxy keeps serving the last applied config");
+                self.shared.metrics.git_fetch_errors.inc();
+                let mut status = self.status();
+                status.fetch.error = Some(error.to_string());
+                status.fetch.consecutive_failures += 1;
+                return Err(ReconcileError::Fetch);
+            }
+        };
+        let revision = fetched.revision.clone();
+        let routes = match validate::load(&fetched.file_name, &fetched.text) {
+            Ok(routes) => routes,
+            Err(diagnostics) => {
+                tracing::warn!(revision = %revision.label, "invalid routes, not applied:\n{diagnostics}");
+                let message = format!(
+                    "{} at {} is invalid ({} problem(s)); still serving {}",
+                    fetched.file_name,
+                    revision.label,
+                    diagnostics.0.len(),
+                    self.serving_label()
+                );
+                self.fail(revision, "validate", message, diagnostics.0, None, None);
+                return Err(ReconcileError::Invalid);
+            }
+        };
+        let desired = DesiredConfig::new(render(&routes), self.haproxy.admin_socket());
+        let live = self.haproxy.observe().await;
+        let plan = plan(&desired, &live);
+        self.status().pending_plan = Some(plan.clone());
+
+        if let Some(error) = &self.state.last_error
+            && error.marker.as_deref() == Some(desired.marker.as_str())
+            && !plan.is_empty()
+        {
+            // This exact config already failed to apply: retrying every poll
+            // would be a reload storm. Wait for a new desired state.
+            return Err(ReconcileError::AlreadyFailed);
+        }
+
+        let result = self.haproxy.apply(&desired, &plan, &live).await;
+        let metrics = &self.shared.metrics;
+        match plan.method {
+            Method::Reload => {
+                metrics
+                    .reloads
+                    .get_or_create(&ResultLabel::of(&result))
+                    .inc();
+            }
+            Method::Runtime => {
+                let count = plan.changes.len() as u64;
+                metrics
+                    .runtime_operations
+                    .get_or_create(&ResultLabel::of(&result))
+                    .inc_by(count);
+            }
+            Method::Nothing => {}
+        }
+        match result {
+            Ok(applied) => {
+                if plan.method != Method::Nothing {
+                    tracing::info!(
+                        revision = %revision.label,
+                        method = ?plan.method,
+                        changes = plan.changes.len(),
+                        duration_ms = applied.duration.as_millis() as u64,
+                        "applied"
+                    );
+                    self.state.record(ApplyRecord {
+                        revision: revision.clone(),
+                        at: state::now(),
+                        method: plan.method,
+                        changes: plan.changes.clone(),
+                        outcome: Outcome::Ok,
+                        duration_ms: applied.duration.as_millis() as u64,
+                        error: None,
+                    });
+                }
+                self.succeed(revision, &desired, routes);
+                Ok(plan.method)
+            }
+            Err(error) => {
+                let stage = match &error {
+                    crate::apply::ApplyError::Check(_) | crate::apply::ApplyError::PortInUse(_) => {
+                        "check"
+                    }
+                    crate::apply::ApplyError::Runtime(_) => "runtime",
+                    _ => "reload",
+                };
+                let message = format!("{error}\nstill serving {}", self.serving_label());
+                tracing::error!(revision = %revision.label, stage, "apply failed: {message}");
+                self.state.record(ApplyRecord {
+                    revision: revision.clone(),
+                    at: state::now(),
+                    method: plan.method,
+                    changes: plan.changes.clone(),
+                    outcome: Outcome::Failed,
+                    duration_ms: 0,
+                    error: Some(error.to_string()),
+                });
+                self.fail(
+                    revision,
+                    stage,
+                    message,
+                    vec![],
+                    Some(desired.marker.clone()),
+                    Some(plan),
+                );
+                Err(ReconcileError::Apply)
+            }
+        }
+    }
+
+    fn serving_label(&self) -> String {
+        self.state
+            .applied
+            .as_ref()
+            .map_or("nothing yet".to_string(), |a| a.revision.label.clone())
+    }
+
+    fn succeed(&mut self, revision: RevisionInfo, desired: &DesiredConfig, routes: RoutesFile) {
+        let unchanged = self
+            .state
+            .applied
+            .as_ref()
+            .is_some_and(|a| a.revision == revision && a.marker == desired.marker);
+        if !unchanged || self.state.last_error.is_some() {
+            let at = state::now();
+            self.state.applied = Some(state::Applied {
+                revision: revision.clone(),
+                marker: desired.marker.clone(),
+                at: at.clone(),
+                routes: routes.clone(),
+            });
+            self.state.last_error = None;
+            self.save();
+            let mut status = self.status();
+            status.applied = Some(AppliedInfo {
+                revision: revision.clone(),
+                at,
+            });
+            status.last_error = None;
+            status.history = self
+                .state
+                .history
+                .iter()
+                .take(STATUS_HISTORY)
+                .cloned()
+                .collect();
+            drop(status);
+            *self.shared.applied_routes.lock().expect("routes mutex") = Some((revision, routes));
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            self.shared.metrics.last_successful_apply.set(now as i64);
+        }
+        self.status().pending_plan = Some(Plan {
+            method: Method::Nothing,
+            changes: vec![],
+        });
+    }
+
+    fn fail(
+        &mut self,
+        revision: RevisionInfo,
+        stage: &str,
+        message: String,
+        diagnostics: Vec<crate::diagnostics::Diagnostic>,
+        marker: Option<String>,
+        pending: Option<Plan>,
+    ) {
+        let error = LastError {
+            revision: Some(revision),
+            stage: stage.to_string(),
+            message,
+            diagnostics,
+            marker,
+            at: state::now(),
+        };
+        self.state.last_error = Some(error.clone());
+        self.save();
+        let mut status = self.status();
+        status.last_error = Some(error);
+        if pending.is_some() {
+            status.pending_plan = pending;
+        }
+        status.history = self
+            .state
+            .history
+            .iter()
+            .take(STATUS_HISTORY)
+            .cloned()
+            .collect();
+    }
+
+    fn save(&self) {
+        if let Err(error) = self.state_dir.save(&self.state) {
+            tracing::error!(%error, "could not save capstan's state");
+        }
+    }
+}
+
+/// Why a reconcile did not bring HAProxy in sync. Details are in status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("fetching the routes failed")]
+    Fetch,
+    #[error("the routes are invalid")]
+    Invalid,
+    #[error("applying failed")]
+    Apply,
+    #[error("this config already failed to apply; waiting for a new revision")]
+    AlreadyFailed,
+}

@@ -1,0 +1,356 @@
+//! `capstan serve`, `capstan status` and the live side of `capstan diff`:
+//! the binary's wiring of sources, reconciler, HAProxy and the HTTP API.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+
+use capstan::api::{self, ApiState};
+use capstan::apply::Haproxy;
+use capstan::diff::Snapshot;
+use capstan::haproxy::process::RuntimePaths;
+use capstan::model::RoutesFile;
+use capstan::reconcile::{Reconciler, RoutesSource};
+use capstan::sources::git::{GitAuth, RemoteRepo};
+use capstan::state::{RevisionInfo, StateDir};
+use capstan::webhook::WebhookSecret;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Git remote holding the routes (file://, https:// or ssh://). Without
+    /// it, --routes-file is served, or else the example built into capstan.
+    #[arg(long, env = "CAPSTAN_REPO", value_name = "URL")]
+    repo: Option<String>,
+    /// Branch to follow.
+    #[arg(long, env = "CAPSTAN_BRANCH", default_value = "main")]
+    branch: String,
+    /// Path of the routes file inside the repository.
+    #[arg(long, env = "CAPSTAN_FILE", default_value = "routes.yaml")]
+    file: String,
+    /// A local routes file to serve instead of a git repository (re-read on
+    /// every poll and trigger).
+    #[arg(long, env = "CAPSTAN_ROUTES_FILE", conflicts_with = "repo")]
+    routes_file: Option<PathBuf>,
+    /// Where capstan keeps haproxy.cfg, its sockets, the git cache and
+    /// state.json. Survives restarts.
+    #[arg(long, env = "CAPSTAN_STATE_DIR", default_value = "/var/lib/capstan")]
+    state_dir: PathBuf,
+    /// How often to pull the repository (also the longest retry backoff).
+    #[arg(long, env = "CAPSTAN_POLL_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    poll_interval: Duration,
+    /// Address of capstan's HTTP API (status, webhook, metrics).
+    #[arg(long, env = "CAPSTAN_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// File holding the push webhook secret (GitHub's HMAC secret or
+    /// GitLab's token). Without it, webhooks are accepted unverified.
+    #[arg(long, env = "CAPSTAN_WEBHOOK_SECRET_FILE")]
+    webhook_secret_file: Option<PathBuf>,
+    /// File holding an https access token for the repository.
+    #[arg(long, env = "CAPSTAN_GIT_TOKEN_FILE")]
+    git_token_file: Option<PathBuf>,
+    /// User name sent with the token (GitHub: x-access-token, GitLab: oauth2).
+    #[arg(long, env = "CAPSTAN_GIT_USERNAME", default_value = "x-access-token")]
+    git_username: String,
+    /// Private key for ssh:// remotes.
+    #[arg(long, env = "CAPSTAN_SSH_KEY")]
+    ssh_key: Option<PathBuf>,
+    /// known_hosts file that ssh:// remotes' host keys are checked against.
+    #[arg(
+        long,
+        env = "CAPSTAN_KNOWN_HOSTS",
+        default_value = "/etc/ssh/ssh_known_hosts"
+    )]
+    known_hosts: PathBuf,
+    /// The haproxy binary.
+    #[arg(long, env = "CAPSTAN_HAPROXY", default_value = "haproxy")]
+    haproxy: PathBuf,
+    /// Drive an HAProxy started elsewhere through this master CLI socket
+    /// instead of starting one (it must run in master-worker mode with
+    /// -S <socket> and load --attach-config).
+    #[arg(long, env = "CAPSTAN_ATTACH_MASTER_SOCKET", requires = "attach_config")]
+    attach_master_socket: Option<PathBuf>,
+    /// The config file the attached HAProxy loads; capstan rewrites it.
+    #[arg(long, env = "CAPSTAN_ATTACH_CONFIG")]
+    attach_config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "CAPSTAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `500ms`, `30s`, `5m`, `1h`; a bare number is seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 30s"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!(
+            "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
+        )),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn read_secret(path: &PathBuf) -> Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let secret = text.trim().to_string();
+    if secret.is_empty() {
+        bail!("{} is empty", path.display());
+    }
+    Ok(secret)
+}
+
+pub fn run(args: ServeArgs) -> Result<ExitCode> {
+    init_logging(args.log_format);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(serve(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let state_dir = StateDir::open(&args.state_dir)?;
+    let state = state_dir.load()?;
+    let source = routes_source(&args, &state_dir)?;
+    let paths = RuntimePaths::in_dir(state_dir.run_dir());
+    let mut haproxy = match (&args.attach_master_socket, &args.attach_config) {
+        (Some(master), Some(config)) => Haproxy::attached(
+            args.haproxy.clone(),
+            config.clone(),
+            RuntimePaths {
+                master_socket: master.clone(),
+                ..paths
+            },
+        ),
+        _ => Haproxy::supervised(args.haproxy.clone(), state_dir.config_file(), paths),
+    };
+    if let Err(error) = haproxy.resume().await {
+        tracing::error!(%error, "could not resume HAProxy with the last applied config");
+    }
+    let webhook_secret = match &args.webhook_secret_file {
+        Some(path) => Some(Arc::new(WebhookSecret::new(
+            read_secret(path)?.into_bytes(),
+        ))),
+        None => {
+            tracing::warn!("no --webhook-secret-file: push webhooks are accepted unverified");
+            None
+        }
+    };
+    let reconciler = Reconciler::new(source, state_dir, haproxy, state);
+    let api_state = ApiState {
+        shared: reconciler.shared.clone(),
+        webhook_secret,
+        branch: args.repo.as_ref().map(|_| args.branch.clone()),
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", args.listen))?;
+    tracing::info!(listen = %args.listen, state_dir = %args.state_dir.display(), "capstan serving");
+    let api = axum::serve(listener, api::router(api_state));
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    tokio::select! {
+        () = reconciler.run(args.poll_interval) => {}
+        result = api.into_future() => result.context("the HTTP API stopped")?,
+        () = shutdown => tracing::info!("stopping; HAProxy keeps serving"),
+    }
+    Ok(())
+}
+
+fn routes_source(args: &ServeArgs, state_dir: &StateDir) -> Result<RoutesSource> {
+    if let Some(path) = &args.routes_file {
+        return Ok(RoutesSource::File(path.clone()));
+    }
+    let Some(url) = &args.repo else {
+        tracing::info!("no --repo or --routes-file: serving the example routes built into capstan");
+        return Ok(RoutesSource::Embedded);
+    };
+    let auth = if let Some(token_file) = &args.git_token_file {
+        GitAuth::Token {
+            username: args.git_username.clone(),
+            token: read_secret(token_file)?,
+        }
+    } else if let Some(key) = &args.ssh_key {
+        GitAuth::SshKey {
+            username: "git".into(),
+            private_key: key.clone(),
+            passphrase: None,
+            known_hosts: args.known_hosts.clone(),
+        }
+    } else {
+        GitAuth::None
+    };
+    let repo = RemoteRepo::open(url, &state_dir.git_cache(), auth)?;
+    Ok(RoutesSource::Git {
+        url: url.clone(),
+        repo: Arc::new(Mutex::new(repo)),
+        branch: args.branch.clone(),
+        file: args.file.clone(),
+    })
+}
+
+fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(future)
+}
+
+async fn get_json(url: &str) -> Result<serde_json::Value> {
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let code = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .with_context(|| format!("GET {url}: not JSON"))?;
+    if !code.is_success() {
+        bail!(
+            "GET {url}: {code}: {}",
+            body["error"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(body)
+}
+
+/// What a running capstan serves, as the base of a diff.
+pub fn live_snapshot(url: &str) -> Result<Snapshot> {
+    let url = format!("{}/v1/live", url.trim_end_matches('/'));
+    let body = block_on(get_json(&url))?;
+    let revision: RevisionInfo = serde_json::from_value(body["revision"].clone())
+        .with_context(|| format!("{url}: no revision"))?;
+    let routes: RoutesFile = serde_json::from_value(body["routes"].clone())
+        .with_context(|| format!("{url}: no routes"))?;
+    Ok(Snapshot::rendered(
+        format!("live {}", revision.label),
+        revision.commit,
+        routes,
+    ))
+}
+
+pub fn status(url: &str, json: bool) -> Result<ExitCode> {
+    let url = format!("{}/v1/status", url.trim_end_matches('/'));
+    let status = block_on(get_json(&url))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", status_text(&status));
+    }
+    Ok(if status["in_sync"].as_bool() == Some(true) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+fn status_text(status: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let label = |v: &serde_json::Value| v["label"].as_str().unwrap_or("-").to_string();
+    let mut out = String::new();
+    let source = &status["source"];
+    let _ = writeln!(
+        out,
+        "source:   {} {} {}",
+        source["kind"].as_str().unwrap_or_default(),
+        source["location"].as_str().unwrap_or_default(),
+        source["branch"]
+            .as_str()
+            .map(|b| format!("(branch {b})"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(out, "desired:  {}", label(&status["desired"]));
+    let _ = writeln!(
+        out,
+        "applied:  {} at {}",
+        label(&status["applied"]["revision"]),
+        status["applied"]["at"].as_str().unwrap_or("-")
+    );
+    let in_sync = status["in_sync"].as_bool() == Some(true);
+    let _ = writeln!(out, "in sync:  {}", if in_sync { "yes" } else { "NO" });
+    if let Some(error) = status["fetch"]["error"].as_str() {
+        let _ = writeln!(out, "fetch:    failing: {error}");
+    }
+    if let Some(error) = status["last_error"].as_object() {
+        let _ = writeln!(
+            out,
+            "error:    [{}] {}",
+            error["stage"].as_str().unwrap_or_default(),
+            error["message"].as_str().unwrap_or_default()
+        );
+        for d in error["diagnostics"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "          {}:{}:{}: {}: {}",
+                d["file"].as_str().unwrap_or_default(),
+                d["line"],
+                d["column"],
+                d["field"].as_str().unwrap_or_default(),
+                d["message"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    if let Some(plan) = status["pending_plan"].as_object() {
+        let _ = writeln!(
+            out,
+            "pending:  {} ({} change(s))",
+            plan["method"].as_str().unwrap_or_default(),
+            plan["changes"].as_array().map_or(0, Vec::len)
+        );
+    }
+    let _ = writeln!(out, "last applies:");
+    for record in status["history"].as_array().into_iter().flatten().take(10) {
+        let _ = writeln!(
+            out,
+            "  {}  {:<7} {:<6} {:>5} ms  {}",
+            record["at"].as_str().unwrap_or_default(),
+            record["method"].as_str().unwrap_or_default(),
+            record["outcome"].as_str().unwrap_or_default(),
+            record["duration_ms"],
+            label(&record["revision"])
+        );
+    }
+    out
+}

@@ -1,0 +1,318 @@
+//! Every table capstan ships, and a generated 10,000-route one, renders to a
+//! config that the real HAProxy accepts (`haproxy -c`) without warnings or
+//! alerts, except "could not resolve address": Swarm service names do not
+//! resolve outside the cluster, which `default-server init-addr
+//! last,libc,none` makes harmless.
+//!
+//! Needs `haproxy` (and `openssl`, for the HTTPS examples) on PATH:
+//! `scripts/install-test-deps` installs them. Missing tools fail the tests;
+//! they are never skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use capstan::model::{FilePath, RoutesFile};
+use capstan::render::render;
+use capstan::validate::{self, load};
+use tempfile::TempDir;
+
+const INSTALL_HINT: &str = "run scripts/install-test-deps (installs haproxy, openssl, socat, git)";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `program args`, failing the test with the install hint when the
+/// program is missing.
+fn run(program: &str, args: &[&str]) -> std::process::Output {
+    match Command::new(program).args(args).output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("`{program}` is not on PATH: {INSTALL_HINT}")
+        }
+        Err(e) => panic!("running {program}: {e}"),
+    }
+}
+
+/// A self-signed certificate and its key in one PEM file, as HAProxy's `crt` wants.
+struct Certificate {
+    _dir: TempDir,
+    pem: PathBuf,
+}
+
+fn self_signed_certificate() -> Certificate {
+    let dir = TempDir::new().unwrap();
+    let key = dir.path().join("key.pem");
+    let cert = dir.path().join("cert.pem");
+    let output = run(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=capstan.test",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "openssl req failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pem = dir.path().join("site.pem");
+    let mut both = std::fs::read(&cert).unwrap();
+    both.extend(std::fs::read(&key).unwrap());
+    std::fs::write(&pem, both).unwrap();
+    Certificate { _dir: dir, pem }
+}
+
+/// Points `defaults.https.certificates` (when set) at a real certificate:
+/// `haproxy -c` loads it.
+fn with_certificate(mut routes: RoutesFile, certificate: &Certificate) -> RoutesFile {
+    if let Some(https) = routes.defaults.https.as_mut() {
+        https.certificates = FilePath(certificate.pem.to_str().unwrap().to_string());
+    }
+    validate::check("routes.yaml", &routes).expect("still valid with the test certificate");
+    routes
+}
+
+/// `haproxy -c` on a rendered config: Err with everything HAProxy said when
+/// it fails or says more than "could not resolve address".
+fn haproxy_check(label: &str, config: &str) -> Result<(), String> {
+    let dir = TempDir::new().unwrap();
+    let file = dir.path().join("haproxy.cfg");
+    std::fs::write(&file, config).unwrap();
+    let output = run("haproxy", &["-c", "-f", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let unexpected: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("[WARNING]") || l.contains("[ALERT]"))
+        .filter(|l| !l.contains("could not resolve address"))
+        .collect();
+    if output.status.success() && unexpected.is_empty() {
+        return Ok(());
+    }
+    let numbered: String = config
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| {
+            unexpected
+                .iter()
+                .any(|u| u.contains(&format!(":{}]", i + 1)))
+        })
+        .map(|(i, l)| format!("  {:>6}: {l}\n", i + 1))
+        .collect();
+    Err(format!(
+        "{label}: haproxy -c exited with {:?}; unexpected messages:\n{}\n{}\nconfig lines named:\n{numbered}",
+        output.status.code(),
+        unexpected.join("\n"),
+        String::from_utf8_lossy(&output.stdout),
+    ))
+}
+
+fn load_file(path: &Path) -> RoutesFile {
+    let text = std::fs::read_to_string(path).unwrap();
+    load(&path.display().to_string(), &text)
+        .unwrap_or_else(|d| panic!("{} is invalid:\n{d}", path.display()))
+}
+
+fn example_files() -> Vec<PathBuf> {
+    let dir = repo().join("examples/routes");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "only {} examples", files.len());
+    files
+}
+
+#[test]
+fn haproxy_is_installed() {
+    let output = run("haproxy", &["-v"]);
+    let version = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        version.starts_with("HAProxy version 2.") || version.starts_with("HA-Proxy version 2."),
+        "unexpected `haproxy -v`: {version}"
+    );
+}
+
+#[test]
+fn root_routes_yaml_passes_haproxy_check() {
+    let routes = load_file(&repo().join("routes.yaml"));
+    let certificate = self_signed_certificate();
+    let config = render(&with_certificate(routes, &certificate)).to_string();
+    haproxy_check("routes.yaml", &config).unwrap();
+}
+
+#[test]
+fn every_example_passes_haproxy_check() {
+    let certificate = self_signed_certificate();
+    let failures: Vec<String> = example_files()
+        .iter()
+        .filter_map(|path| {
+            let routes = with_certificate(load_file(path), &certificate);
+            haproxy_check(&path.display().to_string(), &render(&routes).to_string()).err()
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The examples open with the modeline that gives editors the schema.
+#[test]
+fn every_example_names_the_schema() {
+    for path in example_files() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("# yaml-language-server: $schema=../../schema/routes.schema.json\n"),
+            "{} lacks the schema modeline",
+            path.display()
+        );
+    }
+    assert!(repo().join("schema/routes.schema.json").is_file());
+}
+
+/// A table of `n` routes as YAML, mixing every kind of route: prefix,
+/// exact and regex paths, exact and wildcard domains, tcp, headers,
+/// timeouts, health checks, auth, static servers, HTTPS redirects.
+fn generated_table(n: usize) -> String {
+    let mut y = String::with_capacity(n * 220);
+    y.push_str(
+        "version: 1
+defaults:
+  http_port: 80
+  https:
+    port: 443
+    certificates: /etc/capstan/certs/site.pem
+  stats:
+    port: 8404
+  maxconn: 100000
+  timeouts:
+    connect: 5s
+    client: 30s
+    server: 30s
+userlists:
+  ops:
+    - name: admin
+      password_hash: $6$q7Lm2VxR9aTz4KpE$Xad/VAi5L.qd2GiBS4zYevhpavql16p1bvOL3ibnZy7QTXtskOamITz/FJ3OJHQIgNx8lRE/0PaGNVPN8g8Fo/
+routes:
+",
+    );
+    for i in 0..n {
+        let route = match i % 10 {
+            0..=2 => format!(
+                "  - service: svc-{i}\n    port: 8080\n    paths: [/svc-{i}, /svc-{i}/v2]\n"
+            ),
+            3 => format!(
+                "  - service: status-{i}\n    port: 8080\n    path_match: exact\n    paths: [/status-{i}, /status-{i}/ready]\n"
+            ),
+            4 => format!(
+                "  - service: site-{i}\n    port: 80\n    domains: [site-{i}.example.com, www.site-{i}.example.com]\n    https_only: true\n    redirect_code: 301\n"
+            ),
+            5 => format!(
+                "  - service: tenant-{i}\n    port: 9000\n    domains: [\"*.t{i}.example.com\"]\n    paths: [/api]\n    request_headers:\n      set:\n        X-Tenant: t{i}\n      add:\n        X-Route: route {i}\n      delete: [X-Debug]\n    response_headers:\n      set:\n        Strict-Transport-Security: max-age=31536000; includeSubDomains\n      delete: [Server]\n"
+            ),
+            6 => format!(
+                "  - service: db-{i}\n    port: 5432\n    mode: tcp\n    listen_port: {}\n    balance: leastconn\n    sticky: true\n    timeouts:\n      client: 1h\n      server: 1h\n    health_check:\n      interval: 10s\n",
+                20000 + i / 10
+            ),
+            7 => format!(
+                "  - service: files-{i}\n    port: 8080\n    path_match: regex\n    paths: [\"^/files-{i}/v[0-9]+/\"]\n    rewrite_path:\n      regex: ^/files-{i}/(.*)\n      replace: /\\1\n    timeouts:\n      connect: 3s\n      server: 2m\n      tunnel: 1h\n"
+            ),
+            8 => format!(
+                "  - service: legacy-{i}\n    port: 8080\n    paths: [/legacy-{i}]\n    servers: [\"10.{}.{}.1:8080\", \"10.{}.{}.2:8080\"]\n    sticky: true\n    health_check:\n      path: /healthz\n      interval: 5s\n",
+                i / 256 % 256,
+                i % 256,
+                i / 256 % 256,
+                i % 256
+            ),
+            _ => format!(
+                "  - service: admin-{i}\n    port: 3000\n    domains: [admin-{i}.example.com]\n    paths: [/]\n    auth:\n      userlist: ops\n      realm: Admin\n    balance: source\n"
+            ),
+        };
+        y.push_str(&route);
+    }
+    y
+}
+
+/// A tiny deterministic generator (xorshift), so shuffles repeat run to run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+fn generated_routes() -> RoutesFile {
+    let text = generated_table(10_000);
+    let routes =
+        load("generated.yaml", &text).unwrap_or_else(|d| panic!("generated table invalid:\n{d}"));
+    assert_eq!(routes.routes.len(), 10_000);
+    routes
+}
+
+#[test]
+fn ten_thousand_routes_pass_haproxy_check() {
+    let certificate = self_signed_certificate();
+    let routes = with_certificate(generated_routes(), &certificate);
+    let config = render(&routes).to_string();
+    assert!(config.matches("\nbackend ").count() == 10_000);
+    assert!(config.matches("\nfrontend tcp_").count() == 1_000);
+    haproxy_check("generated 10,000-route table", &config).unwrap();
+}
+
+/// Order in routes.yaml never matters: a shuffled table (routes, and the
+/// paths and domains of each) renders byte for byte the same.
+#[test]
+fn ten_thousand_routes_shuffled_render_identically() {
+    let routes = generated_routes();
+    let expected = render(&routes).to_string();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for round in 0..3 {
+        let mut shuffled = routes.clone();
+        rng.shuffle(&mut shuffled.routes);
+        for route in &mut shuffled.routes {
+            rng.shuffle(&mut route.paths);
+            rng.shuffle(&mut route.domains);
+        }
+        assert_ne!(
+            shuffled.routes, routes.routes,
+            "round {round} did not shuffle"
+        );
+        let config = render(&shuffled).to_string();
+        if config != expected {
+            let first = config
+                .lines()
+                .zip(expected.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            panic!(
+                "round {round}: rendering depends on order; first difference at line {}:\n  expected: {:?}\n  got:      {:?}",
+                first + 1,
+                expected.lines().nth(first),
+                config.lines().nth(first)
+            );
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! `capstan serve` end to end: a real git remote, a real HAProxy started by
+//! capstan, real HTTP backends on loopback, checked by which backend answers.
+
+mod support;
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use support::*;
+
+const SECRET: &str = "webhook-secret";
+
+fn serve_git(remote: &GitRemote, extra: &[&str]) -> Capstan {
+    let url = remote.url();
+    let mut args = vec!["--repo", url.as_str(), "--branch", "main"];
+    args.extend_from_slice(extra);
+    Capstan::start(&args)
+}
+
+fn wait_applied(capstan: &Capstan, commit: &str) {
+    wait_until(
+        &format!("commit {commit} applied"),
+        Duration::from_secs(20),
+        || capstan.status()["applied"]["revision"]["commit"] == commit,
+    );
+}
+
+fn signed_push(capstan: &Capstan, secret: &str, body: &str) -> (u16, String) {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let signature: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    reqwest_post(
+        &format!("{}/v1/webhook/git", capstan.url()),
+        body,
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &format!("sha256={signature}")),
+        ],
+    )
+}
+
+fn reqwest_post(url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut request = reqwest::Client::new().post(url).body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    })
+}
+
+#[test]
+fn a_pushed_route_serves_by_polling_and_a_restart_reloads_nothing() {
+    require_tools();
+    let (a, http) = (Backend::start("A"), free_port());
+    let remote = GitRemote::new();
+    let commit = remote.push(&routes_yaml(http, &route("a", "/a", &a.address())));
+    let mut capstan = serve_git(&remote, &["--poll-interval", "300ms"]);
+    wait_for_backend(http, "/a/x", "A");
+    wait_applied(&capstan, &commit);
+    let status = capstan.status();
+    assert_eq!(status["in_sync"], true, "{status:#}");
+    assert_eq!(status["history"][0]["method"], "reload");
+
+    // A push lands through polling.
+    let b = Backend::start("B");
+    let routes = format!(
+        "{}{}",
+        route("a", "/a", &a.address()),
+        route("b", "/b", &b.address())
+    );
+    let commit = remote.push(&routes_yaml(http, &routes));
+    wait_for_backend(http, "/b", "B");
+    wait_applied(&capstan, &commit);
+
+    // capstan goes away: HAProxy keeps serving; back again, it reloads nothing.
+    let reloads = capstan.haproxy_reloads();
+    capstan.stop_capstan();
+    wait_for_backend(http, "/a", "A");
+    capstan.restart();
+    wait_until(
+        "the first reconcile after restart",
+        Duration::from_secs(20),
+        || capstan.metric("capstan_reconciles_total{result=\"ok\"}") >= 1.0,
+    );
+    assert_eq!(
+        capstan.haproxy_reloads(),
+        reloads,
+        "a restart of capstan must not reload"
+    );
+    assert_eq!(capstan.metric("capstan_reloads_total{result=\"ok\"}"), 0.0);
+    assert_eq!(capstan.status()["applied"]["revision"]["commit"], commit);
+    wait_for_backend(http, "/b", "B");
+}
+
+#[test]
+fn a_webhook_triggers_at_once_and_a_bad_signature_triggers_nothing() {
+    require_tools();
+    let (a, b, http) = (Backend::start("A"), Backend::start("B"), free_port());
+    let remote = GitRemote::new();
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret_file = secret_dir.path().join("secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let first = remote.push(&routes_yaml(http, &route("a", "/a", &a.address())));
+    let capstan = serve_git(
+        &remote,
+        &[
+            "--poll-interval",
+            "1h",
+            "--webhook-secret-file",
+            secret_file.to_str().unwrap(),
+        ],
+    );
+    wait_applied(&capstan, &first);
+
+    let routes = format!(
+        "{}{}",
+        route("a", "/a", &a.address()),
+        route("b", "/b", &b.address())
+    );
+    let second = remote.push(&routes_yaml(http, &routes));
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let (code, answer) = signed_push(&capstan, "wrong secret", body);
+    assert_eq!(code, 401, "{answer}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(capstan.status()["applied"]["revision"]["commit"], first);
+    assert_eq!(http_get(http, "/b", "localhost").map(|r| r.0), Some(503));
+
+    // A push to another branch is acknowledged and ignored.
+    let (code, answer) = signed_push(&capstan, SECRET, r#"{"ref":"refs/heads/feature"}"#);
+    assert_eq!(code, 202, "{answer}");
+    assert!(answer.contains("ignored"), "{answer}");
+
+    let (code, answer) = signed_push(&capstan, SECRET, body);
+    assert_eq!(code, 202, "{answer}");
+    wait_for_backend(http, "/b", "B");
+    wait_applied(&capstan, &second);
+    assert_eq!(
+        capstan.metric("capstan_webhook_requests_total{result=\"unauthorized\"}"),
+        1.0
+    );
+    assert_eq!(
+        capstan.metric("capstan_webhook_requests_total{result=\"accepted\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn changing_and_removing_routes_touches_only_them() {
+    require_tools();
+    let (a, b, http) = (Backend::start("A"), Backend::start("B"), free_port());
+    let remote = GitRemote::new();
+    let both = format!(
+        "{}{}",
+        route("a", "/a", &a.address()),
+        route("b", "/b", &b.address())
+    );
+    remote.push(&routes_yaml(http, &both));
+    let capstan = serve_git(&remote, &["--poll-interval", "200ms"]);
+    wait_for_backend(http, "/a", "A");
+    wait_for_backend(http, "/b", "B");
+
+    // Move b from /b to /bee: a is untouched.
+    let moved = format!(
+        "{}{}",
+        route("a", "/a", &a.address()),
+        route("b", "/bee", &b.address())
+    );
+    let commit = remote.push(&routes_yaml(http, &moved));
+    wait_applied(&capstan, &commit);
+    wait_for_backend(http, "/bee", "B");
+    assert_eq!(http_get(http, "/b", "localhost").map(|r| r.0), Some(503));
+    wait_for_backend(http, "/a", "A");
+    let changes = capstan.status()["history"][0]["changes"].clone();
+    assert_eq!(
+        changes,
+        serde_json::json!([{"kind": "modify_section", "section": "frontend services"}]),
+        "only the routing rules changed"
+    );
+
+    // Remove b: it stops routing, a keeps serving.
+    let commit = remote.push(&routes_yaml(http, &route("a", "/a", &a.address())));
+    wait_applied(&capstan, &commit);
+    assert_eq!(http_get(http, "/bee", "localhost").map(|r| r.0), Some(503));
+    wait_for_backend(http, "/a", "A");
+}
+
+#[test]
+fn a_bad_commit_keeps_the_last_good_config_serving_and_the_next_good_one_recovers() {
+    require_tools();
+    let (a, http) = (Backend::start("A"), free_port());
+    let remote = GitRemote::new();
+    let good = remote.push(&routes_yaml(http, &route("a", "/a", &a.address())));
+    let capstan = serve_git(&remote, &["--poll-interval", "200ms"]);
+    wait_applied(&capstan, &good);
+
+    // Invalid routes.yaml: a port out of range.
+    let bad = remote.push(&routes_yaml(
+        http,
+        &route("a", "/a", &a.address()).replace("port: 80", "port: 70000"),
+    ));
+    wait_until("the bad commit reported", Duration::from_secs(20), || {
+        capstan.status()["last_error"]["revision"]["commit"] == bad
+    });
+    let status = capstan.status();
+    assert_eq!(status["in_sync"], false);
+    assert_eq!(status["last_error"]["stage"], "validate");
+    let diagnostic = &status["last_error"]["diagnostics"][0];
+    assert_eq!(diagnostic["line"], 7, "{status:#}");
+    assert_eq!(diagnostic["field"], "routes[0].port");
+    assert_eq!(status["applied"]["revision"]["commit"], good);
+    assert_eq!(capstan.metric("capstan_in_sync"), 0.0);
+    wait_for_backend(http, "/a", "A");
+
+    // Valid for capstan, rejected by `haproxy -c` (a broken regex): rolled back.
+    let broken = route("a", "/a", &a.address())
+        .replace("paths: [/a]", "paths: [\"^/(a\"]\n    path_match: regex");
+    let rejected = remote.push(&routes_yaml(http, &broken));
+    wait_until(
+        "the rejected config reported",
+        Duration::from_secs(20),
+        || capstan.status()["last_error"]["revision"]["commit"] == rejected,
+    );
+    let status = capstan.status();
+    assert_eq!(status["last_error"]["stage"], "check", "{status:#}");
+    assert_eq!(status["applied"]["revision"]["commit"], good);
+    assert_eq!(status["history"][0]["outcome"], "failed");
+    let config = std::fs::read_to_string(capstan.state_dir.join("haproxy.cfg")).unwrap();
+    assert!(
+        config.contains("path_beg /a"),
+        "the live file is the last good one"
+    );
+    wait_for_backend(http, "/a", "A");
+    let failed_reloads_before = capstan.metric("capstan_reloads_total{result=\"error\"}");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        capstan.metric("capstan_reloads_total{result=\"error\"}"),
+        failed_reloads_before,
+        "a failed config is not retried on every poll"
+    );
+
+    let recovered = remote.push(&routes_yaml(http, &route("a", "/a2", &a.address())));
+    wait_applied(&capstan, &recovered);
+    wait_for_backend(http, "/a2", "A");
+    let status = capstan.status();
+    assert_eq!(status["in_sync"], true);
+    assert!(status["last_error"].is_null(), "{status:#}");
+}
+
+#[test]
+fn no_op_and_server_only_changes_do_not_reload() {
+    require_tools();
+    let (a, b, http) = (Backend::start("A"), Backend::start("B"), free_port());
+    let remote = GitRemote::new();
+    let first = remote.push(&routes_yaml(http, &route("a", "/a", &a.address())));
+    let capstan = serve_git(&remote, &["--poll-interval", "200ms"]);
+    wait_applied(&capstan, &first);
+    let reloads = capstan.haproxy_reloads();
+
+    // A comment-only commit: nothing to do, but it is the applied revision now.
+    let comment = remote.push(&format!(
+        "# a comment\n{}",
+        routes_yaml(http, &route("a", "/a", &a.address()))
+    ));
+    wait_applied(&capstan, &comment);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        capstan.haproxy_reloads(),
+        reloads,
+        "a no-op reconcile must not reload"
+    );
+
+    // The server moves from A to B: a runtime change, no reload.
+    let moved = remote.push(&routes_yaml(http, &route("a", "/a", &b.address())));
+    wait_applied(&capstan, &moved);
+    wait_for_backend(http, "/a", "B");
+    assert_eq!(
+        capstan.haproxy_reloads(),
+        reloads,
+        "a server-only change must not reload"
+    );
+    let status = capstan.status();
+    assert_eq!(status["history"][0]["method"], "runtime", "{status:#}");
+    assert_eq!(
+        capstan.metric("capstan_runtime_operations_total{result=\"ok\"}"),
+        1.0
+    );
+    let config = std::fs::read_to_string(capstan.state_dir.join("haproxy.cfg")).unwrap();
+    assert!(
+        config.contains(&b.address()),
+        "the runtime change is written to the file too"
+    );
+}
+
+#[test]
+fn an_unreachable_remote_keeps_serving_and_says_so() {
+    require_tools();
+    let (a, http) = (Backend::start("A"), free_port());
+    let remote = GitRemote::new();
+    let first = remote.push(&routes_yaml(http, &route("a", "/a", &a.address())));
+    let capstan = serve_git(&remote, &["--poll-interval", "200ms"]);
+    wait_applied(&capstan, &first);
+    std::fs::rename(
+        remote.dir.path().join("remote.git"),
+        remote.dir.path().join("gone.git"),
+    )
+    .unwrap();
+    wait_until("the fetch error in status", Duration::from_secs(20), || {
+        capstan.status()["fetch"]["error"].is_string()
+    });
+    assert!(capstan.metric("capstan_git_fetch_errors_total") >= 1.0);
+    wait_for_backend(http, "/a", "A");
+}

@@ -1,0 +1,355 @@
+//! Shared test rig: real HTTP backends on loopback, real git remotes, and
+//! real `capstan serve` processes driving a real HAProxy.
+#![allow(dead_code)] // each test binary uses part of the rig
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Fails loudly when the tests' real dependencies are missing.
+pub fn require_tools() {
+    for tool in ["haproxy", "git"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "`{tool}` is not installed: run scripts/install-test-deps"
+        );
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An HTTP backend on loopback that answers every request with its name.
+pub struct Backend {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl Backend {
+    pub fn start(name: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (name, flag) = (name.to_string(), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let name = name.clone();
+                std::thread::spawn(move || serve_connection(stream, &name));
+            }
+        });
+        Self { port, stop }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Answers requests on one connection (keep-alive aware) with `name`.
+fn serve_connection(mut stream: TcpStream, name: &str) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let end = buffer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&buffer[..end]).to_string();
+        buffer.drain(..end);
+        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let close = head.to_ascii_lowercase().contains("connection: close")
+            || head.starts_with("GET / HTTP/1.0")
+                && !head.to_ascii_lowercase().contains("keep-alive");
+        let body = format!("{name} {path}");
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n{}\r\n{body}",
+            body.len(),
+            if close { "Connection: close\r\n" } else { "" }
+        );
+        if stream.write_all(response.as_bytes()).is_err() || close {
+            return;
+        }
+    }
+}
+
+/// One HTTP/1.1 request on a new connection: (status, body).
+pub fn http_get(port: u16, path: &str, host: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// Polls until `check` holds or `timeout` passes; panics with `what` then.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// Waits until a request for `path` through HAProxy is answered by `backend`.
+pub fn wait_for_backend(port: u16, path: &str, backend: &str) {
+    let mut last = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        last = http_get(port, path, "localhost");
+        if let Some((200, body)) = &last
+            && body.starts_with(&format!("{backend} "))
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{path} on port {port} never reached {backend}; last answer: {last:?}");
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args([
+            "-c",
+            "user.name=capstan-test",
+            "-c",
+            "user.email=test@capstan.invalid",
+        ])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        output.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// A bare remote and a clone that pushes routes.yaml to it.
+pub struct GitRemote {
+    pub dir: tempfile::TempDir,
+}
+
+impl GitRemote {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        git(dir.path(), &["init", "-q", "--bare", "remote.git"]);
+        git(dir.path(), &["init", "-q", "work"]);
+        let work = dir.path().join("work");
+        git(&work, &["checkout", "-q", "-b", "main"]);
+        git(&work, &["remote", "add", "origin", "../remote.git"]);
+        Self { dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.dir.path().join("remote.git").display())
+    }
+
+    /// Commits `routes.yaml` with `text` and pushes it; returns the commit id.
+    pub fn push(&self, text: &str) -> String {
+        let work = self.dir.path().join("work");
+        std::fs::write(work.join("routes.yaml"), text).unwrap();
+        git(&work, &["add", "routes.yaml"]);
+        git(&work, &["commit", "-q", "--allow-empty", "-m", "routes"]);
+        git(&work, &["push", "-q", "origin", "HEAD:main"]);
+        git(&work, &["rev-parse", "HEAD"])
+    }
+}
+
+/// A routes.yaml on `http_port` with the given route entries (YAML list items).
+pub fn routes_yaml(http_port: u16, routes: &str) -> String {
+    format!(
+        "version: 1\ndefaults:\n  bind_address: 127.0.0.1\n  http_port: {http_port}\nroutes:\n{routes}"
+    )
+}
+
+/// A route entry for `routes_yaml`.
+pub fn route(service: &str, path: &str, backend: &str) -> String {
+    format!(
+        "  - service: {service}\n    port: 80\n    paths: [{path}]\n    servers: [\"{backend}\"]\n"
+    )
+}
+
+/// A `capstan serve` process with its own state directory. Dropping it
+/// stops capstan and the HAProxy it started.
+pub struct Capstan {
+    pub api_port: u16,
+    pub state_dir: PathBuf,
+    child: Option<Child>,
+    args: Vec<String>,
+    _state: Option<tempfile::TempDir>,
+}
+
+impl Capstan {
+    /// Starts `capstan serve` with `args` (plus state dir and API address).
+    pub fn start(args: &[&str]) -> Self {
+        let state = tempfile::tempdir().unwrap();
+        let state_dir = state.path().to_path_buf();
+        let mut capstan = Self {
+            api_port: free_port(),
+            state_dir,
+            child: None,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            _state: Some(state),
+        };
+        capstan.spawn();
+        capstan
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.state_dir.join("capstan.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_capstan"))
+            .arg("serve")
+            .args(&self.args)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.api_port))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("capstan starts");
+        self.child = Some(child);
+        let port = self.api_port;
+        wait_until("capstan's API", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    /// Stops capstan only (HAProxy keeps serving), then starts it again on the same state.
+    pub fn restart(&mut self) {
+        self.stop_capstan();
+        self.spawn();
+    }
+
+    pub fn stop_capstan(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.api_port, path, "localhost").expect("capstan's API answers")
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let (code, body) = self.get("/v1/status");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// The value of a metric line, e.g. `capstan_reloads_total{result="ok"}`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, text) = self.get("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// HAProxy's own reload counter, from its master CLI.
+    pub fn haproxy_reloads(&self) -> u32 {
+        let output = Command::new("socat")
+            .args(["-t", "1", "stdio"])
+            .arg(format!(
+                "unix-connect:{}",
+                self.state_dir.join("run/master.sock").display()
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                child.stdin.take().unwrap().write_all(b"show proc\n")?;
+                child.wait_with_output()
+            })
+            .expect("socat runs");
+        let text = String::from_utf8_lossy(&output.stdout);
+        // The master's line: `<pid> master <reloads> [failed: N] <uptime> <version>`.
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some("master"))
+            .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
+            .unwrap_or_else(|| panic!("no master line in show proc: {text}"))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state_dir.join("capstan.log")).unwrap_or_default()
+    }
+
+    fn haproxy_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.state_dir.join("run/haproxy.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Capstan {
+    fn drop(&mut self) {
+        self.stop_capstan();
+        if let Some(pid) = self.haproxy_pid() {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- capstan log ---\n{}", self.log());
+        }
+    }
+}

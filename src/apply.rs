@@ -39,6 +39,18 @@ pub enum ApplyError {
     },
 }
 
+impl ApplyError {
+    /// The stage that failed, as status reports it: `check` (the config was
+    /// never loaded), `runtime` or `reload`.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            ApplyError::Check(_) | ApplyError::PortInUse(_) => "check",
+            ApplyError::Runtime(_) => "runtime",
+            ApplyError::Reload(_) | ApplyError::Start(_) | ApplyError::Io { .. } => "reload",
+        }
+    }
+}
+
 /// A running HAProxy that capstan drives: supervised (capstan starts it,
 /// or finds the one it started earlier) or attached (started by someone
 /// else, driven through its sockets).
@@ -52,13 +64,12 @@ pub struct Haproxy {
     supervisor: Option<Supervisor>,
 }
 
-/// What one apply did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How long one apply took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {
-    pub method: Method,
     pub duration: Duration,
-    /// Runtime API commands sent.
-    pub runtime_operations: usize,
+    /// Of which `haproxy -c` (reloads only).
+    pub check: Duration,
 }
 
 impl Haproxy {
@@ -150,31 +161,26 @@ impl Haproxy {
     ) -> Result<Applied, ApplyError> {
         let started = Instant::now();
         let text = desired.text();
-        let runtime_operations = match plan.method {
+        let check = match plan.method {
             Method::Nothing => {
                 self.write_if_changed(&text)?;
-                0
+                Duration::ZERO
             }
             Method::Runtime => {
-                let count = self.apply_runtime(&plan.changes).await?;
+                self.apply_runtime(&plan.changes).await?;
                 // So that a later reload keeps what was changed live.
                 self.write_if_changed(&text)?;
-                count
+                Duration::ZERO
             }
-            Method::Reload => {
-                self.reload(desired, &text, live).await?;
-                0
-            }
+            Method::Reload => self.reload(desired, &text, live).await?,
         };
         Ok(Applied {
-            method: plan.method,
             duration: started.elapsed(),
-            runtime_operations,
+            check,
         })
     }
 
-    async fn apply_runtime(&self, changes: &[Change]) -> Result<usize, ApplyError> {
-        let mut count = 0;
+    async fn apply_runtime(&self, changes: &[Change]) -> Result<(), ApplyError> {
         for change in changes {
             if let Change::SetServerAddress {
                 backend,
@@ -190,10 +196,9 @@ impl Haproxy {
                     .set_server_addr(backend, server, ip, port)
                     .await
                     .map_err(|e| ApplyError::Runtime(e.to_string()))?;
-                count += 1;
             }
         }
-        Ok(count)
+        Ok(())
     }
 
     fn write_if_changed(&self, text: &str) -> Result<(), ApplyError> {
@@ -208,10 +213,12 @@ impl Haproxy {
         desired: &DesiredConfig,
         text: &str,
         live: &LiveState,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<Duration, ApplyError> {
         let candidate = sibling(&self.config_file, "new");
         write(&candidate, text)?;
+        let check_started = Instant::now();
         let checked = process::check_config(&self.binary, &candidate).await;
+        let check = check_started.elapsed();
         if let Err(e) = checked {
             let _ = std::fs::remove_file(&candidate);
             return Err(ApplyError::Check(e.to_string()));
@@ -251,7 +258,7 @@ impl Haproxy {
                 }
             }
         }
-        outcome
+        outcome.map(|()| check)
     }
 
     async fn master_reload(&self) -> Result<(), ApplyError> {

@@ -2,6 +2,7 @@
 //! and whether HAProxy can take it at run time or needs a reload. A pure
 //! function of desired and observed state.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -158,6 +159,11 @@ pub fn plan(desired: &DesiredConfig, live: &LiveState) -> Plan {
             changes,
         };
     }
+    let live_servers: HashMap<(&str, &str), &LiveServer> = live
+        .servers
+        .iter()
+        .map(|s| ((s.backend.as_str(), s.server.as_str()), s))
+        .collect();
     let mut changes = Vec::new();
     for section in &desired.config.sections {
         let Some(backend) = section.backend_name() else {
@@ -167,11 +173,7 @@ pub fn plan(desired: &DesiredConfig, live: &LiveState) -> Plan {
             if runtime_address(&server.address).is_none() {
                 continue;
             }
-            let live_server = live
-                .servers
-                .iter()
-                .find(|s| s.backend == backend && s.server == server.name);
-            match live_server {
+            match live_servers.get(&(backend, server.name.as_str())) {
                 Some(live) if same_address(&live.address, &server.address) => {}
                 Some(_) => changes.push(Change::SetServerAddress {
                     backend: backend.to_string(),
@@ -208,11 +210,10 @@ fn section_changes(desired: &HaproxyConfig, live: Option<&HaproxyConfig>) -> Vec
         s.lines.retain(|l| !is_marker_line(l));
         s
     };
-    let empty = HaproxyConfig { sections: vec![] };
-    let live = live.unwrap_or(&empty);
+    let (wanted, running) = (by_header(Some(desired)), by_header(live));
     let mut changes = Vec::new();
     for section in &desired.sections {
-        match live.section(&section.header) {
+        match running.get(section.header.as_str()) {
             None => changes.push(Change::AddSection {
                 section: section.header.clone(),
             }),
@@ -222,14 +223,22 @@ fn section_changes(desired: &HaproxyConfig, live: Option<&HaproxyConfig>) -> Vec
             Some(_) => {}
         }
     }
-    for section in &live.sections {
-        if desired.section(&section.header).is_none() {
+    for section in live.iter().flat_map(|c| c.sections.iter()) {
+        if !wanted.contains_key(section.header.as_str()) {
             changes.push(Change::RemoveSection {
                 section: section.header.clone(),
             });
         }
     }
     changes
+}
+
+fn by_header(config: Option<&HaproxyConfig>) -> HashMap<&str, &Section> {
+    config
+        .into_iter()
+        .flat_map(|c| c.sections.iter())
+        .map(|s| (s.header.as_str(), s))
+        .collect()
 }
 
 /// Listening ports a config binds (`bind <addr>:<port> ...`).

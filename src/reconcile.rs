@@ -17,7 +17,9 @@ use crate::model::RoutesFile;
 use crate::plan::{DesiredConfig, Method, Plan, plan};
 use crate::render::render;
 use crate::sources::git::{GitError, RemoteRepo};
-use crate::state::{self, ApplyRecord, LastError, Outcome, RevisionInfo, State, StateDir};
+use crate::state::{
+    self, ApplyRecord, LastError, Outcome, RECORDED_CHANGES, RevisionInfo, State, StateDir, Timings,
+};
 use crate::validate;
 
 /// Where the desired routes come from.
@@ -278,10 +280,12 @@ impl Reconciler {
         let in_sync = result.is_ok();
         metrics.in_sync.set(i64::from(in_sync));
         self.status().in_sync = in_sync;
+        release_freed_memory();
         result
     }
 
     async fn reconcile_inner(&mut self) -> Result<Method, ReconcileError> {
+        let started = Instant::now();
         let fetched = match self.source.fetch().await {
             Ok(fetched) => {
                 let mut status = self.status();
@@ -302,6 +306,7 @@ impl Reconciler {
                 return Err(ReconcileError::Fetch);
             }
         };
+        let fetch_ms = millis(started.elapsed());
         let revision = fetched.revision.clone();
         let routes = match validate::load(&fetched.file_name, &fetched.text) {
             Ok(routes) => routes,
@@ -332,7 +337,29 @@ impl Reconciler {
             return Err(ReconcileError::AlreadyFailed);
         }
 
+        let plan_ms = millis(started.elapsed()) - fetch_ms;
         let result = self.haproxy.apply(&desired, &plan, &live).await;
+        let mut record = ApplyRecord {
+            revision: revision.clone(),
+            at: state::now(),
+            method: plan.method,
+            changes: plan
+                .changes
+                .iter()
+                .take(RECORDED_CHANGES)
+                .cloned()
+                .collect(),
+            changes_total: plan.changes.len(),
+            outcome: Outcome::Ok,
+            duration_ms: millis(started.elapsed()),
+            timings: Timings {
+                fetch_ms,
+                plan_ms,
+                check_ms: result.as_ref().map_or(0, |a| millis(a.check)),
+                apply_ms: millis(started.elapsed()) - fetch_ms - plan_ms,
+            },
+            error: None,
+        };
         let metrics = &self.shared.metrics;
         match plan.method {
             Method::Reload => {
@@ -351,47 +378,28 @@ impl Reconciler {
             Method::Nothing => {}
         }
         match result {
-            Ok(applied) => {
+            Ok(_) => {
                 if plan.method != Method::Nothing {
                     tracing::info!(
                         revision = %revision.label,
                         method = ?plan.method,
                         changes = plan.changes.len(),
-                        duration_ms = applied.duration.as_millis() as u64,
+                        duration_ms = record.duration_ms,
+                        check_ms = record.timings.check_ms,
                         "applied"
                     );
-                    self.state.record(ApplyRecord {
-                        revision: revision.clone(),
-                        at: state::now(),
-                        method: plan.method,
-                        changes: plan.changes.clone(),
-                        outcome: Outcome::Ok,
-                        duration_ms: applied.duration.as_millis() as u64,
-                        error: None,
-                    });
+                    self.state.record(record);
                 }
                 self.succeed(revision, &desired, routes);
                 Ok(plan.method)
             }
             Err(error) => {
-                let stage = match &error {
-                    crate::apply::ApplyError::Check(_) | crate::apply::ApplyError::PortInUse(_) => {
-                        "check"
-                    }
-                    crate::apply::ApplyError::Runtime(_) => "runtime",
-                    _ => "reload",
-                };
+                let stage = error.stage();
                 let message = format!("{error}\nstill serving {}", self.serving_label());
                 tracing::error!(revision = %revision.label, stage, "apply failed: {message}");
-                self.state.record(ApplyRecord {
-                    revision: revision.clone(),
-                    at: state::now(),
-                    method: plan.method,
-                    changes: plan.changes.clone(),
-                    outcome: Outcome::Failed,
-                    duration_ms: 0,
-                    error: Some(error.to_string()),
-                });
+                record.outcome = Outcome::Failed;
+                record.error = Some(error.to_string());
+                self.state.record(record);
                 self.fail(
                     revision,
                     stage,
@@ -492,6 +500,23 @@ impl Reconciler {
             tracing::error!(%error, "could not save capstan's state");
         }
     }
+}
+
+/// A reconcile of a large table allocates tens of megabytes for a moment
+/// (parsed YAML, rendered configs); glibc keeps freed memory mapped, so hand
+/// it back between reconciles to keep capstan's resident size small.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            safe fn malloc_trim(pad: usize) -> i32;
+        }
+        malloc_trim(0);
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Why a reconcile did not bring HAProxy in sync. Details are in status.

@@ -233,10 +233,16 @@ fn defaults(file: &RoutesFile) -> Section {
         .line(format!("timeout client {}", t.client))
         .line(format!("timeout server {}", t.server))
         .line(format!("timeout http-request {}", t.http_request))
-        .line(format!("timeout tunnel {}", t.tunnel))
-        // A service name that does not resolve must not stop HAProxy from loading
-        // every other route.
-        .line("default-server init-addr last,libc,none");
+        .line(format!("timeout tunnel {}", t.tunnel));
+    // A service name that does not resolve must not stop HAProxy from loading
+    // every other route (`none`). With resolvers, names are resolved by them,
+    // asynchronously, instead of by libc one after another while the config
+    // loads: with thousands of names that is minutes on a slow resolver.
+    defaults.line(if file.defaults.resolvers.is_empty() {
+        "default-server init-addr last,libc,none"
+    } else {
+        "default-server init-addr last,none"
+    });
     defaults
 }
 

@@ -17,6 +17,9 @@ use crate::plan::{Change, Method};
 
 /// How many applies the history keeps.
 pub const HISTORY_LIMIT: usize = 100;
+/// How many changes of one apply the history keeps (a first apply of a large
+/// table changes thousands of sections).
+pub const RECORDED_CHANGES: usize = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -143,15 +146,36 @@ pub enum Outcome {
     Failed,
 }
 
+/// Where the time of one reconcile went, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Fetching and reading the routes.
+    pub fetch_ms: u64,
+    /// Validating, rendering, observing HAProxy and planning.
+    pub plan_ms: u64,
+    /// `haproxy -c` (reloads only).
+    pub check_ms: u64,
+    /// Applying, `check_ms` included: runtime commands, or write, check,
+    /// reload and confirmation.
+    pub apply_ms: u64,
+}
+
 /// One apply, successful or not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyRecord {
     pub revision: RevisionInfo,
     pub at: String,
     pub method: Method,
+    /// The first [`RECORDED_CHANGES`] changes.
     pub changes: Vec<Change>,
+    /// How many changes there were in all.
+    #[serde(default)]
+    pub changes_total: usize,
     pub outcome: Outcome,
+    /// From the start of the reconcile to the end of the apply.
     pub duration_ms: u64,
+    #[serde(default)]
+    pub timings: Timings,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -227,8 +251,10 @@ mod tests {
                 at: now(),
                 method: Method::Reload,
                 changes: vec![],
+                changes_total: 0,
                 outcome: Outcome::Ok,
                 duration_ms: 1,
+                timings: Timings::default(),
                 error: None,
             });
         }

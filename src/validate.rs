@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
+use serde::Deserialize;
+
 use crate::diagnostics::{Diagnostic, Diagnostics, FieldPath, Segment};
 use crate::model::{FORMAT_VERSION, Mode, PathMatch, Route, RoutesFile};
 use crate::render::names;
@@ -41,7 +43,7 @@ pub fn check_value(
     if !schema_errors.is_empty() {
         return Err(Diagnostics(schema_errors).sorted());
     }
-    let routes: RoutesFile = serde_json::from_value(value.clone()).map_err(|e| {
+    let routes = RoutesFile::deserialize(value).map_err(|e| {
         Diagnostics(vec![source_map.at_value(
             file,
             &FieldPath::root(),

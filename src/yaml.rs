@@ -3,8 +3,10 @@
 //! serde-saphyr gives the value (full YAML 1.2 semantics and its own syntax
 //! errors); the parser's event stream, walked once more, gives the positions,
 //! so that schema and semantic errors found later on plain data can still name
-//! a line and column.
+//! a line and column. That walk only happens when an error needs a position:
+//! a valid file is parsed once.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use granit_parser::{Event, Parser, Span};
@@ -33,13 +35,23 @@ struct Place {
     value: Position,
 }
 
-/// Where each field of a document is written.
+/// Where each field of a document is written, worked out on first use.
 #[derive(Debug, Default)]
-pub struct SourceMap {
-    places: HashMap<FieldPath, Place>,
+pub struct SourceMap<'a> {
+    text: &'a str,
+    places: OnceCell<HashMap<FieldPath, Place>>,
 }
 
-impl SourceMap {
+impl<'a> SourceMap<'a> {
+    /// The map of `text`; empty text (data that did not come from a file)
+    /// has no positions.
+    pub fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            places: OnceCell::new(),
+        }
+    }
+
     /// Where the value of `path` starts, or of its nearest written ancestor.
     pub fn value(&self, path: &FieldPath) -> Position {
         self.nearest(path).map(|p| p.value).unwrap_or_default()
@@ -53,9 +65,10 @@ impl SourceMap {
     }
 
     fn nearest(&self, path: &FieldPath) -> Option<&Place> {
+        let places = self.places.get_or_init(|| map_positions(self.text));
         let mut path = path.clone();
         loop {
-            if let Some(place) = self.places.get(&path) {
+            if let Some(place) = places.get(&path) {
                 return Some(place);
             }
             if !path.pop() {
@@ -92,20 +105,22 @@ fn diagnostic(
 
 /// A parsed YAML document.
 #[derive(Debug)]
-pub struct Document {
+pub struct Document<'a> {
     pub value: serde_json::Value,
-    pub source_map: SourceMap,
+    pub source_map: SourceMap<'a>,
 }
 
 /// Parses one YAML document. An empty document is `null`.
-pub fn parse(file: &str, text: &str) -> Result<Document, Diagnostic> {
+pub fn parse<'a>(file: &str, text: &'a str) -> Result<Document<'a>, Diagnostic> {
     let value: serde_json::Value = if text.trim().is_empty() {
         serde_json::Value::Null
     } else {
         serde_saphyr::from_str(text).map_err(|e| syntax_error(file, &e))?
     };
-    let source_map = map_positions(text);
-    Ok(Document { value, source_map })
+    Ok(Document {
+        value,
+        source_map: SourceMap::new(text),
+    })
 }
 
 fn syntax_error(file: &str, error: &serde_saphyr::Error) -> Diagnostic {
@@ -139,8 +154,8 @@ enum Frame {
 
 /// Walks the event stream and records the position of every key and value.
 /// Only called on text serde-saphyr accepted, so parse errors just end the walk.
-fn map_positions(text: &str) -> SourceMap {
-    let mut map = SourceMap::default();
+fn map_positions(text: &str) -> HashMap<FieldPath, Place> {
+    let mut places = HashMap::new();
     let mut stack: Vec<Frame> = Vec::new();
     for item in Parser::new_from_str(text) {
         let Ok((event, span)) = item else { break };
@@ -170,7 +185,7 @@ fn map_positions(text: &str) -> SourceMap {
                 continue;
             }
             let (path, key_at) = child_path(&stack);
-            map.places.insert(
+            places.insert(
                 path.clone(),
                 Place {
                     key: key_at,
@@ -187,7 +202,7 @@ fn map_positions(text: &str) -> SourceMap {
             advance(&mut stack);
         }
     }
-    map
+    places
 }
 
 fn complex_key_frame(event: &Event) -> Frame {

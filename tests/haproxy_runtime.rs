@@ -604,3 +604,28 @@ async fn master_cli_is_reachable_on_its_own() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn stop_right_after_an_outside_reload_still_stops() {
+    // A signal reaching the master while it re-executes for a reload is
+    // lost: `stop` must not depend on the first one.
+    let a = http_backend("backend-A").await;
+    let setup = Setup::new();
+    setup.write_config("gen-1", a, "");
+    for _ in 0..3 {
+        let (supervisor, _reaper) = setup.start().await;
+        let master_pid = supervisor.master_pid();
+        let status = std::process::Command::new("kill")
+            .args(["-USR2", &master_pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let stopped = supervisor
+            .stop(StopMode::Soft, Duration::from_secs(3))
+            .await
+            .unwrap();
+        assert_eq!(stopped, Stopped::Exited);
+        assert!(!is_running(master_pid));
+    }
+}

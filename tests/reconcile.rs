@@ -322,3 +322,48 @@ fn an_unreachable_remote_keeps_serving_and_says_so() {
     assert!(capstan.metric("capstan_git_fetch_errors_total") >= 1.0);
     wait_for_backend(http, "/a", "A");
 }
+
+#[test]
+fn status_and_live_diff_from_the_command_line() {
+    require_tools();
+    let (a, http) = (Backend::start("A"), free_port());
+    let remote = GitRemote::new();
+    let first = remote.push(&routes_yaml(http, &route("a", "/a", &a.address())));
+    let capstan = serve_git(&remote, &["--poll-interval", "1h"]);
+    wait_applied(&capstan, &first);
+
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args(["status", "--url", &capstan.url()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(0), "{text}");
+    assert!(text.contains("in sync:  yes"), "{text}");
+    assert!(text.contains(&first[..7]), "{text}");
+
+    // A candidate in the clone's working tree, compared with what is live.
+    let work = remote.dir.path().join("work");
+    let candidate = format!(
+        "{}{}",
+        route("a", "/a", &a.address()),
+        route("b", "/b", &a.address())
+    );
+    std::fs::write(work.join("routes.yaml"), routes_yaml(http, &candidate)).unwrap();
+    let diff = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args(["diff", "--live", &capstan.url(), "--repo"])
+        .arg(&work)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&diff.stdout).unwrap();
+    assert_eq!(diff.status.code(), Some(2), "{report:#}");
+    assert_eq!(report["summary"]["added"], 1);
+    assert_eq!(report["routes"][0]["route"], "b:80");
+    assert_eq!(report["base"]["commit"], first);
+    assert!(
+        report["config_diff"]
+            .as_str()
+            .unwrap()
+            .contains("+    acl url_b80 path_beg /b")
+    );
+}

@@ -423,6 +423,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let cli = MasterCli::new(&path);
         assert_eq!(cli.path(), path);
+        assert_eq!(cli.reload_deadline, DEFAULT_RELOAD_DEADLINE);
 
         let ok = cli.reload().await.unwrap();
         assert!(ok.succeeded);

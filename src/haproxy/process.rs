@@ -27,7 +27,9 @@ pub const STDERR_LINES: usize = 200;
 /// Longer lines are cut to this many bytes.
 const MAX_LINE: usize = 4096;
 /// How long [`Supervisor::start`] waits for the master CLI and a worker.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often [`Supervisor::stop`] repeats its signal.
+const RESIGNAL: Duration = Duration::from_millis(250);
 /// How long [`Supervisor::reload`] waits for the master's last message.
 const MESSAGES_SETTLE: Duration = Duration::from_millis(500);
 
@@ -268,7 +270,7 @@ impl Drop for Supervisor {
 impl Supervisor {
     /// Starts `haproxy -W -S <master_socket>,mode,600 -f <config> -p
     /// <pid_file>` in its own process group, not daemonized, its stderr
-    /// kept in memory, and waits (up to [`READY_TIMEOUT`]) until the master
+    /// kept in memory, and waits (up to 10 s) until the master
     /// CLI answers, a worker runs and the admin socket answers. Refuses to
     /// start when a master already answers on `paths.master_socket`.
     pub async fn start(
@@ -459,9 +461,10 @@ impl Supervisor {
     pub async fn reload(&self) -> Result<SupervisedReload, ProcessError> {
         let mark = self.stderr.as_ref().map(StderrRing::total);
         let outcome = self.master.reload().await?;
+        // Only a failure needs HAProxy's words, and they may lag behind
+        // `show proc`: wait for the master's last message then, not on success.
         let messages = match (&self.stderr, mark) {
-            (Some(ring), Some(mark)) => {
-                // The master's last words on a reload; the pipe may lag behind.
+            (Some(ring), Some(mark)) if !outcome.succeeded => {
                 let settled = Instant::now() + MESSAGES_SETTLE;
                 loop {
                     let lines = ring.since(mark);
@@ -474,6 +477,7 @@ impl Supervisor {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
+            (Some(ring), Some(mark)) => ring.since(mark),
             _ => Vec::new(),
         };
         if !outcome.succeeded {
@@ -482,8 +486,9 @@ impl Supervisor {
         Ok(SupervisedReload { outcome, messages })
     }
 
-    /// Stops HAProxy: `mode`'s signal to the master, then SIGKILL if it is
-    /// still running after `timeout`.
+    /// Stops HAProxy: `mode`'s signal to the master (repeated, since one
+    /// that arrives during a reload is lost), then SIGKILL to the master and
+    /// its workers if it is still running after `timeout`.
     pub async fn stop(
         mut self,
         mode: StopMode,
@@ -495,14 +500,23 @@ impl Supervisor {
             StopMode::Soft => sys::SIGUSR1,
             StopMode::Hard => sys::SIGTERM,
         };
-        match sys::signal(pid, signal) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(sys::ESRCH) => return Ok(Stopped::Exited),
-            Err(source) => return Err(ProcessError::Signal { pid, source }),
-        }
-        if self.wait_exit(timeout).await {
-            tracing::info!(master_pid = pid, ?mode, "haproxy stopped");
-            return Ok(Stopped::Exited);
+        // A signal that reaches the master while it re-executes itself for a
+        // reload is lost (measured on 2.6): send it again until it exits.
+        let deadline = Instant::now() + timeout;
+        loop {
+            match sys::signal(pid, signal) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(sys::ESRCH) => return Ok(Stopped::Exited),
+                Err(source) => return Err(ProcessError::Signal { pid, source }),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.wait_exit(left.min(RESIGNAL)).await {
+                tracing::info!(master_pid = pid, ?mode, "haproxy stopped");
+                return Ok(Stopped::Exited);
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
         }
         tracing::warn!(master_pid = pid, ?timeout, "haproxy still running: SIGKILL");
         if self.child.is_some() {

@@ -119,6 +119,20 @@ pub fn http_get(port: u16, path: &str, host: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// A POST with a JSON body on a new connection: the status code.
+pub fn http_post(port: u16, path: &str, body: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Polls until `check` holds or `timeout` passes; panics with `what` then.
 pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -285,6 +299,11 @@ impl Capstan {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    /// capstan's own process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("capstan runs").id()
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {

@@ -107,7 +107,7 @@ async fn webhook(State(state): State<ApiState>, headers: HeaderMap, body: Bytes)
         );
     }
     count("accepted");
-    state.shared.trigger.notify_one();
+    state.shared.request_fetch();
     json_response(
         StatusCode::ACCEPTED,
         json!({ "status": "reconcile triggered" }),

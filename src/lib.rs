@@ -15,6 +15,7 @@ pub mod diff;
 pub mod haproxy;
 pub mod metrics;
 pub mod model;
+pub mod overrides;
 pub mod plan;
 pub mod reconcile;
 pub mod render;

@@ -9,11 +9,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{Notify, watch};
 
 use crate::apply::Haproxy;
+use crate::diagnostics::Diagnostics;
 use crate::metrics::{Metrics, ResultLabel};
 use crate::model::RoutesFile;
+use crate::overrides::{Drift, OverrideSet, OverrideStore, StoreError, merge};
 use crate::plan::{DesiredConfig, Method, Plan, plan};
 use crate::render::render;
 use crate::sources::git::{GitError, RemoteRepo};
@@ -38,6 +42,7 @@ pub enum RoutesSource {
 }
 
 /// Desired routes as fetched, before validation.
+#[derive(Debug, Clone)]
 pub struct Fetched {
     pub revision: RevisionInfo,
     /// The name diagnostics mention.
@@ -177,6 +182,8 @@ pub struct Status {
     pub fetch: FetchStatus,
     /// What the next apply would do; `nothing` when in sync.
     pub pending_plan: Option<Plan>,
+    /// Overrides in force and how they differ from git.
+    pub overrides: Vec<Drift>,
     /// The latest applies, newest first.
     pub history: Vec<ApplyRecord>,
 }
@@ -196,8 +203,87 @@ pub struct Shared {
     pub status: Mutex<Status>,
     /// Wakes the loop for a reconcile now (webhook, API).
     pub trigger: Notify,
-    /// The routes HAProxy serves, for `capstan diff --live`.
+    /// Set with `trigger` when git must be fetched again (a webhook); an
+    /// override change alone re-merges the last fetched revision.
+    pub fetch_requested: AtomicBool,
+    /// The routes HAProxy serves (git and overrides merged), for `capstan diff --live`.
     pub applied_routes: Mutex<Option<(RevisionInfo, RoutesFile)>>,
+    /// Overrides from the imperative API.
+    pub overrides: Mutex<Overrides>,
+    /// git's last valid table: overrides are validated against it when submitted.
+    pub git_routes: Mutex<Option<RoutesFile>>,
+    /// The last finished reconcile: which overrides it included, and how it ended.
+    pub completed: watch::Sender<Completion>,
+}
+
+/// The override set, its store, and a generation counting its changes.
+pub struct Overrides {
+    pub set: OverrideSet,
+    pub generation: u64,
+    store: OverrideStore,
+}
+
+/// How a reconcile ended, for callers waiting on their override.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Completion {
+    /// The overrides generation the reconcile included.
+    pub generation: u64,
+    /// `None` when HAProxy serves the result.
+    pub error: Option<String>,
+}
+
+/// Why an override was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum OverrideError {
+    /// With git's routes and the other overrides, the table would be invalid.
+    #[error("{0}")]
+    Invalid(Diagnostics),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Shared {
+    /// Checks `change` against git and the other overrides, persists it,
+    /// and asks for a reconcile. Returns the generation to wait for.
+    pub fn submit_override(
+        &self,
+        change: impl FnOnce(&mut OverrideSet),
+    ) -> Result<u64, OverrideError> {
+        let mut overrides = self.overrides.lock().expect("overrides mutex");
+        let mut candidate = overrides.set.clone();
+        change(&mut candidate);
+        let git = self
+            .git_routes
+            .lock()
+            .expect("git mutex")
+            .clone()
+            .unwrap_or_else(RoutesFile::empty);
+        let merged = merge(&git, &candidate, unix_now());
+        validate::check("overrides", &merged.routes).map_err(OverrideError::Invalid)?;
+        overrides.store.save(&candidate)?;
+        overrides.set = candidate;
+        overrides.generation += 1;
+        let generation = overrides.generation;
+        drop(overrides);
+        self.trigger.notify_one();
+        Ok(generation)
+    }
+
+    /// Waits until a reconcile that includes overrides `generation` finished.
+    pub async fn wait_for(&self, generation: u64) -> Completion {
+        let mut completed = self.completed.subscribe();
+        let done = completed.wait_for(|c| c.generation >= generation).await;
+        done.map(|c| c.clone()).unwrap_or_else(|_| Completion {
+            generation,
+            error: Some("capstan is shutting down".into()),
+        })
+    }
+
+    /// Asks for a fetch of git and a reconcile.
+    pub fn request_fetch(&self) {
+        self.fetch_requested.store(true, Ordering::SeqCst);
+        self.trigger.notify_one();
+    }
 }
 
 pub struct Reconciler {
@@ -205,11 +291,19 @@ pub struct Reconciler {
     state_dir: StateDir,
     haproxy: Haproxy,
     state: State,
+    /// The last fetch, re-merged when only overrides changed.
+    last_fetched: Option<Fetched>,
     pub shared: Arc<Shared>,
 }
 
 impl Reconciler {
-    pub fn new(source: RoutesSource, state_dir: StateDir, haproxy: Haproxy, state: State) -> Self {
+    pub fn new(
+        source: RoutesSource,
+        state_dir: StateDir,
+        haproxy: Haproxy,
+        state: State,
+        overrides: OverrideSet,
+    ) -> Self {
         let status = Status {
             source: source.describe(),
             desired: None,
@@ -221,22 +315,33 @@ impl Reconciler {
             last_error: state.last_error.clone(),
             fetch: FetchStatus::default(),
             pending_plan: None,
+            overrides: Vec::new(),
             history: state.history.iter().take(STATUS_HISTORY).cloned().collect(),
         };
         let applied_routes = state
             .applied
             .as_ref()
             .map(|a| (a.revision.clone(), a.routes.clone()));
+        let store = OverrideStore::new(state_dir.root());
         Self {
             source,
             state_dir,
             haproxy,
             state,
+            last_fetched: None,
             shared: Arc::new(Shared {
                 metrics: Metrics::default(),
                 status: Mutex::new(status),
                 trigger: Notify::new(),
+                fetch_requested: AtomicBool::new(false),
                 applied_routes: Mutex::new(applied_routes),
+                overrides: Mutex::new(Overrides {
+                    set: overrides,
+                    generation: 0,
+                    store,
+                }),
+                git_routes: Mutex::new(None),
+                completed: watch::channel(Completion::default()).0,
             }),
         }
     }
@@ -244,8 +349,9 @@ impl Reconciler {
     /// Reconciles now, then on every trigger and every `poll` interval; while
     /// fetching fails, retries with exponential backoff up to `poll`.
     pub async fn run(mut self, poll: Duration) {
+        let mut fetch = true;
         loop {
-            let wait = match self.reconcile().await {
+            let wait = match self.reconcile(fetch).await {
                 Err(ReconcileError::Fetch) => {
                     let failures = self.status().fetch.consecutive_failures;
                     let backoff = Duration::from_secs(1 << failures.min(6)).min(poll);
@@ -254,11 +360,26 @@ impl Reconciler {
                 }
                 _ => poll,
             };
-            tokio::select! {
-                () = self.shared.trigger.notified() => {}
-                () = tokio::time::sleep(wait) => {}
-            }
+            let wait = self.next_expiry().map_or(wait, |expiry| wait.min(expiry));
+            fetch = tokio::select! {
+                () = self.shared.trigger.notified() => {
+                    self.shared.fetch_requested.swap(false, Ordering::SeqCst)
+                }
+                () = tokio::time::sleep(wait) => true,
+            };
         }
+    }
+
+    /// Time until the next override expires.
+    fn next_expiry(&self) -> Option<Duration> {
+        let overrides = self.shared.overrides.lock().expect("overrides mutex");
+        let next = overrides
+            .set
+            .overrides
+            .values()
+            .filter_map(|o| o.expires_at)
+            .min()?;
+        Some(Duration::from_secs(next.saturating_sub(unix_now())))
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, Status> {
@@ -266,9 +387,17 @@ impl Reconciler {
     }
 
     /// One pass of the pipeline.
-    pub async fn reconcile(&mut self) -> Result<Method, ReconcileError> {
+    /// One pass of the pipeline; `fetch` pulls git first, else the last
+    /// fetched revision is merged with the current overrides again.
+    pub async fn reconcile(&mut self, fetch: bool) -> Result<Method, ReconcileError> {
         let started = Instant::now();
-        let result = self.reconcile_inner().await;
+        let generation = self
+            .shared
+            .overrides
+            .lock()
+            .expect("overrides mutex")
+            .generation;
+        let result = self.reconcile_inner(fetch).await;
         let metrics = &self.shared.metrics;
         metrics
             .reconciles
@@ -280,14 +409,39 @@ impl Reconciler {
         let in_sync = result.is_ok();
         metrics.in_sync.set(i64::from(in_sync));
         self.status().in_sync = in_sync;
+        let error = result.as_ref().err().map(|e| self.describe_failure(*e));
+        self.shared
+            .completed
+            .send_replace(Completion { generation, error });
         release_freed_memory();
         result
     }
 
-    async fn reconcile_inner(&mut self) -> Result<Method, ReconcileError> {
+    /// The message a waiting API caller gets for a failed reconcile.
+    fn describe_failure(&self, error: ReconcileError) -> String {
+        let status = self.status();
+        match (&status.last_error, error) {
+            (
+                Some(last),
+                ReconcileError::Invalid | ReconcileError::Apply | ReconcileError::AlreadyFailed,
+            ) => last.message.clone(),
+            _ => status
+                .fetch
+                .error
+                .clone()
+                .unwrap_or_else(|| error.to_string()),
+        }
+    }
+
+    async fn reconcile_inner(&mut self, fetch: bool) -> Result<Method, ReconcileError> {
         let started = Instant::now();
-        let fetched = match self.source.fetch().await {
+        let fetched = match &self.last_fetched {
+            Some(last) if !fetch => Ok(last.clone()),
+            _ => self.source.fetch().await,
+        };
+        let fetched = match fetched {
             Ok(fetched) => {
+                self.last_fetched = Some(fetched.clone());
                 let mut status = self.status();
                 status.fetch.last_success_at = Some(state::now());
                 status.fetch.error = None;
@@ -320,6 +474,22 @@ impl Reconciler {
                     self.serving_label()
                 );
                 self.fail(revision, "validate", message, diagnostics.0, None, None);
+                return Err(ReconcileError::Invalid);
+            }
+        };
+        *self.shared.git_routes.lock().expect("git mutex") = Some(routes.clone());
+        let routes = match self.merge_overrides(&routes) {
+            Ok(routes) => routes,
+            Err(diagnostics) => {
+                let message = format!(
+                    "{} at {} conflicts with the overrides ({} problem(s)); still serving {}; remove the override or fix git",
+                    fetched.file_name,
+                    revision.label,
+                    diagnostics.0.len(),
+                    self.serving_label()
+                );
+                tracing::warn!(revision = %revision.label, "{message}:\n{diagnostics}");
+                self.fail(revision, "overrides", message, diagnostics.0, None, None);
                 return Err(ReconcileError::Invalid);
             }
         };
@@ -413,6 +583,45 @@ impl Reconciler {
         }
     }
 
+    /// Lays the overrides over git's table. Expired overrides, and those git
+    /// now declares itself, are dropped (and the store updated).
+    fn merge_overrides(&mut self, git: &RoutesFile) -> Result<RoutesFile, Diagnostics> {
+        let now = unix_now();
+        let mut overrides = self.shared.overrides.lock().expect("overrides mutex");
+        let merged = merge(git, &overrides.set, now);
+        let stale: Vec<String> = overrides
+            .set
+            .overrides
+            .values()
+            .filter(|o| o.is_expired(now))
+            .map(|o| o.service.clone())
+            .chain(
+                merged
+                    .drift
+                    .iter()
+                    .filter(|d| d.redundant)
+                    .map(|d| d.service.clone()),
+            )
+            .collect();
+        if !stale.is_empty() {
+            for service in &stale {
+                tracing::info!(
+                    service,
+                    "dropping an override that expired or that git now declares"
+                );
+                overrides.set.overrides.remove(service);
+            }
+            if let Err(error) = overrides.store.save(&overrides.set) {
+                tracing::error!(%error, "could not save the overrides");
+            }
+        }
+        drop(overrides);
+        let drift: Vec<Drift> = merged.drift.into_iter().filter(|d| !d.redundant).collect();
+        self.status().overrides = drift;
+        validate::check("overrides", &merged.routes)?;
+        Ok(merged.routes)
+    }
+
     fn serving_label(&self) -> String {
         self.state
             .applied
@@ -451,10 +660,8 @@ impl Reconciler {
                 .collect();
             drop(status);
             *self.shared.applied_routes.lock().expect("routes mutex") = Some((revision, routes));
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            self.shared.metrics.last_successful_apply.set(now as i64);
+            let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+            self.shared.metrics.last_successful_apply.set(now);
         }
         self.status().pending_plan = Some(Plan {
             method: Method::Nothing,
@@ -513,6 +720,13 @@ fn release_freed_memory() {
         }
         malloc_trim(0);
     }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn millis(duration: Duration) -> u64 {

@@ -16,6 +16,7 @@ use capstan::apply::Haproxy;
 use capstan::diff::Snapshot;
 use capstan::haproxy::process::RuntimePaths;
 use capstan::model::RoutesFile;
+use capstan::overrides::OverrideStore;
 use capstan::reconcile::{Reconciler, RoutesSource};
 use capstan::sources::git::{GitAuth, RemoteRepo};
 use capstan::state::{RevisionInfo, StateDir};
@@ -167,7 +168,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
             None
         }
     };
-    let reconciler = Reconciler::new(source, state_dir, haproxy, state);
+    let overrides = OverrideStore::new(state_dir.root()).load()?;
+    if !overrides.overrides.is_empty() {
+        tracing::info!(
+            count = overrides.overrides.len(),
+            "overrides in force (see /v1/status)"
+        );
+    }
+    let reconciler = Reconciler::new(source, state_dir, haproxy, state, overrides);
     let api_state = ApiState {
         shared: reconciler.shared.clone(),
         webhook_secret,

@@ -188,25 +188,50 @@ fn mib(bytes: usize) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-/// One run of the pipeline `capstan diff` runs for a pull request.
+/// Times (and, when asked, the peak heap) of each stage of the pipeline.
+#[derive(Default)]
 struct Stages {
     validate: Samples,
     render: Samples,
     diff: Samples,
     total: Samples,
+    /// Peak heap of validate, render and diff, each above what was allocated when it started.
+    peaks: [usize; 3],
 }
 
+/// What `capstan diff` does for a pull request, as three stages: validate
+/// the head table, render it, and diff it against the (already valid) base.
+/// With `measure_peaks`, each stage also records its peak heap (which
+/// resets the peak counter, so never nest this inside `peak_heap`).
 fn validate_render_diff(
     head_text: &str,
     base: &RoutesFile,
     stages: &mut Stages,
+    measure_peaks: bool,
 ) -> (String, DiffReport) {
+    fn stage<T>(peak: Option<&mut usize>, samples: &mut Samples, f: impl FnOnce() -> T) -> T {
+        match peak {
+            Some(peak) => {
+                let (bytes, result) = peak_heap(|| samples.time(f));
+                *peak = (*peak).max(bytes);
+                result
+            }
+            None => samples.time(f),
+        }
+    }
     let start = Instant::now();
-    let head = stages
-        .validate
-        .time(|| load("routes.yaml", head_text).expect("the generated table is valid"));
-    let config = stages.render.time(|| render(&head).to_string());
-    let report = stages.diff.time(|| {
+    let [p_validate, p_render, p_diff] = &mut stages.peaks;
+    let head = stage(
+        measure_peaks.then_some(p_validate),
+        &mut stages.validate,
+        || load("routes.yaml", head_text).expect("the generated table is valid"),
+    );
+    let config = stage(
+        measure_peaks.then_some(p_render),
+        &mut stages.render,
+        || render(&head).to_string(),
+    );
+    let report = stage(measure_peaks.then_some(p_diff), &mut stages.diff, || {
         DiffReport::between(
             &Snapshot::rendered("base", None, base.clone()),
             &Snapshot::rendered("head", None, head),
@@ -253,39 +278,42 @@ struct Outcome {
     peak: usize,
 }
 
+const ROW: usize = 46;
+
+fn row(name: &str, samples: &Samples, peak: Option<usize>) {
+    println!(
+        "  {name:<ROW$} {:>11} {:>11} {:>11}",
+        ms(samples.best()),
+        ms(samples.median()),
+        peak.map(mib).unwrap_or_default()
+    );
+}
+
 fn bench(n: usize, iterations: usize) -> Outcome {
     let base_text = generated_table(n);
     let head_text = with_one_route_changed(&base_text);
     let base = load("routes.yaml", &base_text).expect("the generated table is valid");
     assert_eq!(base.routes.len(), n);
 
-    let mut stages = Stages {
-        validate: Samples::default(),
-        render: Samples::default(),
-        diff: Samples::default(),
-        total: Samples::default(),
-    };
-    // One warm-up run (page faults, lazily built schema validator), not counted.
-    let mut warm_up = Stages {
-        validate: Samples::default(),
-        render: Samples::default(),
-        diff: Samples::default(),
-        total: Samples::default(),
-    };
-    let (config, report) = validate_render_diff(&head_text, &base, &mut warm_up);
+    // One warm-up run (page faults, the lazily built schema validator), not counted.
+    let (config, report) = validate_render_diff(&head_text, &base, &mut Stages::default(), false);
     assert_eq!(report.routes.routes.len(), 1, "exactly one route changed");
+
+    let mut stages = Stages::default();
     for _ in 0..iterations {
-        black_box(validate_render_diff(&head_text, &base, &mut stages));
+        black_box(validate_render_diff(&head_text, &base, &mut stages, false));
     }
+    // Peak heap: once for the whole pipeline, once per stage.
     let (peak, _) = peak_heap(|| {
-        let mut once = Stages {
-            validate: Samples::default(),
-            render: Samples::default(),
-            diff: Samples::default(),
-            total: Samples::default(),
-        };
-        black_box(validate_render_diff(&head_text, &base, &mut once))
+        black_box(validate_render_diff(
+            &head_text,
+            &base,
+            &mut Stages::default(),
+            false,
+        ))
     });
+    let mut peaks = Stages::default();
+    black_box(validate_render_diff(&head_text, &base, &mut peaks, true));
 
     println!(
         "\n{n} routes: routes.yaml {} KiB, haproxy.cfg {} KiB ({} lines), {iterations} iterations",
@@ -293,29 +321,34 @@ fn bench(n: usize, iterations: usize) -> Outcome {
         config.len() / 1024,
         config.lines().count()
     );
-    println!("  {:<44} {:>12} {:>12}", "stage", "best", "median");
-    for (name, samples) in [
-        ("validate   validate::load", &stages.validate),
-        ("render     render(..).to_string()", &stages.render),
-        ("diff       2 x Snapshot::rendered + between", &stages.diff),
-        ("total      validate + render + diff", &stages.total),
-    ] {
-        println!(
-            "  {name:<44} {:>12} {:>12}",
-            ms(samples.best()),
-            ms(samples.median())
-        );
-    }
-    println!("  {:<44} {:>12}", "peak heap of one total", mib(peak));
+    println!(
+        "  {:<ROW$} {:>11} {:>11} {:>11}",
+        "stage", "best", "median", "peak heap"
+    );
+    row(
+        "validate  validate::load",
+        &stages.validate,
+        Some(peaks.peaks[0]),
+    );
+    row(
+        "render    render(..).to_string()",
+        &stages.render,
+        Some(peaks.peaks[1]),
+    );
+    row(
+        "diff      2 x Snapshot::rendered + between",
+        &stages.diff,
+        Some(peaks.peaks[2]),
+    );
+    row(
+        "total     validate + render + diff",
+        &stages.total,
+        Some(peak),
+    );
     match haproxy_check(&config, 3) {
         None => println!("  haproxy -c: not installed (scripts/install-test-deps)"),
         Some(Err(e)) => println!("  haproxy -c FAILED: {e}"),
-        Some(Ok(samples)) => println!(
-            "  {:<44} {:>12} {:>12}",
-            "yardstick  haproxy -c -q -f (same config)",
-            ms(samples.best()),
-            ms(samples.median())
-        ),
+        Some(Ok(samples)) => row("yardstick haproxy -c -q -f (same config)", &samples, None),
     }
     Outcome {
         routes: n,
@@ -324,7 +357,23 @@ fn bench(n: usize, iterations: usize) -> Outcome {
     }
 }
 
-/// Where the time of each stage goes, from the library's public steps.
+/// One step of the breakdown: its times and the largest peak heap of its runs.
+#[derive(Default)]
+struct Step {
+    samples: Samples,
+    peak: usize,
+}
+
+impl Step {
+    fn run<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let (bytes, result) = peak_heap(|| self.samples.time(f));
+        self.peak = self.peak.max(bytes);
+        result
+    }
+}
+
+/// Where the time and memory of each stage go, step by step through the
+/// library's public functions.
 fn breakdown(n: usize, iterations: usize) {
     let text = generated_table(n);
     let head_text = with_one_route_changed(&text);
@@ -333,75 +382,57 @@ fn breakdown(n: usize, iterations: usize) {
     let base_config = render(&base).to_string();
     let head_config = render(&head).to_string();
 
-    let mut parse = Samples::default();
-    let mut check = Samples::default();
-    let mut semantic = Samples::default();
-    let mut build = Samples::default();
-    let mut display = Samples::default();
-    let mut routes_diff = Samples::default();
-    let mut text_diff = Samples::default();
-    let mut peaks = [0usize; 4];
+    let mut steps: [Step; 10] = Default::default();
     for _ in 0..iterations {
-        let (p, document) = peak_heap(|| parse.time(|| yaml::parse("routes.yaml", &head_text)));
-        peaks[0] = peaks[0].max(p);
-        let document = document.unwrap();
-        let (p, _) = peak_heap(|| {
-            check.time(|| {
-                black_box(check_value(
-                    "routes.yaml",
-                    &document.value,
-                    &document.source_map,
-                ))
-            })
-        });
-        peaks[1] = peaks[1].max(p);
-        semantic.time(|| black_box(semantic_errors(&head)));
-        let built = build.time(|| render(&head));
-        let (p, _) = peak_heap(|| display.time(|| black_box(built.to_string())));
-        peaks[2] = peaks[2].max(p);
-        routes_diff.time(|| black_box(diff_routes(&base, &head)));
-        let (p, _) = peak_heap(|| {
-            text_diff.time(|| black_box(config_diff(&base_config, &head_config, "base", "head")))
-        });
-        peaks[3] = peaks[3].max(p);
+        let [
+            parse,
+            check,
+            semantic,
+            build,
+            display,
+            snapshot,
+            clone,
+            routes_diff,
+            text_diff,
+            between,
+        ] = &mut steps;
+        let document = parse
+            .run(|| yaml::parse("routes.yaml", &head_text))
+            .unwrap();
+        let checked =
+            check.run(|| check_value("routes.yaml", &document.value, &document.source_map));
+        black_box(checked.expect("the generated table is valid"));
+        black_box(semantic.run(|| semantic_errors(&head)));
+        let built = build.run(|| render(&head));
+        black_box(display.run(|| built.to_string()));
+        let head_snapshot = snapshot.run(|| Snapshot::rendered("head", None, head.clone()));
+        let base_snapshot = Snapshot::rendered("base", None, base.clone());
+        black_box(clone.run(|| head.clone()));
+        black_box(routes_diff.run(|| diff_routes(&base, &head)));
+        black_box(text_diff.run(|| config_diff(&base_config, &head_config, "base", "head")));
+        black_box(between.run(|| DiffReport::between(&base_snapshot, &head_snapshot)));
     }
-    println!("\nwhere the time goes at {n} routes ({iterations} iterations):");
     println!(
-        "  {:<52} {:>12} {:>12} {:>12}",
+        "\nwhere it goes at {n} routes ({iterations} iterations; peak heap above the step's start):"
+    );
+    println!(
+        "  {:<ROW$} {:>11} {:>11} {:>11}",
         "step", "best", "median", "peak heap"
     );
-    let rows: [(&str, &Samples, Option<usize>); 7] = [
-        (
-            "validate: yaml::parse (serde-saphyr + positions)",
-            &parse,
-            Some(peaks[0]),
-        ),
-        (
-            "validate: check_value (schema, serde, semantics)",
-            &check,
-            Some(peaks[1]),
-        ),
-        ("  of which semantic_errors", &semantic, None),
-        ("render:   render() (sections)", &build, None),
-        (
-            "render:   HaproxyConfig::to_string",
-            &display,
-            Some(peaks[2]),
-        ),
-        ("diff:     diff_routes (route level)", &routes_diff, None),
-        (
-            "diff:     config_diff (unified text diff)",
-            &text_diff,
-            Some(peaks[3]),
-        ),
+    let names = [
+        "validate: yaml::parse (serde-saphyr -> Value)",
+        "validate: check_value (schema+serde+semantic)",
+        "            of which semantic_errors",
+        "render:   render() (build the sections)",
+        "render:   HaproxyConfig::to_string",
+        "diff:     Snapshot::rendered (clone + render)",
+        "            of which RoutesFile::clone",
+        "diff:     diff_routes (route level)",
+        "diff:     config_diff (unified text diff)",
+        "diff:     DiffReport::between (both above)",
     ];
-    for (name, samples, peak) in rows {
-        println!(
-            "  {name:<52} {:>12} {:>12} {:>12}",
-            ms(samples.best()),
-            ms(samples.median()),
-            peak.map(mib).unwrap_or_default()
-        );
+    for (name, step) in names.iter().zip(&steps) {
+        row(name, &step.samples, Some(step.peak));
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod dfp;
 pub mod diagnostics;
 pub mod diff;
 pub mod haproxy;
@@ -22,6 +23,7 @@ pub mod render;
 pub mod report;
 pub mod sources;
 pub mod state;
+pub mod swarm;
 pub mod validate;
 pub mod webhook;
 pub mod yaml;

@@ -47,6 +47,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List, export or delete the overrides of a running capstan (changes
+    /// made through the Docker-Flow-Proxy-compatible API).
+    Overrides {
+        /// The capstan API address.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:8080",
+            env = "CAPSTAN_URL",
+            global = true
+        )]
+        url: String,
+        #[command(subcommand)]
+        command: serve::OverridesCommand,
+    },
     /// Validate, render and show what applying a routes file would change
     /// against a proxy with nothing running.
     ///
@@ -133,6 +147,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => serve::run(*args),
         Command::Status { url, json } => serve::status(&url, json),
+        Command::Overrides { url, command } => serve::overrides(&url, command),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

@@ -58,6 +58,28 @@ pub struct OverrideSet {
     pub overrides: BTreeMap<String, Override>,
 }
 
+/// One change to the override set, as the API submits it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OverrideChange {
+    /// Set a service's override (replacing any previous one).
+    Put(Override),
+    /// Delete a service's override.
+    Delete(String),
+}
+
+impl OverrideChange {
+    pub fn apply(&self, set: &mut OverrideSet) {
+        match self {
+            OverrideChange::Put(o) => {
+                set.overrides.insert(o.service.clone(), o.clone());
+            }
+            OverrideChange::Delete(service) => {
+                set.overrides.remove(service);
+            }
+        }
+    }
+}
+
 /// How one override shows against git, for status and diffs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Drift {

@@ -9,15 +9,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::apply::Haproxy;
 use crate::diagnostics::Diagnostics;
 use crate::metrics::{Metrics, ResultLabel};
 use crate::model::RoutesFile;
-use crate::overrides::{Drift, OverrideSet, OverrideStore, StoreError, merge};
+use crate::overrides::{Drift, OverrideChange, OverrideSet, OverrideStore, merge};
 use crate::plan::{DesiredConfig, Method, Plan, plan};
 use crate::render::render;
 use crate::sources::git::{GitError, RemoteRepo};
@@ -214,7 +214,15 @@ pub struct Shared {
     pub git_routes: Mutex<Option<RoutesFile>>,
     /// The last finished reconcile: which overrides it included, and how it ended.
     pub completed: watch::Sender<Completion>,
+    /// Submitted override changes not committed yet, with their callers.
+    pending: Mutex<Vec<PendingChange>>,
+    /// Held by the one caller committing a group.
+    commit_lock: tokio::sync::Mutex<()>,
+    /// Reconciles started so far.
+    pub runs_started: AtomicU64,
 }
+
+type PendingChange = (OverrideChange, oneshot::Sender<Result<u64, OverrideError>>);
 
 /// The override set, its store, and a generation counting its changes.
 pub struct Overrides {
@@ -226,6 +234,8 @@ pub struct Overrides {
 /// How a reconcile ended, for callers waiting on their override.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Completion {
+    /// The number of the reconcile (they count from 1).
+    pub run: u64,
     /// The overrides generation the reconcile included.
     pub generation: u64,
     /// `None` when HAProxy serves the result.
@@ -238,35 +248,95 @@ pub enum OverrideError {
     /// With git's routes and the other overrides, the table would be invalid.
     #[error("{0}")]
     Invalid(Diagnostics),
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    /// The override set could not be saved.
+    #[error("saving the overrides: {0}")]
+    Store(String),
 }
 
 impl Shared {
     /// Checks `change` against git and the other overrides, persists it,
     /// and asks for a reconcile. Returns the generation to wait for.
-    pub fn submit_override(
-        &self,
-        change: impl FnOnce(&mut OverrideSet),
-    ) -> Result<u64, OverrideError> {
-        let mut overrides = self.overrides.lock().expect("overrides mutex");
-        let mut candidate = overrides.set.clone();
-        change(&mut candidate);
+    ///
+    /// Concurrent submissions are committed in groups: one check of the
+    /// merged table and one atomic write for all of them (a change that
+    /// breaks the table is then found and refused alone).
+    pub async fn submit_override(&self, change: OverrideChange) -> Result<u64, OverrideError> {
+        let (reply, answer) = oneshot::channel();
+        self.pending
+            .lock()
+            .expect("pending mutex")
+            .push((change, reply));
+        {
+            let _committer = self.commit_lock.lock().await;
+            self.commit_pending();
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(OverrideError::Store("the commit was lost".into())))
+    }
+
+    fn commit_pending(&self) {
+        let batch = std::mem::take(&mut *self.pending.lock().expect("pending mutex"));
+        if batch.is_empty() {
+            return;
+        }
         let git = self
             .git_routes
             .lock()
             .expect("git mutex")
             .clone()
             .unwrap_or_else(RoutesFile::empty);
-        let merged = merge(&git, &candidate, unix_now());
-        validate::check("overrides", &merged.routes).map_err(OverrideError::Invalid)?;
-        overrides.store.save(&candidate)?;
-        overrides.set = candidate;
-        overrides.generation += 1;
+        let check = |set: &OverrideSet| {
+            validate::check_semantics("overrides", &merge(&git, set, unix_now()).routes)
+        };
+        let mut overrides = self.overrides.lock().expect("overrides mutex");
+        let mut candidate = overrides.set.clone();
+        for (change, _) in &batch {
+            change.apply(&mut candidate);
+        }
+        let mut outcomes: Vec<Result<(), Diagnostics>> = vec![Ok(()); batch.len()];
+        if check(&candidate).is_err() {
+            // Find the offenders: add the changes one by one.
+            candidate = overrides.set.clone();
+            for ((change, _), outcome) in batch.iter().zip(&mut outcomes) {
+                let mut next = candidate.clone();
+                change.apply(&mut next);
+                match check(&next) {
+                    Ok(()) => candidate = next,
+                    Err(diagnostics) => *outcome = Err(diagnostics),
+                }
+            }
+        }
+        let saved = overrides.store.save(&candidate).map_err(|e| e.to_string());
+        if saved.is_ok() {
+            overrides.set = candidate;
+            overrides.generation += 1;
+        }
         let generation = overrides.generation;
         drop(overrides);
         self.trigger.notify_one();
-        Ok(generation)
+        for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
+            let result = match (&saved, outcome) {
+                (Err(e), _) => Err(OverrideError::Store(e.clone())),
+                (Ok(()), Err(diagnostics)) => Err(OverrideError::Invalid(diagnostics)),
+                (Ok(()), Ok(())) => Ok(generation),
+            };
+            let _ = reply.send(result);
+        }
+    }
+
+    /// git's table with every override but `service`'s laid over it: what a
+    /// new override of `service` is validated against.
+    pub fn routes_without(&self, service: &str) -> RoutesFile {
+        let mut set = self.overrides.lock().expect("overrides mutex").set.clone();
+        set.overrides.remove(service);
+        let git = self
+            .git_routes
+            .lock()
+            .expect("git mutex")
+            .clone()
+            .unwrap_or_else(RoutesFile::empty);
+        merge(&git, &set, unix_now()).routes
     }
 
     /// Waits until a reconcile that includes overrides `generation` finished.
@@ -274,15 +344,30 @@ impl Shared {
         let mut completed = self.completed.subscribe();
         let done = completed.wait_for(|c| c.generation >= generation).await;
         done.map(|c| c.clone()).unwrap_or_else(|_| Completion {
+            run: 0,
             generation,
             error: Some("capstan is shutting down".into()),
         })
     }
 
-    /// Asks for a fetch of git and a reconcile.
-    pub fn request_fetch(&self) {
+    /// Asks for a fetch of git and a reconcile; returns what to pass to
+    /// [`Shared::wait_for_run_after`].
+    pub fn request_fetch(&self) -> u64 {
+        let started = self.runs_started.load(Ordering::SeqCst);
         self.fetch_requested.store(true, Ordering::SeqCst);
         self.trigger.notify_one();
+        started
+    }
+
+    /// Waits until a reconcile numbered above `run` finished.
+    pub async fn wait_for_run_after(&self, run: u64) -> Completion {
+        let mut completed = self.completed.subscribe();
+        let done = completed.wait_for(|c| c.run > run).await;
+        done.map(|c| c.clone()).unwrap_or_else(|_| Completion {
+            run,
+            generation: 0,
+            error: Some("capstan is shutting down".into()),
+        })
     }
 }
 
@@ -342,6 +427,9 @@ impl Reconciler {
                 }),
                 git_routes: Mutex::new(None),
                 completed: watch::channel(Completion::default()).0,
+                runs_started: AtomicU64::new(0),
+                pending: Mutex::new(Vec::new()),
+                commit_lock: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -351,14 +439,14 @@ impl Reconciler {
     pub async fn run(mut self, poll: Duration) {
         let mut fetch = true;
         loop {
-            let wait = match self.reconcile(fetch).await {
-                Err(ReconcileError::Fetch) => {
-                    let failures = self.status().fetch.consecutive_failures;
-                    let backoff = Duration::from_secs(1 << failures.min(6)).min(poll);
-                    self.status().fetch.retry_in_seconds = Some(backoff.as_secs());
-                    backoff
-                }
-                _ => poll,
+            let _ = self.reconcile(fetch).await;
+            let failures = self.status().fetch.consecutive_failures;
+            let wait = if failures > 0 {
+                let backoff = Duration::from_secs(1 << failures.min(6)).min(poll);
+                self.status().fetch.retry_in_seconds = Some(backoff.as_secs());
+                backoff
+            } else {
+                poll
             };
             let wait = self.next_expiry().map_or(wait, |expiry| wait.min(expiry));
             fetch = tokio::select! {
@@ -391,6 +479,7 @@ impl Reconciler {
     /// fetched revision is merged with the current overrides again.
     pub async fn reconcile(&mut self, fetch: bool) -> Result<Method, ReconcileError> {
         let started = Instant::now();
+        let run = self.shared.runs_started.fetch_add(1, Ordering::SeqCst) + 1;
         let generation = self
             .shared
             .overrides
@@ -410,9 +499,11 @@ impl Reconciler {
         metrics.in_sync.set(i64::from(in_sync));
         self.status().in_sync = in_sync;
         let error = result.as_ref().err().map(|e| self.describe_failure(*e));
-        self.shared
-            .completed
-            .send_replace(Completion { generation, error });
+        self.shared.completed.send_replace(Completion {
+            run,
+            generation,
+            error,
+        });
         release_freed_memory();
         result
     }
@@ -457,7 +548,12 @@ impl Reconciler {
                 let mut status = self.status();
                 status.fetch.error = Some(error.to_string());
                 status.fetch.consecutive_failures += 1;
-                return Err(ReconcileError::Fetch);
+                drop(status);
+                // Overrides still apply on top of the last revision fetched.
+                match &self.last_fetched {
+                    Some(last) => last.clone(),
+                    None => return Err(ReconcileError::Fetch),
+                }
             }
         };
         let fetch_ms = millis(started.elapsed());
@@ -618,7 +714,7 @@ impl Reconciler {
         drop(overrides);
         let drift: Vec<Drift> = merged.drift.into_iter().filter(|d| !d.redundant).collect();
         self.status().overrides = drift;
-        validate::check("overrides", &merged.routes)?;
+        validate::check_semantics("overrides", &merged.routes)?;
         Ok(merged.routes)
     }
 

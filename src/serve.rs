@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
-use capstan::api::{self, ApiState};
+use capstan::api::{self, ApiAuth, ApiState};
 use capstan::apply::Haproxy;
 use capstan::diff::Snapshot;
 use capstan::haproxy::process::RuntimePaths;
@@ -52,6 +52,23 @@ pub struct ServeArgs {
     /// GitLab's token). Without it, webhooks are accepted unverified.
     #[arg(long, env = "CAPSTAN_WEBHOOK_SECRET_FILE")]
     webhook_secret_file: Option<PathBuf>,
+    /// File holding a bearer token that the mutating API endpoints
+    /// (Docker Flow Proxy's reconfigure, remove, reload; override deletion)
+    /// require. Without it, or --api-basic-auth-file, they are open, as in
+    /// Docker Flow Proxy.
+    #[arg(long, env = "CAPSTAN_API_TOKEN_FILE")]
+    api_token_file: Option<PathBuf>,
+    /// File holding `user:password` for basic auth on the mutating endpoints.
+    #[arg(
+        long,
+        env = "CAPSTAN_API_BASIC_AUTH_FILE",
+        conflicts_with = "api_token_file"
+    )]
+    api_basic_auth_file: Option<PathBuf>,
+    /// Lifetime of overrides whose request sets no `ttl` (e.g. 24h); without
+    /// it they last until removed or declared by git.
+    #[arg(long, env = "CAPSTAN_OVERRIDE_TTL", value_parser = parse_duration)]
+    override_ttl: Option<Duration>,
     /// File holding an https access token for the repository.
     #[arg(long, env = "CAPSTAN_GIT_TOKEN_FILE")]
     git_token_file: Option<PathBuf>,
@@ -175,11 +192,33 @@ async fn serve(args: ServeArgs) -> Result<()> {
             "overrides in force (see /v1/status)"
         );
     }
+    let auth = match (&args.api_token_file, &args.api_basic_auth_file) {
+        (Some(path), _) => Some(Arc::new(ApiAuth::Bearer(read_secret(path)?))),
+        (None, Some(path)) => Some(Arc::new(ApiAuth::Basic(read_secret(path)?))),
+        (None, None) => {
+            if args.listen.ip().is_loopback() {
+                tracing::info!("the reconfigure API is open (loopback only)");
+            } else {
+                tracing::warn!(
+                    listen = %args.listen,
+                    "THE RECONFIGURE API IS OPEN TO THE NETWORK: anyone who reaches it can change routes; set --api-token-file or --api-basic-auth-file"
+                );
+            }
+            None
+        }
+    };
+    let config_file = args
+        .attach_config
+        .clone()
+        .unwrap_or_else(|| state_dir.config_file());
     let reconciler = Reconciler::new(source, state_dir, haproxy, state, overrides);
     let api_state = ApiState {
         shared: reconciler.shared.clone(),
         webhook_secret,
         branch: args.repo.as_ref().map(|_| args.branch.clone()),
+        auth,
+        default_ttl: args.override_ttl,
+        config_file,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -279,6 +318,115 @@ pub fn live_snapshot(url: &str) -> Result<Snapshot> {
     ))
 }
 
+/// `capstan overrides list|export|delete`.
+pub fn overrides(url: &str, command: OverridesCommand) -> Result<ExitCode> {
+    let base = url.trim_end_matches('/');
+    match command {
+        OverridesCommand::List { json } => {
+            let body = block_on(get_json(&format!("{base}/v1/overrides")))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let drift = body["drift"].as_array().cloned().unwrap_or_default();
+            let overrides = body["overrides"].as_object().cloned().unwrap_or_default();
+            if overrides.is_empty() {
+                println!("no overrides: HAProxy serves what git declares");
+            }
+            for (service, o) in &overrides {
+                let d = drift.iter().find(|d| d["service"] == service.as_str());
+                let list = |key: &str| {
+                    d.and_then(|d| d[key].as_array())
+                        .map(|v| {
+                            v.iter()
+                                .filter_map(|x| x.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .filter(|s| !s.is_empty())
+                };
+                let mut effects = Vec::new();
+                for (key, verb) in [
+                    ("adds", "adds"),
+                    ("replaces", "replaces git's"),
+                    ("removes", "hides git's"),
+                ] {
+                    if let Some(ids) = list(key) {
+                        effects.push(format!("{verb} {ids}"));
+                    }
+                }
+                let expires = o["expires_at"]
+                    .as_u64()
+                    .map(|t| {
+                        format!(
+                            ", expires in {}s",
+                            t.saturating_sub(capstan::reconcile::unix_now())
+                        )
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "{service}: {} since {}{expires}: {}",
+                    o["kind"].as_str().unwrap_or_default(),
+                    o["created_at"].as_str().unwrap_or_default(),
+                    if effects.is_empty() {
+                        "no effect".to_string()
+                    } else {
+                        effects.join("; ")
+                    }
+                );
+            }
+        }
+        OverridesCommand::Export => {
+            let body = block_on(get_json(&format!("{base}/v1/overrides")))?;
+            let set: capstan::overrides::OverrideSet =
+                serde_json::from_value(serde_json::json!({ "overrides": body["overrides"] }))
+                    .context("reading the overrides")?;
+            print!("{}", capstan::overrides::export(&set));
+        }
+        OverridesCommand::Delete {
+            service,
+            token_file,
+        } => {
+            let token = token_file.as_ref().map(read_secret).transpose()?;
+            block_on(async {
+                let mut request =
+                    reqwest::Client::new().delete(format!("{base}/v1/overrides/{service}"));
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                let response = request.send().await.context("DELETE override")?;
+                let code = response.status();
+                let body = response.text().await.unwrap_or_default();
+                if !code.is_success() {
+                    bail!("{code}: {body}");
+                }
+                println!("override of {service} deleted");
+                Ok(())
+            })?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Subcommand)]
+pub enum OverridesCommand {
+    /// List the overrides in force and how they differ from git.
+    List {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the overrides as routes.yaml entries, to commit to git.
+    Export,
+    /// Delete a service's override (git's routes serve again).
+    Delete {
+        service: String,
+        /// File holding the API bearer token, when the API requires one.
+        #[arg(long, env = "CAPSTAN_API_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+    },
+}
+
 pub fn status(url: &str, json: bool) -> Result<ExitCode> {
     let url = format!("{}/v1/status", url.trim_end_matches('/'));
     let status = block_on(get_json(&url))?;
@@ -339,6 +487,14 @@ fn status_text(status: &serde_json::Value) -> String {
                 d["message"].as_str().unwrap_or_default()
             );
         }
+    }
+    for d in status["overrides"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "override: {} ({}) — see `capstan overrides list`",
+            d["service"].as_str().unwrap_or_default(),
+            d["kind"].as_str().unwrap_or_default()
+        );
     }
     if let Some(plan) = status["pending_plan"].as_object() {
         let _ = writeln!(

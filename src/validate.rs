@@ -69,6 +69,23 @@ pub fn check(file: &str, routes: &RoutesFile) -> Result<(), Diagnostics> {
     check_value(file, &value, &SourceMap::default()).map(|_| ())
 }
 
+/// The semantic checks alone, for tables whose parts already passed the
+/// schema (git's file and each override): catches what only the combination
+/// can break (two routes on one path, one id twice, a port used twice).
+pub fn check_semantics(file: &str, routes: &RoutesFile) -> Result<(), Diagnostics> {
+    let problems = semantic_errors(routes);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let source_map = SourceMap::default();
+    Err(Diagnostics(
+        problems
+            .into_iter()
+            .map(|p| source_map.at_value(file, &p.path, p.message))
+            .collect(),
+    ))
+}
+
 fn schema_errors(file: &str, value: &serde_json::Value, map: &SourceMap) -> Vec<Diagnostic> {
     use jsonschema::error::ValidationErrorKind as Kind;
     use jsonschema::paths::LocationSegment;

@@ -41,7 +41,13 @@ pub struct Backend {
 
 impl Backend {
     pub fn start(name: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on(0, name)
+    }
+
+    /// On a given port (0: any free one).
+    pub fn start_on(port: u16, name: &str) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("binding 127.0.0.1:{port}: {e}"));
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let (name, flag) = (name.to_string(), stop.clone());
@@ -371,4 +377,58 @@ impl Drop for Capstan {
             eprintln!("--- capstan log ---\n{}", self.log());
         }
     }
+}
+
+/// A DNS server on loopback UDP that answers A queries for `names` with
+/// 127.0.0.1 (and NXDOMAIN otherwise): lets HAProxy's own resolvers find
+/// service names such as `go-demo` without touching /etc/hosts.
+pub struct Dns {
+    pub port: u16,
+}
+
+impl Dns {
+    pub fn start(names: &[&str]) -> Self {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let names: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((len, peer)) = socket.recv_from(&mut buf) {
+                if let Some(answer) = dns_answer(&buf[..len], &names) {
+                    let _ = socket.send_to(&answer, peer);
+                }
+            }
+        });
+        Self { port }
+    }
+}
+
+fn dns_answer(query: &[u8], names: &[String]) -> Option<Vec<u8>> {
+    if query.len() < 12 {
+        return None;
+    }
+    // The question: labels, then type and class.
+    let (mut at, mut labels) = (12, Vec::new());
+    loop {
+        let len = *query.get(at)? as usize;
+        at += 1;
+        if len == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(query.get(at..at + len)?).to_ascii_lowercase());
+        at += len;
+    }
+    let qtype = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
+    let question = &query[12..at + 4];
+    let known = names.contains(&labels.join("."));
+    let answer_a = known && qtype == 1;
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&query[..2]); // id
+    out.extend_from_slice(&[0x81, if known { 0x80 } else { 0x83 }]); // response, RA, rcode
+    out.extend_from_slice(&[0, 1, 0, u8::from(answer_a), 0, 0, 0, 0]);
+    out.extend_from_slice(question);
+    if answer_a {
+        out.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1]);
+    }
+    Some(out)
 }

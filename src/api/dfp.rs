@@ -1,0 +1,212 @@
+//! The Docker-Flow-Proxy-compatible API under `/v1/docker-flow-proxy/`:
+//! `reconfigure`, `remove`, `reload`, `config`, `ping`. Same parameters and
+//! JSON answers as Docker Flow Proxy; each change becomes a persisted
+//! override on top of git, and the answer is sent once it serves (or failed).
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::ApiState;
+use crate::dfp::{self, AnswerStatus};
+use crate::overrides::{Action, Override, OverrideChange};
+use crate::reconcile::{OverrideError, unix_now};
+use crate::state;
+
+/// How long a caller waits for its change to be applied.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn answer(code: StatusCode, body: Value) -> Response {
+    (code, axum::Json(body)).into_response()
+}
+
+fn nok(code: StatusCode, message: &str) -> Response {
+    answer(code, dfp::error_answer(message))
+}
+
+/// Persists an override change, then waits until a reconcile including it
+/// finished: the answer tells whether HAProxy serves it.
+async fn submit(state: &ApiState, change: OverrideChange) -> Result<(), Box<Response>> {
+    let generation = state
+        .shared
+        .submit_override(change)
+        .await
+        .map_err(|e| match e {
+            OverrideError::Invalid(diagnostics) => nok(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "the change conflicts with git's routes or other overrides: {diagnostics}"
+                ),
+            ),
+            OverrideError::Store(e) => nok(StatusCode::INTERNAL_SERVER_ERROR, &e),
+        })?;
+    match tokio::time::timeout(APPLY_TIMEOUT, state.shared.wait_for(generation)).await {
+        Ok(completion) => match completion.error {
+            None => Ok(()),
+            Some(message) => Err(Box::new(nok(StatusCode::INTERNAL_SERVER_ERROR, &message))),
+        },
+        Err(_) => Err(Box::new(nok(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the change is stored but was not applied in time; see /v1/status",
+        ))),
+    }
+}
+
+pub async fn reconfigure(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    if let Some(denied) = state.unauthorized(&headers) {
+        return denied;
+    }
+    let request = match dfp::parse_reconfigure(&params) {
+        Ok(request) => request,
+        Err(e) => {
+            let code = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::BAD_REQUEST);
+            return nok(code, &e.to_string());
+        }
+    };
+    let expires_at = request
+        .ttl
+        .or(state.default_ttl)
+        .map(|ttl| unix_now() + ttl.as_secs());
+    let service = request.service_name.clone();
+    let change = Override {
+        service: service.clone(),
+        action: Action::Reconfigure {
+            routes: request.routes.clone(),
+            userlists: request.userlists.clone(),
+        },
+        created_at: state::now(),
+        expires_at,
+    };
+    if let Err(response) = submit(&state, OverrideChange::Put(change)).await {
+        // A conflict with git or other overrides: say it in Docker Flow
+        // Proxy's parameter names when the request's own routes are at fault.
+        if response.status() == StatusCode::BAD_REQUEST {
+            let mut table = state.shared.routes_without(&service);
+            let ids: Vec<_> = request.routes.iter().map(|r| r.id()).collect();
+            table.routes.retain(|r| !ids.contains(&r.id()));
+            if let Err(e) = request.validate_in(&table) {
+                let code = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::BAD_REQUEST);
+                return nok(code, &e.to_string());
+            }
+        }
+        return *response;
+    }
+    answer(
+        StatusCode::OK,
+        dfp::reconfigure_answer(AnswerStatus::Ok, "", &service, &request.echo),
+    )
+}
+
+pub async fn remove(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    if let Some(denied) = state.unauthorized(&headers) {
+        return denied;
+    }
+    let request = match dfp::parse_remove(&params) {
+        Ok(request) => request,
+        Err(e) => {
+            let code = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::BAD_REQUEST);
+            return nok(code, &e.to_string());
+        }
+    };
+    let service = request.service_name.clone();
+    let in_git = state
+        .shared
+        .git_routes
+        .lock()
+        .expect("git mutex")
+        .as_ref()
+        .is_some_and(|git| git.routes.iter().any(|r| r.service.as_str() == service));
+    // A service only an override added goes with its override; one git
+    // declares is hidden by a remove override until that is deleted.
+    let change = if in_git {
+        OverrideChange::Put(Override {
+            service: service.clone(),
+            action: Action::Remove,
+            created_at: state::now(),
+            expires_at: None,
+        })
+    } else {
+        OverrideChange::Delete(service.clone())
+    };
+    let result = submit(&state, change).await;
+    match result {
+        Ok(()) => answer(
+            StatusCode::OK,
+            serde_json::json!({"Status": "OK", "Message": "", "ServiceName": service}),
+        ),
+        Err(response) => *response,
+    }
+}
+
+pub async fn reload(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Some(denied) = state.unauthorized(&headers) {
+        return denied;
+    }
+    // capstan reloads only when the config changed: a reload request
+    // re-fetches git and reconciles, and answers once that is done.
+    let run = state.shared.request_fetch();
+    let completion =
+        tokio::time::timeout(APPLY_TIMEOUT, state.shared.wait_for_run_after(run)).await;
+    match completion {
+        Ok(c) if c.error.is_none() => answer(StatusCode::OK, serde_json::json!({"Status": "OK"})),
+        Ok(c) => nok(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &c.error.unwrap_or_default(),
+        ),
+        Err(_) => nok(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reconcile did not finish in time",
+        ),
+    }
+}
+
+pub async fn config(
+    State(state): State<ApiState>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let applied = state
+        .shared
+        .applied_routes
+        .lock()
+        .expect("routes mutex")
+        .clone();
+    let Some((_, routes)) = applied else {
+        return nok(StatusCode::SERVICE_UNAVAILABLE, "nothing applied yet");
+    };
+    if params.iter().any(|(k, v)| k == "type" && v == "json") {
+        let mut services = serde_json::Map::new();
+        let mut by_service: std::collections::BTreeMap<&str, Vec<crate::model::Route>> =
+            Default::default();
+        for route in &routes.routes {
+            by_service
+                .entry(route.service.as_str())
+                .or_default()
+                .push(route.clone());
+        }
+        for (service, routes) in by_service {
+            let echo = dfp::service_echo(&routes);
+            services.insert(
+                service.to_string(),
+                dfp::reconfigure_answer(AnswerStatus::Ok, "", service, &echo),
+            );
+        }
+        return answer(StatusCode::OK, Value::Object(services));
+    }
+    let text = std::fs::read_to_string(&state.config_file).unwrap_or_default();
+    (StatusCode::OK, text).into_response()
+}
+
+pub async fn ping() -> Response {
+    answer(StatusCode::OK, serde_json::json!({"Status": "OK"}))
+}

@@ -1,0 +1,272 @@
+//! capstan's HTTP API: status, the push webhook, live routes for
+//! `capstan diff --live`, and Prometheus metrics.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde_json::json;
+
+mod dfp;
+
+use crate::metrics::ResultLabel;
+use crate::reconcile::Shared;
+use crate::webhook::WebhookSecret;
+
+/// Largest request body accepted (webhook payloads are far smaller).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Largest query string accepted by the Docker-Flow-Proxy endpoints.
+pub const QUERY_LIMIT: usize = 16 * 1024;
+
+/// Credentials the mutating endpoints require.
+#[derive(Clone)]
+pub enum ApiAuth {
+    /// `Authorization: Bearer <token>`.
+    Bearer(String),
+    /// `Authorization: Basic <base64 user:password>`, given as `user:password`.
+    Basic(String),
+}
+
+/// What the handlers need.
+#[derive(Clone)]
+pub struct ApiState {
+    pub shared: Arc<Shared>,
+    /// Verifies push webhooks; `None` accepts any push (warned at startup).
+    pub webhook_secret: Option<Arc<WebhookSecret>>,
+    /// Pushes to other branches are acknowledged and ignored.
+    pub branch: Option<String>,
+    /// Required by reconfigure, remove, reload and override deletion; `None`
+    /// for Docker Flow Proxy's open behaviour (warned at startup).
+    pub auth: Option<Arc<ApiAuth>>,
+    /// Lifetime of overrides whose request sets no `ttl`.
+    pub default_ttl: Option<std::time::Duration>,
+    /// The haproxy.cfg HAProxy loads, for `config`.
+    pub config_file: std::path::PathBuf,
+}
+
+impl ApiState {
+    /// A 401 answer, unless no credentials are configured or the request
+    /// carries them.
+    pub fn unauthorized(&self, headers: &HeaderMap) -> Option<Response> {
+        use subtle::ConstantTimeEq;
+        let auth = self.auth.as_ref()?;
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let expected = match auth.as_ref() {
+            ApiAuth::Bearer(token) => format!("Bearer {token}"),
+            ApiAuth::Basic(user_password) => {
+                format!("Basic {}", base64_encode(user_password.as_bytes()))
+            }
+        };
+        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            return None;
+        }
+        Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"capstan\", Bearer")],
+                axum::Json(json!({"Status": "NOK", "Message": "missing or wrong credentials"})),
+            )
+                .into_response(),
+        )
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/live", get(live))
+        .route("/v1/overrides", get(list_overrides))
+        .route("/v1/overrides/{service}", delete(delete_override))
+        .route("/v1/webhook/git", post(webhook))
+        .route(
+            "/v1/docker-flow-proxy/reconfigure",
+            get(dfp::reconfigure)
+                .put(dfp::reconfigure)
+                .post(dfp::reconfigure),
+        )
+        .route(
+            "/v1/docker-flow-proxy/remove",
+            get(dfp::remove).delete(dfp::remove).post(dfp::remove),
+        )
+        .route(
+            "/v1/docker-flow-proxy/reload",
+            get(dfp::reload).post(dfp::reload),
+        )
+        .route("/v1/docker-flow-proxy/config", get(dfp::config))
+        .route("/v1/docker-flow-proxy/ping", get(dfp::ping))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn(limit_query))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Refuses oversized query strings before any parsing.
+async fn limit_query(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if request.uri().query().is_some_and(|q| q.len() > QUERY_LIMIT) {
+        return json_response(
+            StatusCode::URI_TOO_LONG,
+            json!({"Status": "NOK", "Message": format!("the query string is longer than {QUERY_LIMIT} bytes")}),
+        );
+    }
+    next.run(request).await
+}
+
+async fn list_overrides(State(state): State<ApiState>) -> Response {
+    let set = state
+        .shared
+        .overrides
+        .lock()
+        .expect("overrides mutex")
+        .set
+        .clone();
+    let drift = state
+        .shared
+        .status
+        .lock()
+        .expect("status mutex")
+        .overrides
+        .clone();
+    json_response(
+        StatusCode::OK,
+        json!({ "overrides": set.overrides, "drift": drift }),
+    )
+}
+
+async fn delete_override(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    axum::extract::Path(service): axum::extract::Path<String>,
+) -> Response {
+    if let Some(denied) = state.unauthorized(&headers) {
+        return denied;
+    }
+    let exists = state
+        .shared
+        .overrides
+        .lock()
+        .expect("overrides mutex")
+        .set
+        .overrides
+        .contains_key(&service);
+    if !exists {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("no override for service {service}")}),
+        );
+    }
+    let change = crate::overrides::OverrideChange::Delete(service.clone());
+    let generation = match state.shared.submit_override(change).await {
+        Ok(generation) => generation,
+        Err(e) => return json_response(StatusCode::CONFLICT, json!({"error": e.to_string()})),
+    };
+    match state.shared.wait_for(generation).await.error {
+        None => json_response(
+            StatusCode::OK,
+            json!({"status": "deleted", "service": service}),
+        ),
+        Some(error) => json_response(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": error})),
+    }
+}
+
+fn json_response(code: StatusCode, value: serde_json::Value) -> Response {
+    (code, axum::Json(value)).into_response()
+}
+
+async fn status(State(state): State<ApiState>) -> Response {
+    let status = state.shared.status.lock().expect("status mutex").clone();
+    (StatusCode::OK, axum::Json(status)).into_response()
+}
+
+async fn live(State(state): State<ApiState>) -> Response {
+    let applied = state
+        .shared
+        .applied_routes
+        .lock()
+        .expect("routes mutex")
+        .clone();
+    match applied {
+        Some((revision, routes)) => json_response(
+            StatusCode::OK,
+            json!({ "revision": revision, "routes": routes }),
+        ),
+        None => json_response(
+            StatusCode::NOT_FOUND,
+            json!({ "error": "nothing applied yet" }),
+        ),
+    }
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.shared.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn webhook(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    let count = |result: &'static str| {
+        state
+            .shared
+            .metrics
+            .webhook_requests
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    };
+    if let Some(secret) = &state.webhook_secret {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        if let Err(error) = secret.verify(header, &body) {
+            count("unauthorized");
+            tracing::warn!(%error, "webhook rejected");
+            return json_response(
+                StatusCode::UNAUTHORIZED,
+                json!({ "error": error.to_string() }),
+            );
+        }
+    }
+    if let (Some(branch), Some(pushed)) = (&state.branch, crate::webhook::pushed_branch(&body))
+        && &pushed != branch
+    {
+        count("ignored");
+        return json_response(
+            StatusCode::ACCEPTED,
+            json!({ "status": "ignored", "reason": format!("push to {pushed}, watching {branch}") }),
+        );
+    }
+    count("accepted");
+    let _ = state.shared.request_fetch();
+    json_response(
+        StatusCode::ACCEPTED,
+        json!({ "status": "reconcile triggered" }),
+    )
+}

@@ -1,0 +1,328 @@
+//! The Docker-Flow-Proxy-compatible API end to end: `curl`-style calls to a
+//! real `capstan serve`, a real HAProxy, real backends, and a real git remote.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+/// A routes.yaml whose HAProxy resolves service names through `dns`.
+fn base_routes(http: u16, dns: &Dns, routes: &str) -> String {
+    format!(
+        "version: 1\ndefaults:\n  bind_address: 127.0.0.1\n  http_port: {http}\n  resolvers: [\"127.0.0.1:{}\"]\nroutes:{}",
+        dns.port,
+        if routes.is_empty() {
+            " []\n".to_string()
+        } else {
+            format!("\n{routes}")
+        }
+    )
+}
+
+fn get_json(capstan: &Capstan, path_and_query: &str) -> (u16, serde_json::Value) {
+    let (code, body) = capstan.get(path_and_query);
+    let value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+    (code, value)
+}
+
+fn start(remote: &GitRemote, extra: &[&str]) -> Capstan {
+    let url = remote.url();
+    let mut args = vec!["--repo", url.as_str(), "--poll-interval", "1h"];
+    args.extend_from_slice(extra);
+    Capstan::start(&args)
+}
+
+fn wait_in_sync(capstan: &Capstan) {
+    wait_until("capstan in sync", Duration::from_secs(20), || {
+        capstan.status()["in_sync"] == true
+    });
+}
+
+#[test]
+fn the_book_example_end_to_end() {
+    require_tools();
+    // go-demo answers on 127.0.0.1:8080 as the book's service does, and the
+    // name go-demo resolves to it through HAProxy's resolvers.
+    let _go_demo = Backend::start_on(8080, "go-demo");
+    let dns = Dns::start(&["go-demo"]);
+    let http = free_port();
+    let remote = GitRemote::new();
+    remote.push(&base_routes(http, &dns, ""));
+    let capstan = start(&remote, &[]);
+    wait_in_sync(&capstan);
+
+    let (code, answer) = get_json(
+        &capstan,
+        "/v1/docker-flow-proxy/reconfigure?serviceName=go-demo&servicePath=/demo&port=8080",
+    );
+    assert_eq!(code, 200, "{answer:#}");
+    assert_eq!(answer["Status"], "OK");
+    assert_eq!(answer["ServiceName"], "go-demo");
+    assert_eq!(answer["ReqMode"], "http");
+    assert_eq!(answer["ServiceDest"][0]["Port"], "8080");
+    assert_eq!(
+        answer["ServiceDest"][0]["ServicePath"],
+        serde_json::json!(["/demo"])
+    );
+    assert_eq!(answer["ServiceDest"][0]["SrcPort"], 0);
+
+    let (code, config) = capstan.get("/v1/docker-flow-proxy/config");
+    assert_eq!(code, 200);
+    assert!(
+        config.contains("acl url_go-demo8080 path_beg /demo\n"),
+        "{config}"
+    );
+    assert!(
+        config.contains("use_backend go-demo-be8080 if url_go-demo8080\n"),
+        "{config}"
+    );
+
+    // Status OK means it serves: no waiting needed beyond DNS resolution.
+    wait_for_backend(http, "/demo/hello", "go-demo");
+
+    // The override is drift, listed in status.
+    let status = capstan.status();
+    assert_eq!(status["overrides"][0]["service"], "go-demo", "{status:#}");
+    assert_eq!(
+        status["overrides"][0]["adds"],
+        serde_json::json!(["go-demo:8080"])
+    );
+
+    let (code, answer) = get_json(&capstan, "/v1/docker-flow-proxy/remove?serviceName=go-demo");
+    assert_eq!(
+        (code, answer["Status"].as_str()),
+        (200, Some("OK")),
+        "{answer:#}"
+    );
+    assert_eq!(
+        http_get(http, "/demo/hello", "localhost").map(|r| r.0),
+        Some(503)
+    );
+    assert!(capstan.status()["overrides"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn overrides_survive_a_restart_and_git_wins_once_it_declares_the_same() {
+    require_tools();
+    let (a, b) = (Backend::start("A"), Backend::start("B"));
+    let dns = Dns::start(&[]);
+    let http = free_port();
+    let remote = GitRemote::new();
+    remote.push(&base_routes(http, &dns, &route("a", "/a", &a.address())));
+    let mut capstan = start(&remote, &[]);
+    wait_in_sync(&capstan);
+
+    // An override for a service git does not know.
+    let (code, answer) = get_json(
+        &capstan,
+        &format!(
+            "/v1/docker-flow-proxy/reconfigure?serviceName=b&servicePath=/b&port={}",
+            b.port
+        ),
+    );
+    assert_eq!(code, 200, "{answer:#}");
+    let overrides = std::fs::read_to_string(capstan.state_dir.join("overrides.json")).unwrap();
+    assert!(overrides.contains("\"service\": \"b\""), "{overrides}");
+
+    capstan.restart();
+    wait_in_sync(&capstan);
+    let status = capstan.status();
+    assert_eq!(status["overrides"][0]["service"], "b", "{status:#}");
+    let (_, config) = capstan.get("/v1/docker-flow-proxy/config");
+    assert!(
+        config.contains(&format!("use_backend b-be{} if url_b{}", b.port, b.port)),
+        "{config}"
+    );
+
+    // A commit that does not declare b leaves the override in force.
+    let commit = remote.push(&base_routes(http, &dns, &route("a", "/a2", &a.address())));
+    assert_eq!(
+        http_post(capstan.api_port, "/v1/webhook/git", "{}"),
+        Some(202)
+    );
+    wait_until("the commit applied", Duration::from_secs(20), || {
+        capstan.status()["applied"]["revision"]["commit"] == commit
+    });
+    assert_eq!(capstan.status()["overrides"][0]["service"], "b");
+    wait_for_backend(http, "/a2", "A");
+
+    // Git declares exactly what the override says: it is dropped as redundant.
+    let declared = format!(
+        "{}  - service: b\n    port: {}\n    paths: [/b]\n",
+        route("a", "/a2", &a.address()),
+        b.port
+    );
+    let commit = remote.push(&base_routes(http, &dns, &declared));
+    assert_eq!(
+        http_post(capstan.api_port, "/v1/webhook/git", "{}"),
+        Some(202)
+    );
+    wait_until(
+        "the redundant override dropped",
+        Duration::from_secs(20),
+        || {
+            let status = capstan.status();
+            status["applied"]["revision"]["commit"] == commit
+                && status["overrides"].as_array().is_some_and(Vec::is_empty)
+        },
+    );
+}
+
+#[test]
+fn bad_requests_get_4xx_json_and_inject_nothing() {
+    require_tools();
+    let dns = Dns::start(&[]);
+    let http = free_port();
+    let remote = GitRemote::new();
+    remote.push(&base_routes(http, &dns, ""));
+    let capstan = start(&remote, &[]);
+    wait_in_sync(&capstan);
+    let config_before = capstan.get("/v1/docker-flow-proxy/config").1;
+    for (query, code, names) in [
+        ("servicePath=/demo&port=8080", 400, "serviceName"),
+        ("serviceName=go-demo&servicePath=/demo", 400, "port"),
+        ("serviceName=go-demo&port=8080", 409, "servicePath"),
+        (
+            "serviceName=go-demo&servicePath=/demo&port=70000",
+            400,
+            "port",
+        ),
+        (
+            "serviceName=go-demo&servicePath=/demo%0Aacl%20x%20always_true&port=8080",
+            400,
+            "servicePath",
+        ),
+        (
+            "serviceName=go-demo&servicePath=/demo%23x&port=8080",
+            400,
+            "servicePath",
+        ),
+        (
+            "serviceName=go%20demo&servicePath=/demo&port=8080",
+            400,
+            "serviceName",
+        ),
+        (
+            "serviceName=go-demo&servicePath=/demo&port=8080&frobnicate=1",
+            400,
+            "frobnicate",
+        ),
+        (
+            "serviceName=go-demo&servicePath=/demo&port=8080&users=admin:secret",
+            400,
+            "users",
+        ),
+    ] {
+        let (got, answer) = get_json(
+            &capstan,
+            &format!("/v1/docker-flow-proxy/reconfigure?{query}"),
+        );
+        assert_eq!(got, code, "{query}: {answer:#}");
+        assert_eq!(answer["Status"], "NOK", "{query}");
+        let message = answer["Message"].as_str().unwrap();
+        assert!(message.contains(names), "{query}: {message}");
+    }
+    let long = "a".repeat(20_000);
+    let (code, _) = capstan.get(&format!(
+        "/v1/docker-flow-proxy/reconfigure?serviceName={long}"
+    ));
+    assert_eq!(code, 414);
+    assert_eq!(
+        capstan.get("/v1/docker-flow-proxy/config").1,
+        config_before,
+        "nothing reached haproxy.cfg"
+    );
+    assert!(capstan.status()["overrides"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn mutating_endpoints_can_require_a_token() {
+    require_tools();
+    let dns = Dns::start(&[]);
+    let http = free_port();
+    let remote = GitRemote::new();
+    remote.push(&base_routes(http, &dns, ""));
+    let secrets = tempfile::tempdir().unwrap();
+    let token_file = secrets.path().join("token");
+    std::fs::write(&token_file, "s3cret\n").unwrap();
+    let capstan = start(&remote, &["--api-token-file", token_file.to_str().unwrap()]);
+    wait_in_sync(&capstan);
+    let (code, answer) = get_json(
+        &capstan,
+        "/v1/docker-flow-proxy/reconfigure?serviceName=go-demo&servicePath=/demo&port=8080",
+    );
+    assert_eq!(code, 401, "{answer:#}");
+    assert_eq!(answer["Status"], "NOK");
+    assert_eq!(
+        capstan.get("/v1/docker-flow-proxy/ping").0,
+        200,
+        "reads stay open"
+    );
+}
+
+#[test]
+fn a_thousand_concurrent_reconfigures_coalesce_into_few_reloads() {
+    require_tools();
+    let backend = Backend::start("B");
+    let dns = Dns::start(&[]);
+    let http = free_port();
+    let remote = GitRemote::new();
+    remote.push(&base_routes(
+        http,
+        &dns,
+        &route("keep", "/keep", &backend.address()),
+    ));
+    let capstan = start(&remote, &[]);
+    wait_in_sync(&capstan);
+    let reloads_before = capstan.haproxy_reloads();
+
+    const CALLS: usize = 1000;
+    let api = capstan.api_port;
+    // All calls in flight at once, as a deploy script fanning out would.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answers: Vec<(u16, String)> = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let calls = (0..CALLS).map(|n| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let url = format!(
+                    "http://127.0.0.1:{api}/v1/docker-flow-proxy/reconfigure?serviceName=svc{n}&servicePath=/svc{n}&port=80"
+                );
+                match client.get(url).send().await {
+                    Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
+                    Err(e) => (0, e.to_string()),
+                }
+            })
+        });
+        let mut answers = Vec::new();
+        for call in calls.collect::<Vec<_>>() {
+            answers.push(call.await.unwrap());
+        }
+        answers
+    });
+    let ok = answers
+        .iter()
+        .filter(|(code, body)| *code == 200 && body.contains("\"Status\":\"OK\""))
+        .count();
+    assert_eq!(
+        ok,
+        CALLS,
+        "every call answered OK: {:?}",
+        answers.iter().find(|(c, _)| *c != 200)
+    );
+    let reloads = capstan.haproxy_reloads() - reloads_before;
+    println!("{CALLS} concurrent reconfigures: {reloads} reloads");
+    assert!(reloads <= 20, "{reloads} reloads for {CALLS} calls");
+    let (_, config) = capstan.get("/v1/docker-flow-proxy/config");
+    for n in [0, CALLS / 2, CALLS - 1] {
+        assert!(
+            config.contains(&format!("backend svc{n}-be80\n")),
+            "svc{n} is served"
+        );
+    }
+}

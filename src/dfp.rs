@@ -17,7 +17,9 @@
 //! Parameters marked *dest* may carry an index (`port.1` … `port.10`): each
 //! index is one destination, and the unindexed value is the fallback of every
 //! destination it applies to (http-only values are not inherited by tcp
-//! destinations, nor tcp-only values by http ones). A value that ends up
+//! destinations, nor tcp-only values by http ones). The unindexed values make
+//! a destination of their own (index 0) when no index is given, or when they
+//! hold `port` and one of `servicePath`, `serviceDomain`, `srcPort`. A value that ends up
 //! applying to no destination is an error. An empty value counts as absent, as
 //! in DFP; a parameter repeated with different values is an error.
 //!
@@ -363,7 +365,10 @@ impl Reconfigure {
     /// Maps a capstan diagnostic (`routes[3].paths[0]`) to the parameter it came from.
     fn problem_of(&self, field: &str, message: &str, offset: usize) -> ParamProblem {
         if let Some(rest) = field.strip_prefix("userlists.") {
-            let ours = self.userlists.keys().any(|n| rest.starts_with(n.as_str()));
+            let ours = self.userlists.keys().any(|n| {
+                rest.strip_prefix(n.as_str())
+                    .is_some_and(|after| after.is_empty() || after.starts_with(['[', '.']))
+            });
             if ours {
                 // Never echo a password hash back.
                 return ParamProblem {
@@ -1081,8 +1086,10 @@ impl Params {
         self.used.borrow_mut().insert(given.key);
     }
 
-    /// The destinations: every index given, and 0 when `port` is given
-    /// unindexed or no index is.
+    /// The destinations: every index given, and 0 when no index is, or when
+    /// the unindexed values make a destination of their own (`port` and one
+    /// of `servicePath`, `serviceDomain`, `srcPort`). Otherwise unindexed
+    /// values are only fallbacks.
     fn indices(&self) -> Vec<usize> {
         let indexed: BTreeSet<usize> = self
             .given
@@ -1091,7 +1098,10 @@ impl Params {
             .filter(|&i| i > 0)
             .collect();
         let mut indices = Vec::new();
-        if indexed.is_empty() || self.given.contains_key(&("port", 0)) {
+        let own = |base| self.given.contains_key(&(base, 0));
+        let complete =
+            own("port") && (own("servicePath") || own("serviceDomain") || own("srcPort"));
+        if indexed.is_empty() || complete {
             indices.push(0);
         }
         indices.extend(indexed);
@@ -1463,10 +1473,9 @@ fn shown(name: &str) -> String {
 
 /// A (printable) value fit for a message: cut short when long.
 fn clip(value: &str) -> String {
-    if value.len() <= MAX_SHOWN_VALUE {
-        value.to_string()
-    } else {
-        format!("{}…", &value[..MAX_SHOWN_VALUE])
+    match value.char_indices().nth(MAX_SHOWN_VALUE) {
+        None => value.to_string(),
+        Some((end, _)) => format!("{}…", &value[..end]),
     }
 }
 
@@ -2194,10 +2203,7 @@ mod tests {
             Some(RedirectCode::MovedPermanently)
         );
         assert_eq!(r.echo.service_dest[0].https_redirect_code, "301");
-        assert!(
-            ok("serviceName=a&port=80&servicePath=/a&httpsOnly=false").routes[0].https_only
-                == false
-        );
+        assert!(!ok("serviceName=a&port=80&servicePath=/a&httpsOnly=false").routes[0].https_only);
         bad(
             "serviceName=a&port=80&servicePath=/a&httpsOnly=yes",
             "httpsOnly",
@@ -2336,13 +2342,13 @@ mod tests {
         );
         // Groups of the search shift by two; `\0` is the whole match.
         let r = ok(
-            "serviceName=a&port=80&servicePath=/a&reqPathSearchReplace=/a/(v[0-9])/(?:x|y)/(?<n>z),/\\2/\\1\\0",
+            "serviceName=a&port=80&servicePath=/a&reqPathSearchReplace=/a/(v[0-9])/(?=x|y)[xy]/(?<n>z),/\\2/\\1\\0",
         );
         let rewrite = r.routes[0].rewrite_path.clone().unwrap();
         assert_eq!(rewrite.replace, "\\1/\\4/\\3\\2\\5");
         assert_eq!(
             r.echo.service_dest[0].req_path_search_replace,
-            "/a/(v[0-9])/(?:x|y)/(?<n>z),/\\2/\\1\\0"
+            "/a/(v[0-9])/(?=x|y)[xy]/(?<n>z),/\\2/\\1\\0"
         );
         // An empty replacement removes the match.
         let r = ok("serviceName=a&port=80&servicePath=/a&reqPathSearchReplace=^/a,");

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::model::{RouteId, RoutesFile};
+use crate::model::{Route, RouteId, RoutesFile};
 
 /// How one route differs between base and head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -61,15 +61,10 @@ impl RouteDiff {
 
 /// Compares two route tables route by route (routes are matched by id, `<name or service>:<port>`).
 pub fn diff_routes(base: &RoutesFile, head: &RoutesFile) -> RouteDiff {
-    let index = |file: &RoutesFile| -> BTreeMap<RouteId, Value> {
+    let index = |file: &RoutesFile| -> BTreeMap<RouteId, Route> {
         file.routes
             .iter()
-            .map(|r| {
-                (
-                    r.id(),
-                    serde_json::to_value(r.normalized()).expect("routes serialize"),
-                )
-            })
+            .map(|r| (r.id(), r.normalized()))
             .collect()
     };
     let (old, new) = (index(base), index(head));
@@ -83,8 +78,15 @@ pub fn diff_routes(base: &RoutesFile, head: &RoutesFile) -> RouteDiff {
             }),
             Some(new_route) if new_route == old_route => diff.unchanged += 1,
             Some(new_route) => {
+                // Field by field, through JSON: only for the routes that changed.
+                let json = |r: &Route| serde_json::to_value(r).expect("routes serialize");
                 let mut fields = Vec::new();
-                diff_values("", Some(old_route), Some(new_route), &mut fields);
+                diff_values(
+                    "",
+                    Some(&json(old_route)),
+                    Some(&json(new_route)),
+                    &mut fields,
+                );
                 diff.routes.push(RouteChange {
                     route: id.clone(),
                     change: ChangeKind::Changed,
@@ -236,6 +238,10 @@ pub struct DiffReport {
     pub routes: RouteDiff,
     /// Unified diff of haproxy.cfg; empty when the rendered configs are equal.
     pub config_diff: String,
+    /// Overrides in force on the live side (API changes git does not
+    /// declare); only for a diff against a running capstan.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<crate::overrides::Drift>,
 }
 
 impl DiffReport {
@@ -250,6 +256,7 @@ impl DiffReport {
                 "base/haproxy.cfg",
                 "head/haproxy.cfg",
             ),
+            drift: Vec::new(),
         }
     }
 

@@ -284,28 +284,43 @@ fn diff_report(
         Some(rev) => repo.resolve(rev)?,
         None => Revision::working_tree(),
     };
-    let base = match base {
+    let (base, overrides) = match base {
         Base::Revision(rev) => {
             let revision = repo.resolve(rev)?;
             // The pull request that adds routes.yaml diffs against an empty table.
-            snapshot(&repo, &revision, file)?.unwrap_or_else(|| {
+            let base = snapshot(&repo, &revision, file)?.unwrap_or_else(|| {
                 Snapshot::rendered(
                     revision.label(),
                     revision.commit.clone(),
                     RoutesFile::empty(),
                 )
-            })
+            });
+            (base, None)
         }
-        Base::Live(url) => serve::live_snapshot(url).map_err(|e| DiffError {
-            message: format!("{e:#}"),
-            diagnostics: None,
-        })?,
+        Base::Live(url) => {
+            let (live, overrides) = serve::live_snapshot(url).map_err(|e| DiffError {
+                message: format!("{e:#}"),
+                diagnostics: None,
+            })?;
+            (live, Some(overrides))
+        }
     };
     let head = snapshot(&repo, &head, file)?.ok_or_else(|| DiffError {
         message: format!("{file} does not exist at {}", head.label()),
         diagnostics: None,
     })?;
-    Ok(DiffReport::between(&base, &head))
+    let Some(overrides) = overrides else {
+        return Ok(DiffReport::between(&base, &head));
+    };
+    // Against a live capstan, the overrides stay in force after the merge:
+    // the head that would serve is git's table with them laid over, and
+    // each override is reported as drift.
+    let merged =
+        capstan::overrides::merge(&head.routes, &overrides, capstan::reconcile::unix_now());
+    let head = Snapshot::rendered(head.label, head.commit, merged.routes);
+    let mut report = DiffReport::between(&base, &head);
+    report.drift = merged.drift;
+    Ok(report)
 }
 
 /// The validated table at one revision; `None` when the file is not there.

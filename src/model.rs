@@ -546,21 +546,23 @@ impl HeaderRules {
     }
 }
 
-/// An HTTP header name (an RFC 9110 token).
+/// An HTTP header name: an RFC 9110 token without `'` and `$` (HAProxy
+/// would read a quote; `$` has no use in names).
 #[derive(
     Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(transparent)]
 pub struct HeaderName(
-    #[schemars(pattern(r"^[A-Za-z0-9!$&'*+.^_`|~-]+$"), length(min = 1, max = 256))] pub String,
+    #[schemars(pattern(r"^[A-Za-z0-9!&*+.^_`|~-]+$"), length(min = 1, max = 256))] pub String,
 );
 
-/// A literal header value: printable text; no double quotes, backslashes or `%`
-/// (HAProxy would read `%` as a sample expression).
+/// A literal header value: printable text; no double quotes, backslashes,
+/// `%` (HAProxy would read a sample expression) or `$` (HAProxy expands
+/// `"${VAR}"` from its environment).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct HeaderValue(
-    #[schemars(pattern(r#"^[^"\\%\x00-\x1f\x7f]*$"#), length(max = 1024))] pub String,
+    #[schemars(pattern(r#"^[^"\\%$\x00-\x1f\x7f]*$"#), length(max = 1024))] pub String,
 );
 
 /// `http-request replace-path`: paths matching `regex` become `replace` (`\1` is the first group).

@@ -164,7 +164,7 @@ pub mod names {
 /// Renders a validated routes file.
 pub fn render(file: &RoutesFile) -> HaproxyConfig {
     let mut routes: Vec<&Route> = file.routes.iter().collect();
-    routes.sort_by_key(|r| names::backend(r));
+    routes.sort_by_cached_key(|r| names::backend(r));
 
     let mut sections = vec![global(file), defaults(file)];
     if !file.defaults.resolvers.is_empty() {
@@ -448,7 +448,10 @@ fn backend(file: &RoutesFile, route: &Route) -> Section {
         ("http-request", &route.request_headers),
         ("http-response", &route.response_headers),
     ] {
-        for name in &rules.delete {
+        let mut deletes: Vec<_> = rules.delete.iter().collect();
+        deletes.sort();
+        deletes.dedup();
+        for name in deletes {
             backend.line(format!("{direction} del-header {}", name.0));
         }
         for (name, value) in &rules.set {

@@ -158,6 +158,9 @@ fn text(report: &DiffReport) -> String {
         }
     }
     let _ = writeln!(out, "{}", summary_line(report));
+    for line in drift_lines(report) {
+        let _ = writeln!(out, "drift: {line}");
+    }
     if !report.config_diff.is_empty() {
         out.push('\n');
         out.push_str(&report.config_diff);
@@ -217,6 +220,16 @@ fn markdown(report: &DiffReport) -> String {
         }
         out.push('\n');
     }
+    let drift = drift_lines(report);
+    if !drift.is_empty() {
+        out.push_str(
+            "Drift (overrides in force that git does not declare; they stay after the merge):\n\n",
+        );
+        for line in drift {
+            let _ = writeln!(out, "- {}", escape_markdown(&line));
+        }
+        out.push('\n');
+    }
     if !report.config_diff.is_empty() {
         let fence = fence_for(&report.config_diff);
         let _ = write!(
@@ -226,6 +239,36 @@ fn markdown(report: &DiffReport) -> String {
         );
     }
     out
+}
+
+/// One line per override in force: what it does against git.
+fn drift_lines(report: &DiffReport) -> Vec<String> {
+    report
+        .drift
+        .iter()
+        .map(|d| {
+            let mut effects = Vec::new();
+            for (verb, ids) in [
+                ("adds", &d.adds),
+                ("replaces", &d.replaces),
+                ("hides", &d.removes),
+            ] {
+                if !ids.is_empty() {
+                    effects.push(format!("{verb} {}", ids.join(", ")));
+                }
+            }
+            let expires = d
+                .expires_at
+                .map(|t| format!(" (expires at unix {t})"))
+                .unwrap_or_default();
+            format!(
+                "{} override of `{}`: {}{expires}",
+                d.kind,
+                d.service,
+                effects.join("; ")
+            )
+        })
+        .collect()
 }
 
 /// Inline code that survives any content inside a Markdown table cell.

@@ -16,7 +16,7 @@ use capstan::apply::Haproxy;
 use capstan::diff::Snapshot;
 use capstan::haproxy::process::RuntimePaths;
 use capstan::model::RoutesFile;
-use capstan::overrides::OverrideStore;
+use capstan::overrides::{OverrideSet, OverrideStore};
 use capstan::reconcile::{Reconciler, RoutesSource};
 use capstan::sources::git::{GitAuth, RemoteRepo};
 use capstan::state::{RevisionInfo, StateDir};
@@ -303,19 +303,20 @@ async fn get_json(url: &str) -> Result<serde_json::Value> {
     Ok(body)
 }
 
-/// What a running capstan serves, as the base of a diff.
-pub fn live_snapshot(url: &str) -> Result<Snapshot> {
+/// What a running capstan serves, as the base of a diff, and the
+/// overrides in force there.
+pub fn live_snapshot(url: &str) -> Result<(Snapshot, OverrideSet)> {
     let url = format!("{}/v1/live", url.trim_end_matches('/'));
     let body = block_on(get_json(&url))?;
     let revision: RevisionInfo = serde_json::from_value(body["revision"].clone())
         .with_context(|| format!("{url}: no revision"))?;
     let routes: RoutesFile = serde_json::from_value(body["routes"].clone())
         .with_context(|| format!("{url}: no routes"))?;
-    Ok(Snapshot::rendered(
-        format!("live {}", revision.label),
-        revision.commit,
-        routes,
-    ))
+    let overrides: OverrideSet =
+        serde_json::from_value(serde_json::json!({ "overrides": body["overrides"] }))
+            .with_context(|| format!("{url}: no overrides"))?;
+    let snapshot = Snapshot::rendered(format!("live {}", revision.label), revision.commit, routes);
+    Ok((snapshot, overrides))
 }
 
 /// `capstan overrides list|export|delete`.

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 
 use crate::diagnostics::{Diagnostic, Diagnostics, FieldPath, Segment};
-use crate::model::{FORMAT_VERSION, Mode, PathMatch, Route, RoutesFile};
+use crate::model::{Duration, FORMAT_VERSION, Mode, PathMatch, Route, RoutesFile};
 use crate::render::names;
 use crate::yaml::{self, SourceMap};
 
@@ -87,9 +87,6 @@ pub fn check_semantics(file: &str, routes: &RoutesFile) -> Result<(), Diagnostic
 }
 
 fn schema_errors(file: &str, value: &serde_json::Value, map: &SourceMap) -> Vec<Diagnostic> {
-    use jsonschema::error::ValidationErrorKind as Kind;
-    use jsonschema::paths::LocationSegment;
-
     if value.is_null() {
         return vec![map.at_value(
             file,
@@ -99,39 +96,69 @@ fn schema_errors(file: &str, value: &serde_json::Value, map: &SourceMap) -> Vec<
     }
     VALIDATOR
         .iter_errors(value)
-        .map(|error| {
-            let segments: Vec<Segment> = error
-                .instance_path()
-                .iter()
-                .map(|s| match s {
-                    LocationSegment::Property(p) => Segment::Key(p.to_string()),
-                    LocationSegment::Index(i) => Segment::Index(i),
-                })
-                .collect();
-            let path = FieldPath::from(segments.as_slice());
-            match error.kind() {
-                Kind::AdditionalProperties { unexpected } => {
-                    let name = unexpected.first().cloned().unwrap_or_default();
-                    let also = if unexpected.len() > 1 {
-                        format!(" (and {})", unexpected[1..].join(", "))
-                    } else {
-                        String::new()
-                    };
-                    map.at_key(
-                        file,
-                        &path.key(&name),
-                        format!("unknown field `{name}`{also}"),
-                    )
-                }
-                Kind::Required { property } => {
-                    let name = property.as_str().unwrap_or_default();
-                    map.at_value(file, &path, format!("missing required field `{name}`"))
-                        .with_field(path.key(name))
-                }
-                _ => map.at_value(file, &path, error.to_string()),
-            }
-        })
+        .flat_map(|error| diagnose(file, map, &error))
         .collect()
+}
+
+/// One schema error as diagnostics, at the most precise place known.
+fn diagnose(
+    file: &str,
+    map: &SourceMap,
+    error: &jsonschema::ValidationError<'_>,
+) -> Vec<Diagnostic> {
+    use jsonschema::error::ValidationErrorKind as Kind;
+    let path = segments_of(error.instance_path());
+    match error.kind() {
+        // One diagnostic per unknown field, each at its own key.
+        Kind::AdditionalProperties { unexpected } => unexpected
+            .iter()
+            .map(|name| map.at_key(file, &path.key(name), format!("unknown field `{name}`")))
+            .collect(),
+        Kind::Required { property } => {
+            let name = property.as_str().unwrap_or_default();
+            vec![
+                map.at_value(file, &path, format!("missing required field `{name}`"))
+                    .with_field(path.key(name)),
+            ]
+        }
+        // An optional field (`T` or null): say what is wrong with the `T`.
+        Kind::AnyOf { context } => match optional_branch_errors(context) {
+            Some(inner) => diagnose(file, map, inner),
+            None => vec![map.at_value(file, &path, error.to_string())],
+        },
+        _ => vec![map.at_value(file, &path, error.to_string())],
+    }
+}
+
+fn segments_of(location: &jsonschema::paths::Location) -> FieldPath {
+    use jsonschema::paths::LocationSegment;
+    let segments: Vec<Segment> = location
+        .iter()
+        .map(|s| match s {
+            LocationSegment::Property(p) => Segment::Key(p.to_string()),
+            LocationSegment::Index(i) => Segment::Index(i),
+        })
+        .collect();
+    FieldPath::from(segments.as_slice())
+}
+
+/// For `anyOf: [T, null]`, the first error of the `T` branch.
+fn optional_branch_errors<'e>(
+    context: &'e [Vec<jsonschema::ValidationError<'static>>],
+) -> Option<&'e jsonschema::ValidationError<'static>> {
+    use jsonschema::error::{TypeKind, ValidationErrorKind as Kind};
+    let is_null_branch = |errors: &Vec<jsonschema::ValidationError<'static>>| {
+        errors.iter().any(|e| {
+            matches!(e.kind(), Kind::Type { kind: TypeKind::Single(t) } if format!("{t:?}").eq_ignore_ascii_case("null"))
+        })
+    };
+    if context.len() != 2 || !context.iter().any(is_null_branch) {
+        return None;
+    }
+    context
+        .iter()
+        .find(|errors| !is_null_branch(errors))?
+        .first()
 }
 
 impl Diagnostic {
@@ -181,8 +208,74 @@ pub fn semantic_errors(file: &RoutesFile) -> Vec<Problem> {
     problems
 }
 
+/// A regular expression HAProxy would refuse (its PCRE is close to
+/// fancy-regex's syntax), or one it would read as a flag.
+fn regex_problem(pattern: &str) -> Option<String> {
+    if pattern.starts_with('-') {
+        return Some(format!(
+            "`{pattern}` would be read as a flag; escape the `-`"
+        ));
+    }
+    fancy_regex::Regex::new(pattern)
+        .err()
+        .map(|e| format!("`{pattern}` is not a valid regular expression: {e}"))
+}
+
+/// `host:port` with a port HAProxy accepts.
+fn address_problem(address: &str) -> Option<String> {
+    let port = address.rsplit_once(':').map_or("", |(_, port)| port);
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => None,
+        _ => Some(format!("`{address}`: the port must be 1 to 65535")),
+    }
+}
+
+/// HAProxy's timers hold at most 2^31-1 ms, about 24.8 days.
+fn duration_problem(duration: &Duration) -> Option<String> {
+    let text = duration.0.as_str();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let ms_per_unit: u64 = match unit {
+        "us" => return None,
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => 86_400_000,
+    };
+    (n.saturating_mul(ms_per_unit) > i32::MAX as u64)
+        .then(|| format!("`{text}` is longer than HAProxy's longest timer (24 days)"))
+}
+
 fn check_listener_ports(file: &RoutesFile, report: &mut impl FnMut(FieldPath, String)) {
     let defaults = FieldPath::root().key("defaults");
+    let d = &file.defaults;
+    if d.bind_address != "*" && d.bind_address.parse::<std::net::Ipv4Addr>().is_err() {
+        report(
+            defaults.key("bind_address"),
+            format!("`{}` is not an IPv4 address", d.bind_address),
+        );
+    }
+    for (i, resolver) in d.resolvers.iter().enumerate() {
+        if let Some(problem) = address_problem(&resolver.0) {
+            report(defaults.key("resolvers").index(i), problem);
+        }
+    }
+    let t = &d.timeouts;
+    for (name, value) in [
+        ("connect", &t.connect),
+        ("client", &t.client),
+        ("server", &t.server),
+        ("http_request", &t.http_request),
+        ("tunnel", &t.tunnel),
+    ] {
+        if let Some(problem) = duration_problem(value) {
+            report(defaults.key("timeouts").key(name), problem);
+        }
+    }
     let mut ports: BTreeMap<u16, FieldPath> = BTreeMap::new();
     let mut claim = |port: u16, path: FieldPath, report: &mut dyn FnMut(FieldPath, String)| {
         if let Some(first) = ports.get(&port) {
@@ -278,14 +371,37 @@ fn check_route(
             }
         }
     }
-    if route.path_match != PathMatch::Regex {
-        for (i, path) in route.paths.iter().enumerate() {
-            if !path.0.starts_with('/') {
-                report(
-                    at.key("paths").index(i),
-                    format!("`{path}` must start with `/`"),
-                );
+    for (i, path) in route.paths.iter().enumerate() {
+        if route.path_match == PathMatch::Regex {
+            if let Some(problem) = regex_problem(&path.0) {
+                report(at.key("paths").index(i), problem);
             }
+        } else if !path.0.starts_with('/') {
+            report(
+                at.key("paths").index(i),
+                format!("`{path}` must start with `/`"),
+            );
+        }
+    }
+    if let Some(rewrite) = &route.rewrite_path
+        && let Some(problem) = regex_problem(&rewrite.regex)
+    {
+        report(at.key("rewrite_path").key("regex"), problem);
+    }
+    for (i, server) in route.servers.iter().enumerate() {
+        if let Some(problem) = address_problem(&server.0) {
+            report(at.key("servers").index(i), problem);
+        }
+    }
+    let t = &route.timeouts;
+    for (name, value) in [
+        ("connect", &t.connect),
+        ("server", &t.server),
+        ("tunnel", &t.tunnel),
+        ("client", &t.client),
+    ] {
+        if let Some(problem) = value.as_ref().and_then(duration_problem) {
+            report(at.key("timeouts").key(name), problem);
         }
     }
     if route.redirect_code.is_some() && !route.https_only {
@@ -317,6 +433,7 @@ fn check_route(
 fn check_unique_ids(routes: &[Route], report: &mut impl FnMut(FieldPath, String)) {
     let mut ids = HashMap::new();
     let mut backends = HashMap::new();
+    let mut acls = HashMap::new();
     for (index, route) in routes.iter().enumerate() {
         let id = route.id();
         if let Some(first) = ids.insert(id.clone(), index) {
@@ -334,6 +451,18 @@ fn check_unique_ids(routes: &[Route], report: &mut impl FnMut(FieldPath, String)
                 route_path(index),
                 format!(
                     "renders to the backend name `{backend}` that routes[{first}] uses too; give one of them a distinct `name`"
+                ),
+            );
+            continue;
+        }
+        // `url_<name><port>`: `a1` on 80 and `a` on 180 would share ACLs,
+        // which HAProxy silently ORs.
+        let acl = names::path_acl(route, None);
+        if let Some(first) = acls.insert(acl.clone(), index) {
+            report(
+                route_path(index),
+                format!(
+                    "renders to the ACL name `{acl}` that routes[{first}] uses too; give one of them a distinct `name`"
                 ),
             );
         }

@@ -115,12 +115,37 @@ pub fn parse<'a>(file: &str, text: &'a str) -> Result<Document<'a>, Diagnostic> 
     let value: serde_json::Value = if text.trim().is_empty() {
         serde_json::Value::Null
     } else {
-        serde_saphyr::from_str(text).map_err(|e| syntax_error(file, &e))?
+        let mut options = serde_saphyr::Options::default();
+        // `yes`, `no`, `on`, `off` are strings, as in YAML 1.2.
+        options.strict_booleans = true;
+        let mut value = serde_saphyr::from_str_with_options(text, options)
+            .map_err(|e| syntax_error(file, &e))?;
+        integral_floats_to_integers(&mut value);
+        value
     };
     Ok(Document {
         value,
         source_map: SourceMap::new(text),
     })
+}
+
+/// `80.0` is the number 80: JSON Schema calls it an integer, so the typed
+/// model must read it as one too.
+fn integral_floats_to_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n
+                .as_f64()
+                .filter(|f| n.is_f64() && f.fract() == 0.0 && f.abs() < 9e15)
+            {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
 }
 
 fn syntax_error(file: &str, error: &serde_saphyr::Error) -> Diagnostic {

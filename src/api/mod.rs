@@ -211,10 +211,17 @@ async fn live(State(state): State<ApiState>) -> Response {
         .lock()
         .expect("routes mutex")
         .clone();
+    let overrides = state
+        .shared
+        .overrides
+        .lock()
+        .expect("overrides mutex")
+        .set
+        .clone();
     match applied {
         Some((revision, routes)) => json_response(
             StatusCode::OK,
-            json!({ "revision": revision, "routes": routes }),
+            json!({ "revision": revision, "routes": routes, "overrides": overrides.overrides }),
         ),
         None => json_response(
             StatusCode::NOT_FOUND,

@@ -1690,11 +1690,14 @@ fn header_name(name: &str) -> Result<HeaderName, String> {
         && name.len() <= 256
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!$&'*+.^_`|~-".contains(&b));
+            .all(|b| b.is_ascii_alphanumeric() || b"!&*+.^_`|~-".contains(&b));
     if ok {
         Ok(HeaderName(name.to_string()))
     } else {
-        Err(format!("`{}` is not a header name", clip(name)))
+        Err(format!(
+            "`{}` is not a header name: letters, digits and ``!&*+.^_`|~-``",
+            clip(name)
+        ))
     }
 }
 
@@ -2323,6 +2326,14 @@ mod tests {
         bad(
             "serviceName=a&port=80&servicePath=/a&delReqHeader=X A",
             "delReqHeader",
+        );
+        bad(
+            "serviceName=a&port=80&servicePath=/a&delReqHeader=X'A",
+            "delReqHeader",
+        );
+        bad(
+            "serviceName=a&port=80&servicePath=/a&addResHeader=X$A a",
+            "addResHeader",
         );
     }
 

@@ -154,7 +154,15 @@ pub fn merge(git: &RoutesFile, overrides: &OverrideSet, now: u64) -> Merged {
                     }
                 }
                 for (name, users) in userlists {
-                    same &= git.userlists.get(name) == Some(users);
+                    match git.userlists.get(name) {
+                        Some(existing) if existing == users => {}
+                        // Never silently: a git userlist of that name is replaced.
+                        Some(_) => {
+                            same = false;
+                            d.replaces.push(format!("userlist {name}"));
+                        }
+                        None => same = false,
+                    }
                     routes.userlists.insert(name.clone(), users.clone());
                 }
                 // In place where git has the id, so that the table reads as git's.

@@ -216,7 +216,7 @@ fn regex_problem(pattern: &str) -> Option<String> {
             "`{pattern}` would be read as a flag; escape the `-`"
         ));
     }
-    fancy_regex::Regex::new(pattern)
+    fancy_regex::Expr::parse_tree(pattern)
         .err()
         .map(|e| format!("`{pattern}` is not a valid regular expression: {e}"))
 }

@@ -367,3 +367,58 @@ fn status_and_live_diff_from_the_command_line() {
             .contains("+    acl url_b80 path_beg /b")
     );
 }
+
+#[test]
+fn attaches_to_an_haproxy_started_elsewhere() {
+    require_tools();
+    let (a, http) = (Backend::start("A"), free_port());
+    let outside = tempfile::tempdir().unwrap();
+    let config = outside.path().join("haproxy.cfg");
+    let master = outside.path().join("master.sock");
+    std::fs::write(
+        &config,
+        format!("defaults\n    mode http\n    timeout client 5s\n    timeout server 5s\n    timeout connect 5s\nfrontend old\n    bind 127.0.0.1:{http}\n"),
+    )
+    .unwrap();
+    // An operator's HAProxy, in master-worker mode, not started by capstan.
+    let mut haproxy = std::process::Command::new("haproxy")
+        .args(["-W", "-S"])
+        .arg(&master)
+        .arg("-f")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the outside HAProxy", Duration::from_secs(10), || {
+        master.exists()
+    });
+
+    let remote = GitRemote::new();
+    let commit = remote.push(&routes_yaml(http, &route("a", "/a", &a.address())));
+    let url = remote.url();
+    let capstan = Capstan::start(&[
+        "--repo",
+        &url,
+        "--poll-interval",
+        "1h",
+        "--attach-master-socket",
+        master.to_str().unwrap(),
+        "--attach-config",
+        config.to_str().unwrap(),
+    ]);
+    wait_applied(&capstan, &commit);
+    wait_for_backend(http, "/a", "A");
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        written.contains("acl url_a80 path_beg /a"),
+        "capstan rewrote the attached config"
+    );
+    assert_eq!(capstan.status()["history"][0]["method"], "reload");
+    drop(capstan);
+    // SIGTERM: the master stops its workers too.
+    let _ = std::process::Command::new("kill")
+        .arg(haproxy.id().to_string())
+        .status();
+    let _ = haproxy.wait();
+}

@@ -10,11 +10,11 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::haproxy::admin::AdminSocket;
+use crate::haproxy::admin::{AdminSocket, State as AdminState};
 use crate::haproxy::master::MasterCli;
 use crate::haproxy::process::{self, RuntimePaths, Supervisor};
 use crate::plan::{
-    self, Change, DesiredConfig, LiveServer, LiveState, MARKER_PREFIX, Method, Plan,
+    self, Change, DesiredConfig, LiveServer, LiveState, MARKER_PREFIX, Method, Plan, ServerState,
 };
 use crate::render::HaproxyConfig;
 use crate::state::write_atomic;
@@ -139,9 +139,14 @@ impl Haproxy {
             .unwrap_or_default()
             .into_iter()
             .map(|s| LiveServer {
+                state: match s.state() {
+                    AdminState::Ready => ServerState::Ready,
+                    AdminState::Drain => ServerState::Drain,
+                    AdminState::Maint => ServerState::Maint,
+                },
+                address: format!("{}:{}", s.address, s.port),
                 backend: s.backend,
                 server: s.server,
-                address: format!("{}:{}", s.address, s.port),
             })
             .collect();
         LiveState {
@@ -181,6 +186,8 @@ impl Haproxy {
     }
 
     async fn apply_runtime(&self, changes: &[Change]) -> Result<(), ApplyError> {
+        let runtime = |e: crate::haproxy::admin::AdminError| ApplyError::Runtime(e.to_string());
+        // Addresses first, so that a slot is put in service at its new address.
         for change in changes {
             if let Change::SetServerAddress {
                 backend,
@@ -195,7 +202,33 @@ impl Haproxy {
                 self.admin
                     .set_server_addr(backend, server, ip, port)
                     .await
-                    .map_err(|e| ApplyError::Runtime(e.to_string()))?;
+                    .map_err(runtime)?;
+            }
+        }
+        for change in changes {
+            if let Change::SetServerState {
+                backend,
+                server,
+                state,
+            } = change
+            {
+                let admin_state = match state {
+                    ServerState::Ready => AdminState::Ready,
+                    ServerState::Drain => AdminState::Drain,
+                    ServerState::Maint => AdminState::Maint,
+                };
+                self.admin
+                    .set_server_state(backend, server, admin_state)
+                    .await
+                    .map_err(runtime)?;
+                if *state == ServerState::Ready {
+                    // A new task serves at once; its health checks take over
+                    // from here instead of first having to pass `rise` times.
+                    self.admin
+                        .command(&format!("set server {backend}/{server} health up"))
+                        .await
+                        .map_err(runtime)?;
+                }
             }
         }
         Ok(())

@@ -13,6 +13,7 @@ pub mod apply;
 pub mod dfp;
 pub mod diagnostics;
 pub mod diff;
+pub mod endpoints;
 pub mod haproxy;
 pub mod metrics;
 pub mod model;

@@ -323,6 +323,28 @@ pub struct Route {
     /// Fixed server addresses instead of the service name: for backends outside Swarm.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<Address>,
+    /// With Swarm discovery on: `tasks` balances over every running task
+    /// (a server per task, scaled at run time), `vip` sends everything to the
+    /// service's name as Docker Flow Proxy did.
+    #[serde(default, skip_serializing_if = "Endpoint::is_tasks")]
+    pub endpoint: Endpoint,
+}
+
+/// How a route reaches its service's replicas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Endpoint {
+    /// One server per running task, from Swarm (when discovery is on).
+    #[default]
+    Tasks,
+    /// One server at `<service>:<port>`.
+    Vip,
+}
+
+impl Endpoint {
+    fn is_tasks(&self) -> bool {
+        *self == Endpoint::Tasks
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -352,6 +374,7 @@ impl Route {
             sticky: false,
             health_check: None,
             servers: Vec::new(),
+            endpoint: Endpoint::Tasks,
         }
     }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::render::{HaproxyConfig, Section};
+use crate::render::{HaproxyConfig, Section, Server};
 
 /// Prefix of the generation marker capstan writes as `global.description`.
 pub const MARKER_PREFIX: &str = "capstan-";
@@ -60,6 +60,8 @@ fn skeleton(config: &HaproxyConfig) -> HaproxyConfig {
         for server in &mut section.servers {
             if runtime_address(&server.address).is_some() {
                 server.address = "-".into();
+                // Whether a slot is in use is a runtime state too.
+                server.options.retain(|o| o != "disabled");
             }
         }
     }
@@ -82,6 +84,31 @@ pub struct LiveServer {
     pub server: String,
     /// `ip:port` as HAProxy currently uses it.
     pub address: String,
+    pub state: ServerState,
+}
+
+/// A server's administrative state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerState {
+    Ready,
+    /// No new connections; current ones finish.
+    Drain,
+    /// Out of service (an unused slot).
+    Maint,
+}
+
+impl ServerState {
+    /// What the rendered server asks for.
+    pub fn desired(server: &Server) -> Self {
+        if server.drain {
+            ServerState::Drain
+        } else if server.options.iter().any(|o| o == "disabled") {
+            ServerState::Maint
+        } else {
+            ServerState::Ready
+        }
+    }
 }
 
 /// What the running HAProxy is, as observed.
@@ -117,6 +144,12 @@ pub enum Change {
         backend: String,
         server: String,
         address: String,
+    },
+    /// Put a server in service, drain it, or take it out, through the admin socket.
+    SetServerState {
+        backend: String,
+        server: String,
+        state: ServerState,
     },
 }
 
@@ -174,12 +207,23 @@ pub fn plan(desired: &DesiredConfig, live: &LiveState) -> Plan {
                 continue;
             }
             match live_servers.get(&(backend, server.name.as_str())) {
-                Some(live) if same_address(&live.address, &server.address) => {}
-                Some(_) => changes.push(Change::SetServerAddress {
-                    backend: backend.to_string(),
-                    server: server.name.clone(),
-                    address: server.address.clone(),
-                }),
+                Some(live) => {
+                    if !same_address(&live.address, &server.address) {
+                        changes.push(Change::SetServerAddress {
+                            backend: backend.to_string(),
+                            server: server.name.clone(),
+                            address: server.address.clone(),
+                        });
+                    }
+                    let state = ServerState::desired(server);
+                    if live.state != state {
+                        changes.push(Change::SetServerState {
+                            backend: backend.to_string(),
+                            server: server.name.clone(),
+                            state,
+                        });
+                    }
+                }
                 // The marker matched but the server is missing: the runtime
                 // state is not what the config says; only a reload repairs it.
                 None => {
@@ -286,6 +330,7 @@ mod tests {
                     backend: backend.to_string(),
                     server: srv.name.clone(),
                     address: srv.address.clone(),
+                    state: ServerState::desired(srv),
                 })
             })
             .collect();

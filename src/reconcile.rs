@@ -11,19 +11,21 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::apply::Haproxy;
 use crate::diagnostics::Diagnostics;
+use crate::endpoints::{self, Endpoints, Warning};
 use crate::metrics::{Metrics, ResultLabel};
 use crate::model::RoutesFile;
 use crate::overrides::{Drift, OverrideChange, OverrideSet, OverrideStore, merge};
 use crate::plan::{DesiredConfig, Method, Plan, plan};
-use crate::render::render;
+use crate::render::render_with;
 use crate::sources::git::{GitError, RemoteRepo};
 use crate::state::{
     self, ApplyRecord, LastError, Outcome, RECORDED_CHANGES, RevisionInfo, State, StateDir, Timings,
 };
+use crate::swarm::Swarm;
 use crate::validate;
 
 /// Where the desired routes come from.
@@ -184,6 +186,8 @@ pub struct Status {
     pub pending_plan: Option<Plan>,
     /// Overrides in force and how they differ from git.
     pub overrides: Vec<Drift>,
+    /// Swarm-side problems with routes (a missing service, no running task).
+    pub warnings: Vec<Warning>,
     /// The latest applies, newest first.
     pub history: Vec<ApplyRecord>,
 }
@@ -193,6 +197,9 @@ pub struct AppliedInfo {
     pub revision: RevisionInfo,
     pub at: String,
 }
+
+/// How long after a Docker event capstan looks at Swarm once more.
+const SWARM_FOLLOW_UP: Duration = Duration::from_secs(2);
 
 /// How many applies status shows.
 const STATUS_HISTORY: usize = 20;
@@ -371,8 +378,19 @@ impl Shared {
     }
 }
 
+/// Swarm as a source of servers: the client, and the networks the proxy shares.
+pub struct SwarmSource {
+    pub client: Swarm,
+    /// Network names (or ids) the proxy is attached to; empty: every network
+    /// of each service but `ingress`.
+    pub networks: Vec<String>,
+    /// Wake-ups from Docker events.
+    pub events: mpsc::Receiver<()>,
+}
+
 pub struct Reconciler {
     source: RoutesSource,
+    swarm: Option<SwarmSource>,
     state_dir: StateDir,
     haproxy: Haproxy,
     state: State,
@@ -401,6 +419,7 @@ impl Reconciler {
             fetch: FetchStatus::default(),
             pending_plan: None,
             overrides: Vec::new(),
+            warnings: Vec::new(),
             history: state.history.iter().take(STATUS_HISTORY).cloned().collect(),
         };
         let applied_routes = state
@@ -414,6 +433,7 @@ impl Reconciler {
             haproxy,
             state,
             last_fetched: None,
+            swarm: None,
             shared: Arc::new(Shared {
                 metrics: Metrics::default(),
                 status: Mutex::new(status),
@@ -434,10 +454,17 @@ impl Reconciler {
         }
     }
 
+    /// Takes each route's servers from the service's running tasks.
+    pub fn with_swarm(mut self, swarm: SwarmSource) -> Self {
+        self.swarm = Some(swarm);
+        self
+    }
+
     /// Reconciles now, then on every trigger and every `poll` interval; while
     /// fetching fails, retries with exponential backoff up to `poll`.
     pub async fn run(mut self, poll: Duration) {
         let mut fetch = true;
+        let mut follow_up: Option<Instant> = None;
         loop {
             let _ = self.reconcile(fetch).await;
             let failures = self.status().fetch.consecutive_failures;
@@ -449,11 +476,33 @@ impl Reconciler {
                 poll
             };
             let wait = self.next_expiry().map_or(wait, |expiry| wait.min(expiry));
+            let wait = follow_up.map_or(wait, |at: Instant| {
+                wait.min(at.saturating_duration_since(Instant::now()))
+            });
+            let swarm_event = async {
+                match self.swarm.as_mut() {
+                    Some(swarm) => swarm.events.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             fetch = tokio::select! {
                 () = self.shared.trigger.notified() => {
                     self.shared.fetch_requested.swap(false, Ordering::SeqCst)
                 }
-                () = tokio::time::sleep(wait) => true,
+                Some(()) = swarm_event => {
+                    // Tasks start and stop a moment after the event that
+                    // announced them: look again shortly.
+                    follow_up = Some(Instant::now() + SWARM_FOLLOW_UP);
+                    false
+                }
+                () = tokio::time::sleep(wait) => {
+                    if follow_up.is_some_and(|at| at <= Instant::now()) {
+                        follow_up = None;
+                        false
+                    } else {
+                        true
+                    }
+                }
             };
         }
     }
@@ -514,7 +563,10 @@ impl Reconciler {
         match (&status.last_error, error) {
             (
                 Some(last),
-                ReconcileError::Invalid | ReconcileError::Apply | ReconcileError::AlreadyFailed,
+                ReconcileError::Invalid
+                | ReconcileError::Apply
+                | ReconcileError::AlreadyFailed
+                | ReconcileError::Swarm,
             ) => last.message.clone(),
             _ => status
                 .fetch
@@ -589,7 +641,18 @@ impl Reconciler {
                 return Err(ReconcileError::Invalid);
             }
         };
-        let desired = DesiredConfig::new(render(&routes), self.haproxy.admin_socket());
+        let endpoints = match self.swarm_endpoints(&routes).await {
+            Ok(endpoints) => endpoints,
+            Err(message) => {
+                tracing::warn!("{message}");
+                self.fail(revision, "swarm", message, vec![], None, None);
+                return Err(ReconcileError::Swarm);
+            }
+        };
+        let desired = DesiredConfig::new(
+            render_with(&routes, &endpoints),
+            self.haproxy.admin_socket(),
+        );
         let live = self.haproxy.observe().await;
         let plan = plan(&desired, &live);
         self.status().pending_plan = Some(plan.clone());
@@ -677,6 +740,23 @@ impl Reconciler {
                 Err(ReconcileError::Apply)
             }
         }
+    }
+
+    /// Each route's running tasks, with warnings for the routes Swarm cannot
+    /// serve; no servers from Swarm when discovery is off.
+    async fn swarm_endpoints(&mut self, routes: &RoutesFile) -> Result<Endpoints, String> {
+        let Some(swarm) = &self.swarm else {
+            return Ok(Endpoints::new());
+        };
+        let state = swarm.client.snapshot().await.map_err(|e| {
+            format!("reading Swarm's services failed: {e}; HAProxy keeps its servers")
+        })?;
+        let (endpoints, warnings) = endpoints::resolve(routes, &state, &swarm.networks);
+        for warning in &warnings {
+            tracing::warn!(route = %warning.route, "{}", warning.message);
+        }
+        self.status().warnings = warnings;
+        Ok(endpoints)
     }
 
     /// Lays the overrides over git's table. Expired overrides, and those git
@@ -840,4 +920,6 @@ pub enum ReconcileError {
     Apply,
     #[error("this config already failed to apply; waiting for a new revision")]
     AlreadyFailed,
+    #[error("reading Swarm failed")]
+    Swarm,
 }

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::endpoints::{self, Endpoints, TaskServer};
 use crate::model::{Mode, PathMatch, Route, RoutesFile};
 
 /// A rendered config: sections in file order.
@@ -48,6 +49,9 @@ pub struct Server {
     pub address: String,
     /// The words after the address: `check`, `inter`, `5s`.
     pub options: Vec<String>,
+    /// Desired at run time: drain (a task Swarm is stopping). The file says
+    /// `disabled`, so that a reload does not send it new connections.
+    pub drain: bool,
 }
 
 impl fmt::Display for HaproxyConfig {
@@ -98,6 +102,7 @@ impl HaproxyConfig {
                     name: name.to_string(),
                     address: address.to_string(),
                     options: words.map(str::to_string).collect(),
+                    drain: false,
                 }),
                 _ => section.lines.push(line.to_string()),
             }
@@ -161,8 +166,14 @@ pub mod names {
     pub const RESOLVERS: &str = "docker";
 }
 
-/// Renders a validated routes file.
+/// Renders a validated routes file, each route's servers at its service's
+/// name (or its fixed `servers`).
 pub fn render(file: &RoutesFile) -> HaproxyConfig {
+    render_with(file, &Endpoints::new())
+}
+
+/// Renders with Swarm's tasks as the servers of the routes in `endpoints`.
+pub fn render_with(file: &RoutesFile, endpoints: &Endpoints) -> HaproxyConfig {
     let mut routes: Vec<&Route> = file.routes.iter().collect();
     routes.sort_by_cached_key(|r| names::backend(r));
 
@@ -208,7 +219,7 @@ pub fn render(file: &RoutesFile) -> HaproxyConfig {
         sections.push(tcp_frontend(file, route));
     }
     for route in &routes {
-        sections.push(backend(file, route));
+        sections.push(backend(file, route, endpoints.get(&route.id())));
     }
     HaproxyConfig { sections }
 }
@@ -233,7 +244,11 @@ fn defaults(file: &RoutesFile) -> Section {
         .line(format!("timeout client {}", t.client))
         .line(format!("timeout server {}", t.server))
         .line(format!("timeout http-request {}", t.http_request))
-        .line(format!("timeout tunnel {}", t.tunnel));
+        .line(format!("timeout tunnel {}", t.tunnel))
+        // A connection refused by a replica that just went away is retried
+        // on another one instead of failing the request.
+        .line("retries 3")
+        .line("option redispatch 1");
     // A service name that does not resolve must not stop HAProxy from loading
     // every other route (`none`). With resolvers, names are resolved by them,
     // asynchronously, instead of by libc one after another while the config
@@ -395,7 +410,7 @@ fn tcp_frontend(file: &RoutesFile, route: &Route) -> Section {
     frontend
 }
 
-fn backend(file: &RoutesFile, route: &Route) -> Section {
+fn backend(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) -> Section {
     let mut backend = Section::new(format!("backend {}", names::backend(route)));
     let http = route.mode == Mode::Http;
     backend.line(if http { "mode http" } else { "mode tcp" });
@@ -461,49 +476,78 @@ fn backend(file: &RoutesFile, route: &Route) -> Section {
             backend.line(format!("{direction} add-header {} \"{}\"", name.0, value.0));
         }
     }
-    backend.servers = servers(file, route);
+    backend.servers = servers(file, route, tasks);
     backend
 }
 
-fn servers(file: &RoutesFile, route: &Route) -> Vec<Server> {
+fn servers(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) -> Vec<Server> {
     let mut options = Vec::new();
     if let Some(check) = &route.health_check {
         options.push("check".to_string());
         if let Some(interval) = &check.interval {
             options.extend(["inter".to_string(), interval.to_string()]);
         }
+    } else if tasks.is_some() {
+        // HAProxy health-checks every replica itself (a TCP connect).
+        options.extend(["check", "inter", "2s"].map(String::from));
     }
-    if !file.defaults.resolvers.is_empty() {
-        options.push(format!(
-            "resolvers {} resolve-prefer ipv4",
-            names::RESOLVERS
-        ));
+    if !file.defaults.resolvers.is_empty() && tasks.is_none() {
+        options.extend(["resolvers", names::RESOLVERS, "resolve-prefer", "ipv4"].map(String::from));
     }
-    let addresses: Vec<(String, String)> = if route.servers.is_empty() {
+    // (name, address, disabled, draining)
+    let addresses: Vec<(String, String, bool, bool)> = match tasks {
+        // A slot per task, and spare slots (disabled) to scale into without a
+        // reload: a scale changes addresses and states at run time only.
+        Some(tasks) => (0..endpoints::slots(tasks.len()))
+            .map(|i| {
+                let name = format!("{}-{}", route.service, i + 1);
+                match tasks.get(i) {
+                    Some(task) => (
+                        name,
+                        format!("{}:{}", task.ip, route.port),
+                        task.draining,
+                        task.draining,
+                    ),
+                    None => (name, format!("127.0.0.1:{}", route.port), true, false),
+                }
+            })
+            .collect(),
         // Swarm's VIP for the service, as Docker Flow Proxy did.
-        vec![(
+        None if route.servers.is_empty() => vec![(
             route.service.0.clone(),
             format!("{}:{}", route.service, route.port),
-        )]
-    } else {
-        route
+            false,
+            false,
+        )],
+        None => route
             .servers
             .iter()
             .enumerate()
-            .map(|(i, a)| (format!("{}-{}", route.service, i + 1), a.0.clone()))
-            .collect()
+            .map(|(i, a)| {
+                (
+                    format!("{}-{}", route.service, i + 1),
+                    a.0.clone(),
+                    false,
+                    false,
+                )
+            })
+            .collect(),
     };
     addresses
         .into_iter()
-        .map(|(name, address)| {
+        .map(|(name, address, disabled, drain)| {
             let mut options = options.clone();
             if route.sticky && route.mode == Mode::Http {
                 options.extend(["cookie".to_string(), name.clone()]);
+            }
+            if disabled {
+                options.push("disabled".to_string());
             }
             Server {
                 name,
                 address,
                 options,
+                drain,
             }
         })
         .collect()

@@ -17,9 +17,10 @@ use capstan::diff::Snapshot;
 use capstan::haproxy::process::RuntimePaths;
 use capstan::model::RoutesFile;
 use capstan::overrides::{OverrideSet, OverrideStore};
-use capstan::reconcile::{Reconciler, RoutesSource};
+use capstan::reconcile::{Reconciler, RoutesSource, SwarmSource};
 use capstan::sources::git::{GitAuth, RemoteRepo};
 use capstan::state::{RevisionInfo, StateDir};
+use capstan::swarm::Swarm;
 use capstan::webhook::WebhookSecret;
 
 #[derive(Args)]
@@ -96,6 +97,20 @@ pub struct ServeArgs {
     /// The config file the attached HAProxy loads; capstan rewrites it.
     #[arg(long, env = "CAPSTAN_ATTACH_CONFIG")]
     attach_config: Option<PathBuf>,
+    /// Take each route's servers from Docker Swarm: every running task of its
+    /// service (through the local Docker Engine, or DOCKER_HOST), scaled at
+    /// run time without reloads. Routes with `endpoint: vip` or `servers`
+    /// keep their fixed servers.
+    #[arg(long, env = "CAPSTAN_SWARM")]
+    swarm: bool,
+    /// A network the proxy shares with the services (repeatable); tasks are
+    /// reached on these. Default: every network of a service but ingress.
+    #[arg(
+        long = "swarm-network",
+        env = "CAPSTAN_SWARM_NETWORKS",
+        value_delimiter = ','
+    )]
+    swarm_networks: Vec<String>,
     /// Log format.
     #[arg(long, env = "CAPSTAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -211,7 +226,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .attach_config
         .clone()
         .unwrap_or_else(|| state_dir.config_file());
-    let reconciler = Reconciler::new(source, state_dir, haproxy, state, overrides);
+    let mut reconciler = Reconciler::new(source, state_dir, haproxy, state, overrides);
+    if args.swarm {
+        let client = Swarm::connect().await.context("connecting to Docker")?;
+        let (tx, events) = tokio::sync::mpsc::channel(1);
+        let watcher = client.clone();
+        tokio::spawn(async move { watcher.watch(tx).await });
+        reconciler = reconciler.with_swarm(SwarmSource {
+            client,
+            networks: args.swarm_networks.clone(),
+            events,
+        });
+        tracing::info!(networks = ?args.swarm_networks, "Swarm discovery on");
+    }
     let api_state = ApiState {
         shared: reconciler.shared.clone(),
         webhook_secret,
@@ -495,6 +522,14 @@ fn status_text(status: &serde_json::Value) -> String {
             "override: {} ({}) — see `capstan overrides list`",
             d["service"].as_str().unwrap_or_default(),
             d["kind"].as_str().unwrap_or_default()
+        );
+    }
+    for w in status["warnings"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "warning:  {}: {}",
+            w["route"].as_str().unwrap_or_default(),
+            w["message"].as_str().unwrap_or_default()
         );
     }
     if let Some(plan) = status["pending_plan"].as_object() {

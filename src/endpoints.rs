@@ -1,0 +1,216 @@
+//! Desired servers from what Swarm runs: each route's service's running
+//! tasks, on the networks the proxy shares with it. Pure: a function of the
+//! routes and a Swarm snapshot. Problems are warnings naming their route, and
+//! a broken route only leaves its own backend without servers.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::model::{Endpoint, RouteId, RoutesFile};
+use crate::swarm::{SwarmState, running_addresses};
+
+/// One task as a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskServer {
+    pub ip: Ipv4Addr,
+    /// Swarm is stopping the task: no new connections, let current ones finish.
+    pub draining: bool,
+}
+
+/// The task servers of every route routed to tasks.
+pub type Endpoints = BTreeMap<RouteId, Vec<TaskServer>>;
+
+/// A Swarm-side problem with one route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    pub route: String,
+    pub message: String,
+}
+
+/// Servers per route for `routes` in `swarm`. `proxy_networks` names the
+/// networks the proxy is attached to; empty means every network of the
+/// service but `ingress`.
+pub fn resolve(
+    routes: &RoutesFile,
+    swarm: &SwarmState,
+    proxy_networks: &[String],
+) -> (Endpoints, Vec<Warning>) {
+    let mut endpoints = Endpoints::new();
+    let mut warnings = Vec::new();
+    for route in &routes.routes {
+        if route.endpoint != Endpoint::Tasks || !route.servers.is_empty() {
+            continue;
+        }
+        let id = route.id();
+        let mut warn = |message: String| {
+            warnings.push(Warning {
+                route: id.0.clone(),
+                message,
+            })
+        };
+        let Some(service) = swarm.services.get(route.service.as_str()) else {
+            warn(format!(
+                "service `{}` does not exist in the Swarm",
+                route.service
+            ));
+            endpoints.insert(id.clone(), Vec::new());
+            continue;
+        };
+        let shared: Vec<String> = service
+            .networks
+            .iter()
+            .filter(|network| {
+                let name = swarm.networks.get(*network).map_or("", |n| n.name.as_str());
+                if proxy_networks.is_empty() {
+                    name != "ingress"
+                } else {
+                    proxy_networks.iter().any(|p| p == name || p == *network)
+                }
+            })
+            .cloned()
+            .collect();
+        if shared.is_empty() {
+            warn(format!(
+                "service `{}` is not attached to a network the proxy shares ({})",
+                route.service,
+                if proxy_networks.is_empty() {
+                    "no network but ingress".to_string()
+                } else {
+                    proxy_networks.join(", ")
+                }
+            ));
+        }
+        let servers: Vec<TaskServer> = running_addresses(service, &shared)
+            .into_iter()
+            .map(|t| TaskServer {
+                ip: t.ip,
+                draining: t.draining,
+            })
+            .collect();
+        if !shared.is_empty() && servers.iter().all(|s| s.draining) {
+            warn(format!("service `{}` has no running task", route.service));
+        }
+        endpoints.insert(id.clone(), servers);
+    }
+    (endpoints, warnings)
+}
+
+/// Server slots a backend declares for `tasks` tasks: room to scale up to
+/// the next power of two (at least 8) without a reload.
+pub fn slots(tasks: usize) -> usize {
+    tasks.next_power_of_two().max(8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Route, UrlPath};
+    use crate::swarm::{EndpointMode, NetworkInfo, ServiceInfo, ServiceMode, TaskInfo};
+
+    fn network(id: &str, name: &str) -> (String, NetworkInfo) {
+        (
+            id.into(),
+            NetworkInfo {
+                id: id.into(),
+                name: name.into(),
+                driver: "overlay".into(),
+                scope: "swarm".into(),
+            },
+        )
+    }
+
+    fn task(id: &str, slot: u64, state: &str, desired: &str, ip: [u8; 4]) -> TaskInfo {
+        TaskInfo {
+            id: id.into(),
+            slot: Some(slot),
+            node_id: "n".into(),
+            state: state.into(),
+            desired_state: desired.into(),
+            addresses: vec![("net1".into(), Ipv4Addr::from(ip))],
+        }
+    }
+
+    fn swarm(tasks: Vec<TaskInfo>) -> SwarmState {
+        let service = ServiceInfo {
+            id: "s".into(),
+            name: "web".into(),
+            labels: BTreeMap::new(),
+            mode: ServiceMode::Replicated { replicas: 3 },
+            endpoint_mode: EndpointMode::Dnsrr,
+            networks: vec!["net1".into()],
+            tasks,
+        };
+        SwarmState {
+            services: BTreeMap::from([("web".to_string(), service)]),
+            networks: BTreeMap::from([network("net1", "proxy"), network("ing", "ingress")]),
+        }
+    }
+
+    fn table(services: &[&str]) -> RoutesFile {
+        RoutesFile {
+            routes: services
+                .iter()
+                .map(|s| Route {
+                    paths: vec![UrlPath(format!("/{s}"))],
+                    ..Route::new(s, 80)
+                })
+                .collect(),
+            ..RoutesFile::empty()
+        }
+    }
+
+    #[test]
+    fn running_and_draining_tasks_become_servers() {
+        let state = swarm(vec![
+            task("a", 1, "running", "running", [10, 0, 0, 3]),
+            task("b", 2, "running", "shutdown", [10, 0, 0, 4]),
+            task("c", 3, "failed", "shutdown", [10, 0, 0, 5]),
+        ]);
+        let (endpoints, warnings) = resolve(&table(&["web"]), &state, &["proxy".into()]);
+        let servers = &endpoints[&RouteId("web:80".into())];
+        assert_eq!(
+            servers,
+            &[
+                TaskServer {
+                    ip: Ipv4Addr::new(10, 0, 0, 3),
+                    draining: false
+                },
+                TaskServer {
+                    ip: Ipv4Addr::new(10, 0, 0, 4),
+                    draining: true
+                },
+            ]
+        );
+        assert!(warnings.is_empty());
+    }
+
+    #[test]
+    fn broken_routes_are_warnings_naming_the_route() {
+        let state = swarm(vec![]);
+        let (endpoints, warnings) = resolve(&table(&["web", "gone"]), &state, &["proxy".into()]);
+        assert!(endpoints[&RouteId("gone:80".into())].is_empty());
+        assert_eq!(warnings.len(), 2);
+        assert_eq!(warnings[0].route, "web:80");
+        assert!(
+            warnings[0].message.contains("no running task"),
+            "{warnings:?}"
+        );
+        assert_eq!(warnings[1].route, "gone:80");
+        assert!(
+            warnings[1].message.contains("does not exist"),
+            "{warnings:?}"
+        );
+        let (_, warnings) = resolve(&table(&["web"]), &state, &["other".into()]);
+        assert!(warnings[0].message.contains("not attached"), "{warnings:?}");
+    }
+
+    #[test]
+    fn slots_leave_room_to_scale() {
+        assert_eq!(slots(0), 8);
+        assert_eq!(slots(3), 8);
+        assert_eq!(slots(8), 8);
+        assert_eq!(slots(9), 16);
+    }
+}

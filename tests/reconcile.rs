@@ -223,10 +223,16 @@ fn a_bad_commit_keeps_the_last_good_config_serving_and_the_next_good_one_recover
     assert_eq!(capstan.metric("capstan_in_sync"), 0.0);
     wait_for_backend(http, "/a", "A");
 
-    // Valid for capstan, rejected by `haproxy -c` (a broken regex): rolled back.
-    let broken = route("a", "/a", &a.address())
-        .replace("paths: [/a]", "paths: [\"^/(a\"]\n    path_match: regex");
-    let rejected = remote.push(&routes_yaml(http, &broken));
+    // Valid for capstan, rejected by `haproxy -c` (a certificate this host
+    // does not have): rolled back.
+    let broken = routes_yaml(http, &route("a", "/a", &a.address())).replace(
+        "defaults:\n",
+        &format!(
+            "defaults:\n  https:\n    port: {}\n    certificates: /nonexistent/site.pem\n",
+            free_port()
+        ),
+    );
+    let rejected = remote.push(&broken);
     wait_until(
         "the rejected config reported",
         Duration::from_secs(20),

@@ -242,6 +242,10 @@ pub struct DiffReport {
     /// declare); only for a diff against a running capstan.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<crate::overrides::Drift>,
+    /// Swarm-side problems of the live routes (a missing service, no running
+    /// task); only for a diff against a running capstan.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<crate::endpoints::Warning>,
 }
 
 impl DiffReport {
@@ -257,6 +261,7 @@ impl DiffReport {
                 "head/haproxy.cfg",
             ),
             drift: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Endpoint, RouteId, RoutesFile};
 use crate::swarm::{SwarmState, running_addresses};
@@ -23,7 +23,7 @@ pub struct TaskServer {
 pub type Endpoints = BTreeMap<RouteId, Vec<TaskServer>>;
 
 /// A Swarm-side problem with one route.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Warning {
     pub route: String,
     pub message: String,
@@ -95,6 +95,51 @@ pub fn resolve(
         endpoints.insert(id.clone(), servers);
     }
     (endpoints, warnings)
+}
+
+/// Routes declared by Docker Flow Swarm Listener labels (`com.df.notify=true`,
+/// `com.df.servicePath=/x`, `com.df.port=8080`, ...), laid under git's: a
+/// label route whose id git declares too is ignored (git wins), one that
+/// conflicts with git's routes (a path twice) is left out with a warning.
+/// Overrides later apply on top of the result.
+pub fn with_label_routes(git: &RoutesFile, swarm: &SwarmState) -> (RoutesFile, Vec<Warning>) {
+    let mut table = git.clone();
+    let mut warnings = Vec::new();
+    for service in swarm.services.values() {
+        let Some(params) = crate::swarm::dfp_label_params(service) else {
+            continue;
+        };
+        let warn = |warnings: &mut Vec<Warning>, message: String| {
+            warnings.push(Warning {
+                route: service.name.clone(),
+                message,
+            })
+        };
+        let request = match crate::dfp::parse_reconfigure(&params) {
+            Ok(request) => request,
+            Err(e) => {
+                warn(&mut warnings, format!("com.df labels ignored: {e}"));
+                continue;
+            }
+        };
+        let mut candidate = table.clone();
+        for route in request.routes {
+            if git.routes.iter().all(|r| r.id() != route.id()) {
+                candidate.routes.push(route);
+            }
+        }
+        for (name, users) in request.userlists {
+            candidate.userlists.entry(name).or_insert(users);
+        }
+        match crate::validate::check_semantics("labels", &candidate) {
+            Ok(()) => table = candidate,
+            Err(problems) => warn(
+                &mut warnings,
+                format!("com.df labels conflict with git's routes, ignored: {problems}"),
+            ),
+        }
+    }
+    (table, warnings)
 }
 
 /// Server slots a backend declares for `tasks` tasks: room to scale up to
@@ -204,6 +249,35 @@ mod tests {
         );
         let (_, warnings) = resolve(&table(&["web"]), &state, &["other".into()]);
         assert!(warnings[0].message.contains("not attached"), "{warnings:?}");
+    }
+
+    #[test]
+    fn label_routes_fill_in_under_git() {
+        let mut state = swarm(vec![]);
+        let labelled = |name: &str, path: &str| {
+            let mut service = state.services["web"].clone();
+            service.name = name.into();
+            service.labels = BTreeMap::from([
+                ("com.df.notify".to_string(), "true".to_string()),
+                ("com.df.servicePath".to_string(), path.to_string()),
+                ("com.df.port".to_string(), "80".to_string()),
+            ]);
+            service
+        };
+        let (lbl, clash, git_too) = (
+            labelled("lbl", "/lbl"),
+            labelled("clash", "/web"),
+            labelled("web", "/other"),
+        );
+        state.services.insert("lbl".into(), lbl);
+        state.services.insert("clash".into(), clash);
+        state.services.insert("web".into(), git_too);
+        let (table, warnings) = with_label_routes(&table(&["web"]), &state);
+        let ids: Vec<String> = table.routes.iter().map(|r| r.id().0).collect();
+        assert_eq!(ids, ["web:80", "lbl:80"], "git's web:80 wins, lbl is added");
+        assert_eq!(table.routes[0].paths[0].0, "/web");
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].route, "clash");
     }
 
     #[test]

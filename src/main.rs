@@ -284,7 +284,7 @@ fn diff_report(
         Some(rev) => repo.resolve(rev)?,
         None => Revision::working_tree(),
     };
-    let (base, overrides) = match base {
+    let (base, overrides, warnings) = match base {
         Base::Revision(rev) => {
             let revision = repo.resolve(rev)?;
             // The pull request that adds routes.yaml diffs against an empty table.
@@ -295,14 +295,14 @@ fn diff_report(
                     RoutesFile::empty(),
                 )
             });
-            (base, None)
+            (base, None, Vec::new())
         }
         Base::Live(url) => {
-            let (live, overrides) = serve::live_snapshot(url).map_err(|e| DiffError {
+            let (live, overrides, warnings) = serve::live_snapshot(url).map_err(|e| DiffError {
                 message: format!("{e:#}"),
                 diagnostics: None,
             })?;
-            (live, Some(overrides))
+            (live, Some(overrides), warnings)
         }
     };
     let head = snapshot(&repo, &head, file)?.ok_or_else(|| DiffError {
@@ -320,6 +320,7 @@ fn diff_report(
     let head = Snapshot::rendered(head.label, head.commit, merged.routes);
     let mut report = DiffReport::between(&base, &head);
     report.drift = merged.drift;
+    report.warnings = warnings;
     Ok(report)
 }
 

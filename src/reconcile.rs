@@ -188,6 +188,8 @@ pub struct Status {
     pub overrides: Vec<Drift>,
     /// Swarm-side problems with routes (a missing service, no running task).
     pub warnings: Vec<Warning>,
+    /// Routes declared by `com.df.*` service labels (under git's, under overrides).
+    pub label_routes: Vec<String>,
     /// The latest applies, newest first.
     pub history: Vec<ApplyRecord>,
 }
@@ -386,6 +388,8 @@ pub struct SwarmSource {
     pub networks: Vec<String>,
     /// Wake-ups from Docker events.
     pub events: mpsc::Receiver<()>,
+    /// Also route services by their Docker Flow Swarm Listener labels.
+    pub labels: bool,
 }
 
 pub struct Reconciler {
@@ -420,6 +424,7 @@ impl Reconciler {
             pending_plan: None,
             overrides: Vec::new(),
             warnings: Vec::new(),
+            label_routes: Vec::new(),
             history: state.history.iter().take(STATUS_HISTORY).cloned().collect(),
         };
         let applied_routes = state
@@ -626,6 +631,32 @@ impl Reconciler {
             }
         };
         *self.shared.git_routes.lock().expect("git mutex") = Some(routes.clone());
+        let swarm_state = match &self.swarm {
+            Some(swarm) => match swarm.client.snapshot().await {
+                Ok(state) => Some(state),
+                Err(e) => {
+                    let message =
+                        format!("reading Swarm's services failed: {e}; HAProxy keeps its servers");
+                    tracing::warn!("{message}");
+                    self.fail(revision, "swarm", message, vec![], None, None);
+                    return Err(ReconcileError::Swarm);
+                }
+            },
+            None => None,
+        };
+        let mut warnings = Vec::new();
+        let routes = match (&swarm_state, self.swarm.as_ref().is_some_and(|s| s.labels)) {
+            (Some(state), true) => {
+                let (table, label_warnings) = endpoints::with_label_routes(&routes, state);
+                warnings.extend(label_warnings);
+                self.status().label_routes = table.routes[routes.routes.len()..]
+                    .iter()
+                    .map(|r| r.id().0)
+                    .collect();
+                table
+            }
+            _ => routes,
+        };
         let routes = match self.merge_overrides(&routes) {
             Ok(routes) => routes,
             Err(diagnostics) => {
@@ -641,14 +672,19 @@ impl Reconciler {
                 return Err(ReconcileError::Invalid);
             }
         };
-        let endpoints = match self.swarm_endpoints(&routes).await {
-            Ok(endpoints) => endpoints,
-            Err(message) => {
-                tracing::warn!("{message}");
-                self.fail(revision, "swarm", message, vec![], None, None);
-                return Err(ReconcileError::Swarm);
+        let endpoints = match (&swarm_state, &self.swarm) {
+            (Some(state), Some(swarm)) => {
+                let (endpoints, route_warnings) =
+                    endpoints::resolve(&routes, state, &swarm.networks);
+                warnings.extend(route_warnings);
+                endpoints
             }
+            _ => Endpoints::new(),
         };
+        for warning in &warnings {
+            tracing::warn!(route = %warning.route, "{}", warning.message);
+        }
+        self.status().warnings = warnings;
         let desired = DesiredConfig::new(
             render_with(&routes, &endpoints),
             self.haproxy.admin_socket(),
@@ -740,23 +776,6 @@ impl Reconciler {
                 Err(ReconcileError::Apply)
             }
         }
-    }
-
-    /// Each route's running tasks, with warnings for the routes Swarm cannot
-    /// serve; no servers from Swarm when discovery is off.
-    async fn swarm_endpoints(&mut self, routes: &RoutesFile) -> Result<Endpoints, String> {
-        let Some(swarm) = &self.swarm else {
-            return Ok(Endpoints::new());
-        };
-        let state = swarm.client.snapshot().await.map_err(|e| {
-            format!("reading Swarm's services failed: {e}; HAProxy keeps its servers")
-        })?;
-        let (endpoints, warnings) = endpoints::resolve(routes, &state, &swarm.networks);
-        for warning in &warnings {
-            tracing::warn!(route = %warning.route, "{}", warning.message);
-        }
-        self.status().warnings = warnings;
-        Ok(endpoints)
     }
 
     /// Lays the overrides over git's table. Expired overrides, and those git

@@ -161,6 +161,9 @@ fn text(report: &DiffReport) -> String {
     for line in drift_lines(report) {
         let _ = writeln!(out, "drift: {line}");
     }
+    for w in &report.warnings {
+        let _ = writeln!(out, "warning: {}: {}", w.route, w.message);
+    }
     if !report.config_diff.is_empty() {
         out.push('\n');
         out.push_str(&report.config_diff);
@@ -217,6 +220,13 @@ fn markdown(report: &DiffReport) -> String {
                 code(&show(&f.old)),
                 code(&show(&f.new))
             );
+        }
+        out.push('\n');
+    }
+    if !report.warnings.is_empty() {
+        out.push_str("Warnings (live Swarm):\n\n");
+        for w in &report.warnings {
+            let _ = writeln!(out, "- {}: {}", code(&w.route), escape_markdown(&w.message));
         }
         out.push('\n');
     }

@@ -14,6 +14,7 @@ use clap::{Args, ValueEnum};
 use capstan::api::{self, ApiAuth, ApiState};
 use capstan::apply::Haproxy;
 use capstan::diff::Snapshot;
+use capstan::endpoints::Warning;
 use capstan::haproxy::process::RuntimePaths;
 use capstan::model::RoutesFile;
 use capstan::overrides::{OverrideSet, OverrideStore};
@@ -111,6 +112,11 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     swarm_networks: Vec<String>,
+    /// Also route services labelled `com.df.notify=true` by their `com.df.*`
+    /// labels, as Docker Flow Swarm Listener did (migration path). Git's
+    /// routes win over label routes of the same id; overrides win over both.
+    #[arg(long, env = "CAPSTAN_SWARM_LABELS", requires = "swarm")]
+    swarm_labels: bool,
     /// Log format.
     #[arg(long, env = "CAPSTAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -236,6 +242,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             client,
             networks: args.swarm_networks.clone(),
             events,
+            labels: args.swarm_labels,
         });
         tracing::info!(networks = ?args.swarm_networks, "Swarm discovery on");
     }
@@ -332,7 +339,7 @@ async fn get_json(url: &str) -> Result<serde_json::Value> {
 
 /// What a running capstan serves, as the base of a diff, and the
 /// overrides in force there.
-pub fn live_snapshot(url: &str) -> Result<(Snapshot, OverrideSet)> {
+pub fn live_snapshot(url: &str) -> Result<(Snapshot, OverrideSet, Vec<Warning>)> {
     let url = format!("{}/v1/live", url.trim_end_matches('/'));
     let body = block_on(get_json(&url))?;
     let revision: RevisionInfo = serde_json::from_value(body["revision"].clone())
@@ -342,8 +349,10 @@ pub fn live_snapshot(url: &str) -> Result<(Snapshot, OverrideSet)> {
     let overrides: OverrideSet =
         serde_json::from_value(serde_json::json!({ "overrides": body["overrides"] }))
             .with_context(|| format!("{url}: no overrides"))?;
+    let warnings: Vec<Warning> =
+        serde_json::from_value(body["warnings"].clone()).unwrap_or_default();
     let snapshot = Snapshot::rendered(format!("live {}", revision.label), revision.commit, routes);
-    Ok((snapshot, overrides))
+    Ok((snapshot, overrides, warnings))
 }
 
 /// `capstan overrides list|export|delete`.

@@ -91,6 +91,22 @@ fn replicas_are_balanced_and_scaling_never_reloads() {
             "1",
         ],
     );
+    // Routed by its Docker Flow Swarm Listener labels, not by git.
+    let labelled = TestService::create(
+        "lbl",
+        &[
+            "--network",
+            &network.name,
+            "--endpoint-mode",
+            "dnsrr",
+            "--label",
+            "com.df.notify=true",
+            "--label",
+            "com.df.servicePath=/lbl",
+            "--label",
+            "com.df.port=8080",
+        ],
+    );
     let anchor = Anchor::start(&network.name);
     let bin = tempfile::tempdir().unwrap();
     let haproxy = haproxy_in(&anchor, bin.path());
@@ -107,9 +123,21 @@ fn replicas_are_balanced_and_scaling_never_reloads() {
         "--swarm",
         "--swarm-network",
         &network.name,
+        "--swarm-labels",
         "--haproxy",
         haproxy.to_str().unwrap(),
     ]);
+
+    wait_until(
+        "the labelled service answering",
+        Duration::from_secs(60),
+        || answering_tasks(proxy, "/lbl", 1).len() == 1,
+    );
+    let label_routes = capstan.status()["label_routes"].clone();
+    assert_eq!(
+        label_routes,
+        serde_json::json!([format!("{}:8080", labelled.name)])
+    );
 
     // Three replicas: HAProxy round-robins over all three tasks.
     wait_until("3 web tasks answering", Duration::from_secs(60), || {
@@ -148,6 +176,25 @@ fn replicas_are_balanced_and_scaling_never_reloads() {
             })
         },
     );
+    // A pull request's live diff shows the Swarm-side problem with its route.
+    let diff = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args([
+            "diff",
+            "--live",
+            &capstan.url(),
+            "--format",
+            "json",
+            "--repo",
+        ])
+        .arg(remote.dir.path().join("work"))
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&diff.stdout).unwrap();
+    assert_eq!(
+        report["warnings"][0]["route"],
+        format!("{}:8080", web.name),
+        "{report:#}"
+    );
     wait_until("web gone from HAProxy", Duration::from_secs(30), || {
         answering_tasks(proxy, "/web", 3).is_empty()
     });
@@ -181,7 +228,7 @@ fn replicas_are_balanced_and_scaling_never_reloads() {
         "the api still serves"
     );
     drop(capstan);
-    drop(api);
+    drop((api, labelled));
 }
 
 #[test]

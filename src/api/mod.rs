@@ -218,10 +218,22 @@ async fn live(State(state): State<ApiState>) -> Response {
         .expect("overrides mutex")
         .set
         .clone();
+    let warnings = state
+        .shared
+        .status
+        .lock()
+        .expect("status mutex")
+        .warnings
+        .clone();
     match applied {
         Some((revision, routes)) => json_response(
             StatusCode::OK,
-            json!({ "revision": revision, "routes": routes, "overrides": overrides.overrides }),
+            json!({
+                "revision": revision,
+                "routes": routes,
+                "overrides": overrides.overrides,
+                "warnings": warnings,
+            }),
         ),
         None => json_response(
             StatusCode::NOT_FOUND,

@@ -14,6 +14,9 @@ use crate::swarm::{SwarmState, running_addresses};
 /// One task as a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskServer {
+    /// Swarm's slot of the task (replicated services), which keeps it in the
+    /// same server slot across scaling and updates.
+    pub slot: Option<u64>,
     pub ip: Ipv4Addr,
     /// Swarm is stopping the task: no new connections, let current ones finish.
     pub draining: bool,
@@ -85,6 +88,7 @@ pub fn resolve(
         let servers: Vec<TaskServer> = running_addresses(service, &shared)
             .into_iter()
             .map(|t| TaskServer {
+                slot: t.slot,
                 ip: t.ip,
                 draining: t.draining,
             })
@@ -146,6 +150,52 @@ pub fn with_label_routes(git: &RoutesFile, swarm: &SwarmState) -> (RoutesFile, V
 /// the next power of two (at least 8) without a reload.
 pub fn slots(tasks: usize) -> usize {
     tasks.next_power_of_two().max(8)
+}
+
+/// The backend's server slots, each with its task or empty. A task of
+/// Swarm slot `k` takes server slot `k` (so that scaling and rolling
+/// updates touch only the servers that change, and sticky cookies keep
+/// their server); a draining task gives way to its slot's new task and
+/// moves past the replicas, as do tasks without a slot (global services).
+pub fn assign_slots(tasks: &[TaskServer]) -> Vec<Option<&TaskServer>> {
+    let replicas = tasks
+        .iter()
+        .filter_map(|t| t.slot)
+        .max()
+        .map_or(0, |s| usize::try_from(s).unwrap_or(usize::MAX));
+    let mut layout: Vec<Option<&TaskServer>> = vec![None; slots(replicas.max(tasks.len()))];
+    let mut leftovers = Vec::new();
+    let by_preference = tasks
+        .iter()
+        .filter(|t| !t.draining)
+        .chain(tasks.iter().filter(|t| t.draining));
+    for task in by_preference {
+        let wanted = task
+            .slot
+            .and_then(|s| usize::try_from(s).ok())
+            .filter(|s| (1..=layout.len()).contains(s));
+        match wanted {
+            Some(s) if layout[s - 1].is_none() => layout[s - 1] = Some(task),
+            _ => leftovers.push(task),
+        }
+    }
+    for task in leftovers {
+        match layout.iter().skip(replicas).position(Option::is_none) {
+            Some(free) => layout[replicas + free] = Some(task),
+            None => {
+                // Every slot taken: grow (the next reload declares more).
+                let grown = slots(layout.len() + 1);
+                layout.resize(grown, None);
+                let free = layout
+                    .iter()
+                    .skip(replicas)
+                    .position(Option::is_none)
+                    .unwrap_or(0);
+                layout[replicas + free] = Some(task);
+            }
+        }
+    }
+    layout
 }
 
 #[cfg(test)]
@@ -215,19 +265,7 @@ mod tests {
         ]);
         let (endpoints, warnings) = resolve(&table(&["web"]), &state, &["proxy".into()]);
         let servers = &endpoints[&RouteId("web:80".into())];
-        assert_eq!(
-            servers,
-            &[
-                TaskServer {
-                    ip: Ipv4Addr::new(10, 0, 0, 3),
-                    draining: false
-                },
-                TaskServer {
-                    ip: Ipv4Addr::new(10, 0, 0, 4),
-                    draining: true
-                },
-            ]
-        );
+        assert_eq!(servers, &[server(1, 3, false), server(2, 4, true),]);
         assert!(warnings.is_empty());
     }
 
@@ -278,6 +316,46 @@ mod tests {
         assert_eq!(table.routes[0].paths[0].0, "/web");
         assert_eq!(warnings.len(), 1);
         assert_eq!(warnings[0].route, "clash");
+    }
+
+    fn server(slot: u64, last: u8, draining: bool) -> TaskServer {
+        TaskServer {
+            slot: Some(slot),
+            ip: Ipv4Addr::new(10, 0, 0, last),
+            draining,
+        }
+    }
+
+    #[test]
+    fn tasks_keep_their_swarm_slot() {
+        let tasks = [
+            server(2, 2, false),
+            server(1, 1, false),
+            server(3, 3, false),
+        ];
+        let layout = assign_slots(&tasks);
+        assert_eq!(layout.len(), 8);
+        let ips: Vec<Option<u8>> = layout.iter().map(|t| t.map(|t| t.ip.octets()[3])).collect();
+        assert_eq!(
+            ips,
+            [Some(1), Some(2), Some(3), None, None, None, None, None]
+        );
+        // Slot 2 replaced during an update: the new task takes slot 2, the
+        // draining one moves past the replicas.
+        let tasks = [
+            server(1, 1, false),
+            server(2, 2, true),
+            server(2, 12, false),
+            server(3, 3, false),
+        ];
+        let ips: Vec<Option<u8>> = assign_slots(&tasks)
+            .iter()
+            .map(|t| t.map(|t| t.ip.octets()[3]))
+            .collect();
+        assert_eq!(
+            ips,
+            [Some(1), Some(12), Some(3), Some(2), None, None, None, None]
+        );
     }
 
     #[test]

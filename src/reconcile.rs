@@ -201,7 +201,7 @@ pub struct AppliedInfo {
 }
 
 /// How long after a Docker event capstan looks at Swarm once more.
-const SWARM_FOLLOW_UP: Duration = Duration::from_secs(2);
+const SWARM_FOLLOW_UP: Duration = Duration::from_millis(750);
 
 /// How many applies status shows.
 const STATUS_HISTORY: usize = 20;

@@ -498,10 +498,12 @@ fn servers(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
     let addresses: Vec<(String, String, bool, bool)> = match tasks {
         // A slot per task, and spare slots (disabled) to scale into without a
         // reload: a scale changes addresses and states at run time only.
-        Some(tasks) => (0..endpoints::slots(tasks.len()))
-            .map(|i| {
+        Some(tasks) => endpoints::assign_slots(tasks)
+            .into_iter()
+            .enumerate()
+            .map(|(i, task)| {
                 let name = format!("{}-{}", route.service, i + 1);
-                match tasks.get(i) {
+                match task {
                     Some(task) => (
                         name,
                         format!("{}:{}", task.ip, route.port),

@@ -46,20 +46,7 @@ fn main() {
     );
     let anchor = Anchor::start(&network.name);
     let bin = tempfile::tempdir().unwrap();
-    let wrapper = bin.path().join("haproxy");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec nsenter --target {} --net -- haproxy \"$@\"\n",
-            anchor.pid
-        ),
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("755")
-        .arg(&wrapper)
-        .status()
-        .unwrap();
+    let wrapper = anchor.haproxy_wrapper(bin.path());
     let http = free_port();
     let proxy = SocketAddr::from((anchor.gateway_ip(), http));
     let remote = GitRemote::new();

@@ -6,6 +6,7 @@
 //! Fails, never skips, when Docker is missing or does not answer.
 
 #[path = "support/swarm.rs"]
+#[allow(dead_code)] // the rig serves tests/swarm_routes.rs too
 mod swarm_rig;
 
 use std::net::{Ipv4Addr, SocketAddr};

@@ -29,22 +29,6 @@ fn task_of(body: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// An `haproxy` that runs in the anchor's network namespace.
-fn haproxy_in(anchor: &Anchor, dir: &std::path::Path) -> std::path::PathBuf {
-    let wrapper = dir.join("haproxy");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec nsenter --target {} --net -- haproxy \"$@\"\n",
-            anchor.pid
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    wrapper
-}
-
 fn routes(http: u16, services: &[(&str, &str)]) -> String {
     let mut text = format!("version: 1\ndefaults:\n  http_port: {http}\nroutes:\n");
     for (service, path) in services {
@@ -109,7 +93,7 @@ fn replicas_are_balanced_and_scaling_never_reloads() {
     );
     let anchor = Anchor::start(&network.name);
     let bin = tempfile::tempdir().unwrap();
-    let haproxy = haproxy_in(&anchor, bin.path());
+    let haproxy = anchor.haproxy_wrapper(bin.path());
     let http = free_port();
     let proxy = SocketAddr::from((anchor.gateway_ip(), http));
 
@@ -255,7 +239,7 @@ fn a_rolling_update_drops_no_request() {
     );
     let anchor = Anchor::start(&network.name);
     let bin = tempfile::tempdir().unwrap();
-    let haproxy = haproxy_in(&anchor, bin.path());
+    let haproxy = anchor.haproxy_wrapper(bin.path());
     let http = free_port();
     let proxy = SocketAddr::from((anchor.gateway_ip(), http));
     let remote = GitRemote::new();

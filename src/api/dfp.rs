@@ -27,6 +27,18 @@ fn nok(code: StatusCode, message: &str) -> Response {
     answer(code, dfp::error_answer(message))
 }
 
+/// A Docker Flow Proxy error as its answer: 400 or 409, `Status: NOK`.
+fn refused(e: &dfp::DfpError) -> Response {
+    let code = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::BAD_REQUEST);
+    nok(code, &e.to_string())
+}
+
+fn authorized(state: &ApiState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    state
+        .unauthorized(headers)
+        .map_or(Ok(()), |denied| Err(Box::new(denied)))
+}
+
 /// Persists an override change, then waits until a reconcile including it
 /// finished: the answer tells whether HAProxy serves it.
 async fn submit(state: &ApiState, change: OverrideChange) -> Result<(), Box<Response>> {
@@ -60,15 +72,11 @@ pub async fn reconfigure(
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    if let Some(denied) = state.unauthorized(&headers) {
-        return denied;
-    }
-    let request = match dfp::parse_reconfigure(&params) {
+    let request = match authorized(&state, &headers)
+        .and_then(|()| dfp::parse_reconfigure(&params).map_err(|e| Box::new(refused(&e))))
+    {
         Ok(request) => request,
-        Err(e) => {
-            let code = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::BAD_REQUEST);
-            return nok(code, &e.to_string());
-        }
+        Err(response) => return *response,
     };
     let expires_at = request
         .ttl
@@ -92,8 +100,7 @@ pub async fn reconfigure(
             let ids: Vec<_> = request.routes.iter().map(|r| r.id()).collect();
             table.routes.retain(|r| !ids.contains(&r.id()));
             if let Err(e) = request.validate_in(&table) {
-                let code = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::BAD_REQUEST);
-                return nok(code, &e.to_string());
+                return refused(&e);
             }
         }
         return *response;
@@ -109,15 +116,11 @@ pub async fn remove(
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    if let Some(denied) = state.unauthorized(&headers) {
-        return denied;
-    }
-    let request = match dfp::parse_remove(&params) {
+    let request = match authorized(&state, &headers)
+        .and_then(|()| dfp::parse_remove(&params).map_err(|e| Box::new(refused(&e))))
+    {
         Ok(request) => request,
-        Err(e) => {
-            let code = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::BAD_REQUEST);
-            return nok(code, &e.to_string());
-        }
+        Err(response) => return *response,
     };
     let service = request.service_name.clone();
     let in_git = state

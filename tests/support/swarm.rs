@@ -323,6 +323,24 @@ impl Anchor {
         command
     }
 
+    /// An executable `haproxy` in `dir` that runs the host's HAProxy in
+    /// this container's network namespace: on the overlay, with host files.
+    pub fn haproxy_wrapper(&self, dir: &std::path::Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let wrapper = dir.join("haproxy");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec nsenter --target {} --net -- haproxy \"$@\"\n",
+                self.pid
+            ),
+        )
+        .expect("writing the haproxy wrapper");
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+            .expect("making the wrapper executable");
+        wrapper
+    }
+
     /// The container's address on `docker_gwbridge`: the host reaches
     /// listeners in the container's namespace there.
     pub fn gateway_ip(&self) -> Ipv4Addr {

@@ -437,6 +437,7 @@ const KEYWORDS: &[&str] = &[
     "option",
     "timeout",
     "default-server",
+    "retries",
     "bind",
     "acl",
     "use_backend",

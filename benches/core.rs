@@ -8,6 +8,9 @@
 //! 10,000 routes in under 100 ms and 100 MB of heap for one
 //! validate + render + diff.
 
+#[path = "../tests/support/table.rs"]
+mod table;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::process::{Command, Stdio};
@@ -87,68 +90,6 @@ fn peak_heap<T>(f: impl FnOnce() -> T) -> (usize, T) {
     PEAK.store(before, Ordering::Relaxed);
     let result = f();
     (PEAK.load(Ordering::Relaxed) - before, result)
-}
-
-/// A realistic table of `n` routes as YAML: every kind of route capstan
-/// renders (prefix, exact and regex paths; exact and wildcard domains; tcp;
-/// header rules; timeouts; health checks; auth; sticky sessions; HTTPS
-/// redirects). Servers are IP addresses, so that `haproxy -c` measures
-/// HAProxy and not DNS lookups of service names that do not exist here.
-fn generated_table(n: usize) -> String {
-    let mut y = String::with_capacity(n * 260);
-    y.push_str(
-        "version: 1
-defaults:
-  http_port: 80
-  stats:
-    port: 8404
-  maxconn: 100000
-  timeouts:
-    connect: 5s
-    client: 30s
-    server: 30s
-userlists:
-  ops:
-    - name: admin
-      password_hash: $6$q7Lm2VxR9aTz4KpE$Xad/VAi5L.qd2GiBS4zYevhpavql16p1bvOL3ibnZy7QTXtskOamITz/FJ3OJHQIgNx8lRE/0PaGNVPN8g8Fo/
-routes:
-",
-    );
-    for i in 0..n {
-        let route = match i % 10 {
-            0..=2 => format!(
-                "  - service: svc-{i}\n    port: 8080\n    paths: [/svc-{i}, /svc-{i}/v2]\n"
-            ),
-            3 => format!(
-                "  - service: status-{i}\n    port: 8080\n    path_match: exact\n    paths: [/status-{i}, /status-{i}/ready]\n"
-            ),
-            4 => format!(
-                "  - service: site-{i}\n    port: 80\n    domains: [site-{i}.example.com, www.site-{i}.example.com]\n    https_only: true\n    redirect_code: 301\n"
-            ),
-            5 => format!(
-                "  - service: tenant-{i}\n    port: 9000\n    domains: [\"*.t{i}.example.com\"]\n    paths: [/api]\n    request_headers:\n      set:\n        X-Tenant: t{i}\n      add:\n        X-Route: route {i}\n      delete: [X-Debug]\n    response_headers:\n      set:\n        Strict-Transport-Security: max-age=31536000; includeSubDomains\n      delete: [Server]\n"
-            ),
-            6 => format!(
-                "  - service: db-{i}\n    port: 5432\n    mode: tcp\n    listen_port: {}\n    balance: leastconn\n    sticky: true\n    timeouts:\n      client: 1h\n      server: 1h\n    health_check:\n      interval: 10s\n",
-                20000 + i / 10
-            ),
-            7 => format!(
-                "  - service: files-{i}\n    port: 8080\n    path_match: regex\n    paths: [\"^/files-{i}/v[0-9]+/\"]\n    rewrite_path:\n      regex: ^/files-{i}/(.*)\n      replace: /\\1\n    timeouts:\n      connect: 3s\n      server: 2m\n      tunnel: 1h\n"
-            ),
-            8 => format!(
-                "  - service: legacy-{i}\n    port: 8080\n    paths: [/legacy-{i}]\n    sticky: true\n    health_check:\n      path: /healthz\n      interval: 5s\n"
-            ),
-            _ => format!(
-                "  - service: admin-{i}\n    port: 3000\n    domains: [admin-{i}.example.com]\n    paths: [/]\n    auth:\n      userlist: ops\n      realm: Admin\n    balance: source\n"
-            ),
-        };
-        y.push_str(&route);
-        let (a, b) = (i / 256 % 256, i % 256);
-        y.push_str(&format!(
-            "    servers: [\"10.{a}.{b}.1:8080\", \"10.{a}.{b}.2:8080\"]\n"
-        ));
-    }
-    y
 }
 
 /// The same table with one route changed: a second path of route 1 renamed.
@@ -290,7 +231,7 @@ fn row(name: &str, samples: &Samples, peak: Option<usize>) {
 }
 
 fn bench(n: usize, iterations: usize) -> Outcome {
-    let base_text = generated_table(n);
+    let base_text = table::generated_table(n, None, 0);
     let head_text = with_one_route_changed(&base_text);
     let base = load("routes.yaml", &base_text).expect("the generated table is valid");
     assert_eq!(base.routes.len(), n);
@@ -375,7 +316,7 @@ impl Step {
 /// Where the time and memory of each stage go, step by step through the
 /// library's public functions.
 fn breakdown(n: usize, iterations: usize) {
-    let text = generated_table(n);
+    let text = table::generated_table(n, None, 0);
     let head_text = with_one_route_changed(&text);
     let base = load("routes.yaml", &text).unwrap();
     let head = load("routes.yaml", &head_text).unwrap();

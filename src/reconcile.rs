@@ -200,6 +200,11 @@ pub struct AppliedInfo {
     pub at: String,
 }
 
+/// The applies status shows, newest first.
+fn recent(state: &State) -> Vec<ApplyRecord> {
+    state.history.iter().take(STATUS_HISTORY).cloned().collect()
+}
+
 /// How long after a Docker event capstan looks at Swarm once more.
 const SWARM_FOLLOW_UP: Duration = Duration::from_millis(750);
 
@@ -350,12 +355,16 @@ impl Shared {
 
     /// Waits until a reconcile that includes overrides `generation` finished.
     pub async fn wait_for(&self, generation: u64) -> Completion {
+        self.completion(|c| c.generation >= generation).await
+    }
+
+    /// The first finished reconcile that satisfies `done`.
+    async fn completion(&self, done: impl FnMut(&Completion) -> bool) -> Completion {
         let mut completed = self.completed.subscribe();
-        let done = completed.wait_for(|c| c.generation >= generation).await;
-        done.map(|c| c.clone()).unwrap_or_else(|_| Completion {
-            run: 0,
-            generation,
+        let result = completed.wait_for(done).await;
+        result.map(|c| c.clone()).unwrap_or_else(|_| Completion {
             error: Some("capstan is shutting down".into()),
+            ..Completion::default()
         })
     }
 
@@ -370,13 +379,7 @@ impl Shared {
 
     /// Waits until a reconcile numbered above `run` finished.
     pub async fn wait_for_run_after(&self, run: u64) -> Completion {
-        let mut completed = self.completed.subscribe();
-        let done = completed.wait_for(|c| c.run > run).await;
-        done.map(|c| c.clone()).unwrap_or_else(|_| Completion {
-            run,
-            generation: 0,
-            error: Some("capstan is shutting down".into()),
-        })
+        self.completion(|c| c.run > run).await
     }
 }
 
@@ -425,7 +428,7 @@ impl Reconciler {
             overrides: Vec::new(),
             warnings: Vec::new(),
             label_routes: Vec::new(),
-            history: state.history.iter().take(STATUS_HISTORY).cloned().collect(),
+            history: recent(&state),
         };
         let applied_routes = state
             .applied
@@ -846,13 +849,7 @@ impl Reconciler {
                 at,
             });
             status.last_error = None;
-            status.history = self
-                .state
-                .history
-                .iter()
-                .take(STATUS_HISTORY)
-                .cloned()
-                .collect();
+            status.history = recent(&self.state);
             drop(status);
             *self.shared.applied_routes.lock().expect("routes mutex") = Some((revision, routes));
             let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
@@ -888,13 +885,7 @@ impl Reconciler {
         if pending.is_some() {
             status.pending_plan = pending;
         }
-        status.history = self
-            .state
-            .history
-            .iter()
-            .take(STATUS_HISTORY)
-            .cloned()
-            .collect();
+        status.history = recent(&self.state);
     }
 
     fn save(&self) {

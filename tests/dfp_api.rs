@@ -138,20 +138,8 @@ fn overrides_survive_a_restart_and_git_wins_once_it_declares_the_same() {
     // A pull request's diff against the live capstan shows the override as
     // drift, not as a route the merge would remove.
     let work = remote.dir.path().join("work");
-    let diff = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .args([
-            "diff",
-            "--live",
-            &capstan.url(),
-            "--format",
-            "json",
-            "--repo",
-        ])
-        .arg(&work)
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&diff.stdout).unwrap();
-    assert_eq!(diff.status.code(), Some(0), "{report:#}");
+    let (code, report) = capstan.diff_live(&work);
+    assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(report["drift"][0]["service"], "b", "{report:#}");
     assert_eq!(report["drift"][0]["adds"][0], format!("b:{}", b.port));
 

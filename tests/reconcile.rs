@@ -355,14 +355,8 @@ fn status_and_live_diff_from_the_command_line() {
         route("b", "/b", &a.address())
     );
     std::fs::write(work.join("routes.yaml"), routes_yaml(http, &candidate)).unwrap();
-    let diff = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .args(["diff", "--live", &capstan.url(), "--repo"])
-        .arg(&work)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&diff.stdout).unwrap();
-    assert_eq!(diff.status.code(), Some(2), "{report:#}");
+    let (code, report) = capstan.diff_live(&work);
+    assert_eq!(code, Some(2), "{report:#}");
     assert_eq!(report["summary"]["added"], 1);
     assert_eq!(report["routes"][0]["route"], "b:80");
     assert_eq!(report["base"]["commit"], first);

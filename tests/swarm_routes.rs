@@ -161,19 +161,7 @@ fn replicas_are_balanced_and_scaling_never_reloads() {
         },
     );
     // A pull request's live diff shows the Swarm-side problem with its route.
-    let diff = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .args([
-            "diff",
-            "--live",
-            &capstan.url(),
-            "--format",
-            "json",
-            "--repo",
-        ])
-        .arg(remote.dir.path().join("work"))
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&diff.stdout).unwrap();
+    let (_, report) = capstan.diff_live(&remote.dir.path().join("work"));
     assert_eq!(
         report["warnings"][0]["route"],
         format!("{}:8080", web.name),

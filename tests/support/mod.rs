@@ -307,6 +307,23 @@ impl Capstan {
         format!("http://127.0.0.1:{}", self.api_port)
     }
 
+    /// `capstan diff --live` of the routes.yaml in `repo`'s working tree
+    /// against this capstan, as JSON: (exit code, report).
+    pub fn diff_live(&self, repo: &Path) -> (Option<i32>, serde_json::Value) {
+        let output = Command::new(env!("CARGO_BIN_EXE_capstan"))
+            .args(["diff", "--live", &self.url(), "--format", "json", "--repo"])
+            .arg(repo)
+            .output()
+            .expect("capstan diff runs");
+        let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "diff --live printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        (output.status.code(), report)
+    }
+
     /// capstan's own process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("capstan runs").id()

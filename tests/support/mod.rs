@@ -167,7 +167,9 @@ pub fn wait_for_backend(port: u16, path: &str, backend: &str) {
     panic!("{path} on port {port} never reached {backend}; last answer: {last:?}");
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
+/// Runs git in `dir`, isolated from the user's and the system's git config;
+/// panics with git's words when it fails. Returns stdout, trimmed.
+pub fn git(dir: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
         .args([
             "-c",
@@ -181,8 +183,13 @@ fn git(dir: &Path, args: &[&str]) -> String {
             "-c",
             "commit.gpgsign=false",
         ])
+        .args(["-c", "core.autocrlf=false"])
         .args(args)
         .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
         .output()
         .expect("git runs");
     assert!(

@@ -6,83 +6,47 @@
 //! kernel has no IPVS for VIPs), so HAProxy runs in the network namespace of
 //! a container on the overlay (an "anchor"), as a proxy container would; its
 //! sockets and files stay on the host, and the test reaches its listener at
-//! the anchor's docker_gwbridge address.
+//! the anchor's docker_gwbridge address (see `support/swarm_proxy.rs`).
 
 mod support;
+#[path = "support/swarm_proxy.rs"]
+mod swarm_proxy;
 #[path = "support/swarm.rs"]
 #[allow(dead_code)] // the rig serves tests/swarm.rs too
 mod swarm_rig;
 
-use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use support::{Capstan, GitRemote, free_port, wait_until};
-use swarm_rig::{Anchor, OverlayNetwork, TestService, host_http_get, setup};
+use support::{Capstan, wait_until};
+use swarm_proxy::{SwarmProxy, task_of};
+use swarm_rig::host_http_get;
 
-/// The task id in a test server's answer (`task=<id> path=...`).
-fn task_of(body: &str) -> Option<String> {
-    body.split_whitespace()
-        .find_map(|w| w.strip_prefix("task="))
-        .map(str::to_string)
-}
-
-fn routes(http: u16, services: &[(&str, &str)]) -> String {
-    let mut text = format!("version: 1\ndefaults:\n  http_port: {http}\nroutes:\n");
-    for (service, path) in services {
-        text.push_str(&format!(
-            "  - service: {service}\n    port: {}\n    paths: [{path}]\n",
-            swarm_rig::PORT
-        ));
-    }
-    text
-}
-
-/// The tasks that answered `count` requests for `path`.
-fn answering_tasks(proxy: SocketAddr, path: &str, count: usize) -> BTreeSet<String> {
-    (0..count)
-        .filter_map(|_| host_http_get(proxy, path).ok())
-        .filter_map(|body| task_of(&body))
-        .collect()
+/// Waits until status warns about a route with a message containing `what`.
+fn wait_for_warning(capstan: &Capstan, what: &str) {
+    wait_until(
+        &format!("a warning: {what}"),
+        Duration::from_secs(60),
+        || {
+            capstan.status()["warnings"].as_array().is_some_and(|w| {
+                w.iter()
+                    .any(|w| w["message"].as_str().unwrap_or("").contains(what))
+            })
+        },
+    );
 }
 
 #[test]
 fn replicas_are_balanced_and_scaling_never_reloads() {
-    setup();
-    support::require_tools();
-    let network = OverlayNetwork::create();
-    let web = TestService::create(
-        "web",
-        &[
-            "--network",
-            &network.name,
-            "--endpoint-mode",
-            "dnsrr",
-            "--replicas",
-            "3",
-        ],
-    );
-    let api = TestService::create(
-        "api",
-        &[
-            "--network",
-            &network.name,
-            "--endpoint-mode",
-            "dnsrr",
-            "--replicas",
-            "1",
-        ],
-    );
+    let stand = SwarmProxy::new();
+    let web = stand.service("web", 3, &[]);
+    let api = stand.service("api", 1, &[]);
     // Routed by its Docker Flow Swarm Listener labels, not by git.
-    let labelled = TestService::create(
+    let labelled = stand.service(
         "lbl",
+        1,
         &[
-            "--network",
-            &network.name,
-            "--endpoint-mode",
-            "dnsrr",
             "--label",
             "com.df.notify=true",
             "--label",
@@ -91,31 +55,13 @@ fn replicas_are_balanced_and_scaling_never_reloads() {
             "com.df.port=8080",
         ],
     );
-    let anchor = Anchor::start(&network.name);
-    let bin = tempfile::tempdir().unwrap();
-    let haproxy = anchor.haproxy_wrapper(bin.path());
-    let http = free_port();
-    let proxy = SocketAddr::from((anchor.gateway_ip(), http));
-
-    let remote = GitRemote::new();
-    remote.push(&routes(http, &[(&web.name, "/web"), (&api.name, "/api")]));
-    let capstan = Capstan::start(&[
-        "--repo",
-        &remote.url(),
-        "--poll-interval",
-        "1h",
-        "--swarm",
-        "--swarm-network",
-        &network.name,
-        "--swarm-labels",
-        "--haproxy",
-        haproxy.to_str().unwrap(),
-    ]);
+    stand.push_routes(&[(&web.name, "/web"), (&api.name, "/api")]);
+    let capstan = stand.capstan(&["--swarm-labels"]);
 
     wait_until(
         "the labelled service answering",
         Duration::from_secs(60),
-        || answering_tasks(proxy, "/lbl", 1).len() == 1,
+        || stand.answering("/lbl", 1).len() == 1,
     );
     let label_routes = capstan.status()["label_routes"].clone();
     assert_eq!(
@@ -125,17 +71,17 @@ fn replicas_are_balanced_and_scaling_never_reloads() {
 
     // Three replicas: HAProxy round-robins over all three tasks.
     wait_until("3 web tasks answering", Duration::from_secs(60), || {
-        answering_tasks(proxy, "/web", 9).len() == 3
+        stand.answering("/web", 9).len() == 3
     });
     wait_until("the api answering", Duration::from_secs(30), || {
-        answering_tasks(proxy, "/api", 1).len() == 1
+        stand.answering("/api", 1).len() == 1
     });
     let reloads = capstan.haproxy_reloads();
 
     // Scale to 5: new servers at run time, no reload.
     web.scale(5);
     wait_until("5 web tasks answering", Duration::from_secs(60), || {
-        answering_tasks(proxy, "/web", 15).len() == 5
+        stand.answering("/web", 15).len() == 5
     });
     assert_eq!(
         capstan.haproxy_reloads(),
@@ -145,36 +91,18 @@ fn replicas_are_balanced_and_scaling_never_reloads() {
 
     // Scale to 0: reported, and the other route keeps serving.
     web.scale(0);
-    wait_until(
-        "web reported without tasks",
-        Duration::from_secs(60),
-        || {
-            let status = capstan.status();
-            status["warnings"].as_array().is_some_and(|w| {
-                w.iter().any(|w| {
-                    w["message"]
-                        .as_str()
-                        .unwrap_or("")
-                        .contains("no running task")
-                })
-            })
-        },
-    );
+    wait_for_warning(&capstan, "no running task");
     // A pull request's live diff shows the Swarm-side problem with its route.
-    let (_, report) = capstan.diff_live(&remote.dir.path().join("work"));
+    let (_, report) = capstan.diff_live(&stand.remote.dir.path().join("work"));
     assert_eq!(
         report["warnings"][0]["route"],
         format!("{}:8080", web.name),
         "{report:#}"
     );
     wait_until("web gone from HAProxy", Duration::from_secs(30), || {
-        answering_tasks(proxy, "/web", 3).is_empty()
+        stand.answering("/web", 3).is_empty()
     });
-    assert_eq!(
-        answering_tasks(proxy, "/api", 3).len(),
-        1,
-        "the api still serves"
-    );
+    assert_eq!(stand.answering("/api", 3).len(), 1, "the api still serves");
     assert_eq!(
         capstan.haproxy_reloads(),
         reloads,
@@ -183,75 +111,31 @@ fn replicas_are_balanced_and_scaling_never_reloads() {
 
     // Removed: reported as missing; still nothing else affected.
     web.remove();
-    wait_until("web reported missing", Duration::from_secs(60), || {
-        let status = capstan.status();
-        status["warnings"].as_array().is_some_and(|w| {
-            w.iter().any(|w| {
-                w["message"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains("does not exist")
-            })
-        })
-    });
-    assert_eq!(
-        answering_tasks(proxy, "/api", 3).len(),
-        1,
-        "the api still serves"
-    );
-    drop(capstan);
-    drop((api, labelled));
+    wait_for_warning(&capstan, "does not exist");
+    assert_eq!(stand.answering("/api", 3).len(), 1, "the api still serves");
 }
 
 #[test]
 fn a_rolling_update_drops_no_request() {
-    setup();
-    support::require_tools();
-    let network = OverlayNetwork::create();
+    let stand = SwarmProxy::new();
     // Tasks keep serving 3 s after Swarm stops them, as a graceful server
     // would: time for capstan to drain them first.
-    let web = TestService::create(
+    let web = stand.service(
         "roll",
-        &[
-            "--network",
-            &network.name,
-            "--endpoint-mode",
-            "dnsrr",
-            "--replicas",
-            "3",
-            "--env",
-            "STOP_DELAY_MS=3000",
-            "--stop-grace-period",
-            "10s",
-        ],
+        3,
+        &["--env", "STOP_DELAY_MS=3000", "--stop-grace-period", "10s"],
     );
-    let anchor = Anchor::start(&network.name);
-    let bin = tempfile::tempdir().unwrap();
-    let haproxy = anchor.haproxy_wrapper(bin.path());
-    let http = free_port();
-    let proxy = SocketAddr::from((anchor.gateway_ip(), http));
-    let remote = GitRemote::new();
-    remote.push(&routes(http, &[(&web.name, "/web")]));
-    let capstan = Capstan::start(&[
-        "--repo",
-        &remote.url(),
-        "--poll-interval",
-        "1h",
-        "--swarm",
-        "--swarm-network",
-        &network.name,
-        "--haproxy",
-        haproxy.to_str().unwrap(),
-    ]);
+    stand.push_routes(&[(&web.name, "/web")]);
+    let _capstan = stand.capstan(&[]);
     wait_until("3 tasks answering", Duration::from_secs(60), || {
-        answering_tasks(proxy, "/web", 9).len() == 3
+        stand.answering("/web", 9).len() == 3
     });
-    let before = answering_tasks(proxy, "/web", 9);
+    let before = stand.answering("/web", 9);
 
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let load = {
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        let (stop, ok, failed, proxy) = (stop.clone(), ok.clone(), failed.clone(), stand.proxy);
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match host_http_get(proxy, "/web").ok().and_then(|b| task_of(&b)) {
@@ -275,7 +159,7 @@ fn a_rolling_update_drops_no_request() {
         &web.name,
     ]);
     wait_until("every task replaced", Duration::from_secs(120), || {
-        let now = answering_tasks(proxy, "/web", 9);
+        let now = stand.answering("/web", 9);
         now.len() == 3 && now.is_disjoint(&before)
     });
     std::thread::sleep(Duration::from_secs(2));
@@ -285,5 +169,4 @@ fn a_rolling_update_drops_no_request() {
     println!("rolling update: {ok} requests answered, {failed} failed");
     assert!(ok > 0);
     assert_eq!(failed, 0, "requests failed during the rolling update");
-    drop(capstan);
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::haproxy::admin::{AdminSocket, State as AdminState};
 use crate::haproxy::master::MasterCli;
-use crate::haproxy::process::{self, RuntimePaths, Supervisor};
+use crate::haproxy::process::{self, MasterExit, RuntimePaths, Supervisor};
 use crate::plan::{
     self, Change, DesiredConfig, LiveServer, LiveState, MARKER_PREFIX, Method, Plan, ServerState,
 };
@@ -40,6 +40,14 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
+    /// True when HAProxy rejected the config on its merits (`haproxy -c`):
+    /// the same config would fail again, so it is remembered as failed.
+    /// Every other failure (a port held by another program, a full disk,
+    /// HAProxy not starting) may go away and is retried.
+    pub fn is_rejection(&self) -> bool {
+        matches!(self, ApplyError::Check(_))
+    }
+
     /// The stage that failed, as status reports it: `check` (the config was
     /// never loaded), `runtime` or `reload`.
     pub fn stage(&self) -> &'static str {
@@ -116,6 +124,36 @@ impl Haproxy {
         Ok(())
     }
 
+    /// Resolves when the HAProxy capstan supervises exits; never for an
+    /// attached one, or while none runs.
+    pub fn exited(&self) -> impl std::future::Future<Output = MasterExit> + Send + 'static {
+        let exit = self.supervisor.as_ref().map(Supervisor::exited);
+        async move {
+            match exit {
+                Some(exit) => exit.await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// Starts HAProxy again with the config on disk, the last one applied,
+    /// after it died. Returns the new master's pid.
+    pub async fn restart(&mut self) -> Result<u32, ApplyError> {
+        self.supervisor = None;
+        self.start().await?;
+        Ok(self.supervisor.as_ref().map_or(0, Supervisor::master_pid))
+    }
+
+    /// Runs `haproxy -c` on `text` without touching the live file: judges a
+    /// candidate config, e.g. with one override left out.
+    pub async fn check(&self, text: &str) -> Result<(), ApplyError> {
+        let candidate = sibling(&self.config_file, "probe");
+        write(&candidate, text)?;
+        let checked = process::check_config(&self.binary, &candidate).await;
+        let _ = std::fs::remove_file(&candidate);
+        checked.map_err(|e| ApplyError::Check(e.to_string()))
+    }
+
     /// What HAProxy runs now: its generation marker, its servers' runtime
     /// addresses, and the config file on disk. An HAProxy that does not
     /// answer is observed as running nothing.
@@ -167,7 +205,7 @@ impl Haproxy {
         let started = Instant::now();
         let text = desired.text();
         let check = match plan.method {
-            Method::Nothing => {
+            Method::Nothing | Method::Restart => {
                 self.write_if_changed(&text)?;
                 Duration::ZERO
             }

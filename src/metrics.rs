@@ -32,6 +32,7 @@ pub struct Metrics {
     pub webhook_requests: Family<ResultLabel, Counter>,
     pub last_successful_apply: Gauge,
     pub in_sync: Gauge,
+    pub haproxy_restarts: Family<ResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -47,6 +48,7 @@ impl Default for Metrics {
         let webhook_requests = Family::<ResultLabel, Counter>::default();
         let last_successful_apply = Gauge::default();
         let in_sync = Gauge::default();
+        let haproxy_restarts = Family::<ResultLabel, Counter>::default();
         registry.register("reconciles", "Reconcile runs by result", reconciles.clone());
         registry.register(
             "reconcile_duration_seconds",
@@ -79,6 +81,11 @@ impl Default for Metrics {
             "1 when HAProxy serves the latest valid desired state, else 0",
             in_sync.clone(),
         );
+        registry.register(
+            "haproxy_restarts",
+            "Times the supervised HAProxy died and was started again, by result",
+            haproxy_restarts.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -89,6 +96,7 @@ impl Default for Metrics {
             webhook_requests,
             last_successful_apply,
             in_sync,
+            haproxy_restarts,
         }
     }
 }

@@ -68,6 +68,14 @@ pub enum OverrideChange {
 }
 
 impl OverrideChange {
+    /// The service the change is about.
+    pub fn service(&self) -> &str {
+        match self {
+            OverrideChange::Put(o) => &o.service,
+            OverrideChange::Delete(service) => service,
+        }
+    }
+
     pub fn apply(&self, set: &mut OverrideSet) {
         match self {
             OverrideChange::Put(o) => {

@@ -163,6 +163,8 @@ pub enum Method {
     Runtime,
     /// Write, check and reload the whole config.
     Reload,
+    /// Not planned: in the history, HAProxy started again after it died.
+    Restart,
 }
 
 /// The changes that take live to desired, and how.

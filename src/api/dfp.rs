@@ -40,8 +40,10 @@ fn authorized(state: &ApiState, headers: &HeaderMap) -> Result<(), Box<Response>
 }
 
 /// Persists an override change, then waits until a reconcile including it
-/// finished: the answer tells whether HAProxy serves it.
+/// finished: the answer tells whether HAProxy serves it. A change HAProxy
+/// rejects is dropped and answered 400.
 async fn submit(state: &ApiState, change: OverrideChange) -> Result<(), Box<Response>> {
+    let service = change.service().to_string();
     let generation = state
         .shared
         .submit_override(change)
@@ -55,10 +57,20 @@ async fn submit(state: &ApiState, change: OverrideChange) -> Result<(), Box<Resp
             ),
             OverrideError::Store(e) => nok(StatusCode::INTERNAL_SERVER_ERROR, &e),
         })?;
-    match tokio::time::timeout(APPLY_TIMEOUT, state.shared.wait_for(generation)).await {
+    let completion = tokio::time::timeout(APPLY_TIMEOUT, state.shared.wait_for(generation)).await;
+    if let Some(why) = state.shared.rejection(&service, generation) {
+        return Err(Box::new(nok(
+            StatusCode::BAD_REQUEST,
+            &format!("HAProxy rejected the config with this change, so it was dropped: {why}"),
+        )));
+    }
+    match completion {
         Ok(completion) => match completion.error {
             None => Ok(()),
-            Some(message) => Err(Box::new(nok(StatusCode::INTERNAL_SERVER_ERROR, &message))),
+            Some(message) => Err(Box::new(nok(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("the change is stored but not applied yet: {message}"),
+            ))),
         },
         Err(_) => Err(Box::new(nok(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -157,16 +169,17 @@ pub async fn reload(State(state): State<ApiState>, headers: HeaderMap) -> Respon
         return denied;
     }
     // capstan reloads only when the config changed: a reload request
-    // re-fetches git and reconciles, and answers once that is done.
-    let run = state.shared.request_fetch();
+    // re-fetches git and reconciles (retrying even a config that failed
+    // before), and answers once that is done. OK only when HAProxy serves
+    // git's newest revision.
+    let run = state.shared.request_reload();
     let completion =
         tokio::time::timeout(APPLY_TIMEOUT, state.shared.wait_for_run_after(run)).await;
     match completion {
-        Ok(c) if c.error.is_none() => answer(StatusCode::OK, serde_json::json!({"Status": "OK"})),
-        Ok(c) => nok(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &c.error.unwrap_or_default(),
-        ),
+        Ok(c) => match c.error.or(c.fetch_error) {
+            None => answer(StatusCode::OK, serde_json::json!({"Status": "OK"})),
+            Some(error) => nok(StatusCode::INTERNAL_SERVER_ERROR, &error),
+        },
         Err(_) => nok(
             StatusCode::INTERNAL_SERVER_ERROR,
             "reconcile did not finish in time",

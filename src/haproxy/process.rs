@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStderr, Command};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::admin::{AdminError, AdminSocket};
@@ -32,6 +33,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const RESIGNAL: Duration = Duration::from_millis(250);
 /// How long [`Supervisor::reload`] waits for the master's last message.
 const MESSAGES_SETTLE: Duration = Duration::from_millis(500);
+/// How often the liveness of a master capstan did not start is checked
+/// (it is not our child, so there is no exit to wait on).
+const LIVENESS_POLL: Duration = Duration::from_millis(50);
 
 /// Where a supervised HAProxy keeps its sockets and its pid file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,26 +249,83 @@ async fn read_stderr(stderr: ChildStderr, ring: StderrRing) {
     }
 }
 
+/// How the master process ended, as far as capstan can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterExit {
+    pub master_pid: u32,
+    /// `exit status: 0`, `signal: 9 (SIGKILL)`; for a master capstan did not
+    /// start, the status is not known.
+    pub status: String,
+}
+
+impl std::fmt::Display for MasterExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "haproxy master {} exited ({})",
+            self.master_pid, self.status
+        )
+    }
+}
+
 /// A running HAProxy in master-worker mode: started here, or found running.
 #[derive(Debug)]
 pub struct Supervisor {
     master: MasterCli,
     admin: AdminSocket,
     master_pid: u32,
-    /// The master, when started by this supervisor.
-    child: Option<Child>,
+    /// True when this supervisor started the master (its process group is ours to kill).
+    started: bool,
+    /// Set once when the master exits; watched by a task that waits on it.
+    exit: watch::Receiver<Option<MasterExit>>,
+    watcher: JoinHandle<()>,
     stderr: Option<StderrRing>,
     reader: Option<JoinHandle<()>>,
 }
 
 impl Drop for Supervisor {
-    /// HAProxy keeps running; only the stderr copy stops (HAProxy ignores
-    /// the broken pipe).
+    /// HAProxy keeps running; only the stderr copy and the exit watch stop
+    /// (HAProxy ignores the broken pipe).
     fn drop(&mut self) {
         if let Some(reader) = &self.reader {
             reader.abort();
         }
+        self.watcher.abort();
     }
+}
+
+/// Waits for our child master to exit (which also reaps it).
+fn watch_child(
+    mut child: Child,
+    pid: u32,
+) -> (watch::Receiver<Option<MasterExit>>, JoinHandle<()>) {
+    let (tx, rx) = watch::channel(None);
+    let task = tokio::spawn(async move {
+        let status = match child.wait().await {
+            Ok(status) => status.to_string(),
+            Err(e) => format!("waiting for it failed: {e}"),
+        };
+        let _ = tx.send(Some(MasterExit {
+            master_pid: pid,
+            status,
+        }));
+    });
+    (rx, task)
+}
+
+/// Polls the liveness of a master that is not our child.
+fn watch_pid(pid: u32) -> (watch::Receiver<Option<MasterExit>>, JoinHandle<()>) {
+    let (tx, rx) = watch::channel(None);
+    let task = tokio::spawn(async move {
+        while sys::is_running(pid) {
+            tokio::time::sleep(LIVENESS_POLL).await;
+        }
+        let _ = tx.send(Some(MasterExit {
+            master_pid: pid,
+            status: "not started by this capstan: status unknown".into(),
+        }));
+    });
+    (rx, task)
 }
 
 impl Supervisor {
@@ -343,11 +404,14 @@ impl Supervisor {
                         after = ?started.elapsed(),
                         "haproxy ready"
                     );
+                    let (exit, watcher) = watch_child(child, master_pid);
                     return Ok(Self {
                         master: MasterCli::new(&paths.master_socket),
                         admin,
                         master_pid,
-                        child: Some(child),
+                        started: true,
+                        exit,
+                        watcher,
                         stderr: Some(ring),
                         reader,
                     });
@@ -385,11 +449,14 @@ impl Supervisor {
             generation = info.description.as_deref().unwrap_or("-"),
             "attached to running haproxy"
         );
+        let (exit, watcher) = watch_pid(proc_info.master_pid);
         Ok(Self {
             master,
             admin,
             master_pid: proc_info.master_pid,
-            child: None,
+            started: false,
+            exit,
+            watcher,
             stderr: None,
             reader: None,
         })
@@ -432,7 +499,26 @@ impl Supervisor {
 
     /// True when this supervisor found HAProxy running rather than started it.
     pub fn is_attached(&self) -> bool {
-        self.child.is_none()
+        !self.started
+    }
+
+    /// Resolves when the master exits: at once for a child of capstan's,
+    /// within [`LIVENESS_POLL`] for one found running. The future owns what
+    /// it needs, so the supervisor stays usable meanwhile.
+    pub fn exited(&self) -> impl std::future::Future<Output = MasterExit> + Send + 'static {
+        let mut exit = self.exit.clone();
+        async move {
+            let exit = exit
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|e| e.clone());
+            match exit {
+                Some(exit) => exit,
+                // The watcher is gone only when the supervisor is dropped.
+                None => std::future::pending().await,
+            }
+        }
     }
 
     /// The master CLI.
@@ -519,7 +605,7 @@ impl Supervisor {
             }
         }
         tracing::warn!(master_pid = pid, ?timeout, "haproxy still running: SIGKILL");
-        if self.child.is_some() {
+        if self.started {
             let _ = sys::signal_group(pid, sys::SIGKILL);
         }
         let _ = sys::signal(pid, sys::SIGKILL);
@@ -532,19 +618,7 @@ impl Supervisor {
 
     /// Whether the master exited within `timeout`.
     async fn wait_exit(&mut self, timeout: Duration) -> bool {
-        match &mut self.child {
-            Some(child) => tokio::time::timeout(timeout, child.wait()).await.is_ok(),
-            None => {
-                let deadline = Instant::now() + timeout;
-                while sys::is_running(self.master_pid) {
-                    if Instant::now() >= deadline {
-                        return false;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                true
-            }
-        }
+        tokio::time::timeout(timeout, self.exited()).await.is_ok()
     }
 }
 

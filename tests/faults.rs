@@ -347,3 +347,89 @@ fn a_failing_fetch_is_never_in_sync_and_reload_says_so() {
     assert_eq!(capstan.status()["in_sync"], true);
     assert!(capstan.status()["fetch"]["failing_since"].is_null());
 }
+
+/// A 4 MiB tmpfs, unmounted on drop: a disk that can be filled.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            mounted.status.success(),
+            "this test mounts a tmpfs and needs root: {mounted:?}"
+        );
+        Self { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the disk is full.
+    fn fill(&self) {
+        let _ = Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!("of={}", self.path().join("filler").display()))
+            .output()
+            .unwrap();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path().join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_retried_once_there_is_room() {
+    require_tools();
+    let (a, b, http) = (Backend::start("A"), Backend::start("B"), free_port());
+    let remote = GitRemote::new();
+    let first = remote.push(&routes_yaml(http, &route("a", "/a", &a.address())));
+    let disk = SmallDisk::mount();
+    let capstan = Capstan::start_in(
+        disk.path().join("state"),
+        &["--repo", &remote.url(), "--poll-interval", "1h"],
+    );
+    wait_applied(&capstan, &first);
+
+    disk.fill();
+    let routes = format!(
+        "{}{}",
+        route("a", "/a", &a.address()),
+        route("b", "/b", &b.address())
+    );
+    let second = remote.push(&routes_yaml(http, &routes));
+    let (code, answer) = json(&capstan, "/v1/docker-flow-proxy/reload");
+    assert_eq!(code, 500, "{answer:#}");
+    let status = capstan.status();
+    assert_eq!(status["in_sync"], false, "{status:#}");
+    // The git fetch or the apply, whichever writes first, finds no room.
+    let said = format!(
+        "{} {}",
+        status["fetch"]["error"], status["last_error"]["message"]
+    );
+    assert!(said.contains("No space left on device"), "{status:#}");
+    wait_for_backend(http, "/a", "A");
+
+    // Room again: the next retry (backoff, no poll for an hour) applies it.
+    disk.free();
+    wait_applied(&capstan, &second);
+    wait_for_backend(http, "/b", "B");
+    assert_eq!(capstan.status()["in_sync"], true);
+}

@@ -259,13 +259,20 @@ impl Capstan {
     /// Starts `capstan serve` with `args` (plus state dir and API address).
     pub fn start(args: &[&str]) -> Self {
         let state = tempfile::tempdir().unwrap();
-        let state_dir = state.path().to_path_buf();
+        let mut capstan = Self::start_in(state.path().to_path_buf(), args);
+        capstan._state = Some(state);
+        capstan
+    }
+
+    /// Like [`Capstan::start`], on a state directory the caller owns.
+    pub fn start_in(state_dir: PathBuf, args: &[&str]) -> Self {
+        std::fs::create_dir_all(&state_dir).unwrap();
         let mut capstan = Self {
             api_port: free_port(),
             state_dir,
             child: None,
             args: args.iter().map(|s| s.to_string()).collect(),
-            _state: Some(state),
+            _state: None,
         };
         capstan.spawn();
         capstan

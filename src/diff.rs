@@ -129,11 +129,14 @@ fn settings_view(file: &RoutesFile) -> Value {
     serde_json::json!({ "defaults": file.defaults, "userlists": userlists })
 }
 
+/// How a fingerprint starts (a password hash starts with `$`).
+pub const FINGERPRINT_PREFIX: &str = "hash ";
+
 /// `hash 1a2b3c4d`: tells two password hashes apart without showing them.
-fn fingerprint(password_hash: &str) -> String {
+pub fn fingerprint(password_hash: &str) -> String {
     let digest = Sha256::digest(password_hash.as_bytes());
     let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    format!("hash {hex}")
+    format!("{FINGERPRINT_PREFIX}{hex}")
 }
 
 /// The config with every userlist password hash replaced by its fingerprint,

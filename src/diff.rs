@@ -121,7 +121,7 @@ fn settings_view(file: &RoutesFile) -> Value {
         .map(|(list, users)| {
             let users = users
                 .iter()
-                .map(|u| (u.name.0.clone(), fingerprint(&u.password_hash)))
+                .map(|u| (u.name.0.clone(), redacted(&u.password_hash)))
                 .collect();
             (list.0.clone(), users)
         })
@@ -130,10 +130,24 @@ fn settings_view(file: &RoutesFile) -> Value {
 }
 
 /// How a fingerprint starts (a password hash starts with `$`).
-pub const FINGERPRINT_PREFIX: &str = "hash ";
+const FINGERPRINT_PREFIX: &str = "hash ";
+
+/// A password hash's fingerprint; a fingerprint (what capstan's API shows
+/// clients without credentials) stays as it is.
+pub fn redacted(password_hash: &str) -> String {
+    if is_fingerprint(password_hash) {
+        password_hash.to_string()
+    } else {
+        fingerprint(password_hash)
+    }
+}
+
+pub fn is_fingerprint(text: &str) -> bool {
+    text.starts_with(FINGERPRINT_PREFIX)
+}
 
 /// `hash 1a2b3c4d`: tells two password hashes apart without showing them.
-pub fn fingerprint(password_hash: &str) -> String {
+fn fingerprint(password_hash: &str) -> String {
     let digest = Sha256::digest(password_hash.as_bytes());
     let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
     format!("{FINGERPRINT_PREFIX}{hex}")

@@ -100,19 +100,13 @@ fn base64_encode(bytes: &[u8]) -> String {
     out
 }
 
-/// A userlist password hash as clients without credentials see it: its
-/// fingerprint, as `capstan diff` shows it. A fingerprint stays as it is, so
-/// that `capstan diff --live` can put both sides through this whichever the
+/// Password hashes as clients without credentials see them: fingerprints,
+/// as `capstan diff` shows them. A fingerprint stays as it is, so that
+/// `capstan diff --live` can put both sides through this whichever the
 /// server sent.
-pub fn redact_hash(password_hash: &mut String) {
-    if !password_hash.starts_with(crate::diff::FINGERPRINT_PREFIX) {
-        *password_hash = crate::diff::fingerprint(password_hash);
-    }
-}
-
 fn redact_users<'a>(lists: impl IntoIterator<Item = &'a mut Vec<User>>) {
     for user in lists.into_iter().flatten() {
-        redact_hash(&mut user.password_hash);
+        user.password_hash = crate::diff::redacted(&user.password_hash);
     }
 }
 
@@ -136,7 +130,7 @@ pub fn has_fingerprints(set: &OverrideSet) -> bool {
         Action::Reconfigure { userlists, .. } => userlists
             .values()
             .flatten()
-            .any(|u| u.password_hash.starts_with(crate::diff::FINGERPRINT_PREFIX)),
+            .any(|u| crate::diff::is_fingerprint(&u.password_hash)),
         Action::Remove => false,
     })
 }

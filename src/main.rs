@@ -333,8 +333,7 @@ fn diff_report(
     // Against a live capstan, the overrides stay in force after the merge:
     // the head that would serve is git's table with them laid over, and
     // each override is reported as drift.
-    let merged =
-        capstan::overrides::merge(&git_routes, &overrides, capstan::reconcile::unix_now());
+    let merged = capstan::overrides::merge(&git_routes, &overrides, capstan::reconcile::unix_now());
     let head = Snapshot::rendered(head.label, head.commit, merged.routes);
     let mut report = DiffReport::between(&base, &head);
     report.drift = merged.drift;

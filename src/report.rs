@@ -514,7 +514,10 @@ mod tests {
         }))
         .unwrap();
         let text = status(&view);
-        assert!(text.contains("error:    [check] haproxy -c rejected the config"), "{text}");
+        assert!(
+            text.contains("error:    [check] haproxy -c rejected the config"),
+            "{text}"
+        );
         assert!(!view.is_healthy());
     }
 

@@ -11,7 +11,6 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
 use capstan::api::{self, ApiAuth, ApiState};
-use capstan::report::{self, StatusView};
 use capstan::apply::Haproxy;
 use capstan::diff::Snapshot;
 use capstan::endpoints::Warning;
@@ -19,6 +18,7 @@ use capstan::haproxy::process::RuntimePaths;
 use capstan::model::RoutesFile;
 use capstan::overrides::{OverrideSet, OverrideStore};
 use capstan::reconcile::{Reconciler, RoutesSource, SwarmSource};
+use capstan::report::{self, StatusView};
 use capstan::sources::git::{GitAuth, RemoteRepo};
 use capstan::state::{RevisionInfo, StateDir};
 use capstan::swarm::Swarm;
@@ -318,7 +318,13 @@ fn connection_cap(requested: usize) -> usize {
             "API connections lowered to fit the file descriptor limit"
         );
     } else {
-        tracing::info!(max_connections = cap, fd_limit = limit, open_fds = open, reserve = FD_RESERVE, "API connection limit");
+        tracing::info!(
+            max_connections = cap,
+            fd_limit = limit,
+            open_fds = open,
+            reserve = FD_RESERVE,
+            "API connection limit"
+        );
     }
     cap
 }
@@ -453,9 +459,9 @@ impl Credentials {
             (Some(path), _) => request.bearer_auth(read_secret(path)?),
             (None, Some(path)) => {
                 let secret = read_secret(path)?;
-                let (user, password) = secret.split_once(':').with_context(|| {
-                    format!("{}: expected `user:password`", path.display())
-                })?;
+                let (user, password) = secret
+                    .split_once(':')
+                    .with_context(|| format!("{}: expected `user:password`", path.display()))?;
                 request.basic_auth(user, Some(password))
             }
             (None, None) => request,

@@ -95,7 +95,14 @@ fn serve_userlists(token: Option<&str>, extra: &[&str]) -> (Capstan, GitRemote, 
 fn diff_live(capstan: &Capstan, repo: &Path, token_file: Option<&Path>) -> (Option<i32>, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_capstan"));
     command
-        .args(["diff", "--live", &capstan.url(), "--format", "json", "--repo"])
+        .args([
+            "diff",
+            "--live",
+            &capstan.url(),
+            "--format",
+            "json",
+            "--repo",
+        ])
         .arg(repo)
         .env_remove("CAPSTAN_API_TOKEN_FILE");
     if let Some(file) = token_file {
@@ -141,7 +148,10 @@ fn with_a_token_hashes_are_shown_only_to_clients_that_send_it() {
     }
     let (code, status) = get(capstan.api_port, "/v1/status", None);
     assert_eq!(code, 200, "status stays open");
-    assert!(!status.contains("$6$") && !status.contains("$2y$"), "{status}");
+    assert!(
+        !status.contains("$6$") && !status.contains("$2y$"),
+        "{status}"
+    );
 
     let repo = remote.dir.path().join("work");
     let (code, report) = diff_live(&capstan, &repo, Some(&token_file));

@@ -58,7 +58,8 @@ impl SlowClients {
                         let mut stream = slow_connection(port);
                         while !stop.load(Ordering::Relaxed)
                             && !closed_by_peer(&mut stream, Duration::from_millis(100))
-                        {}
+                        {
+                        }
                     }
                 })
             })
@@ -81,7 +82,9 @@ fn timed_status(port: u16) -> (Option<u16>, Duration) {
     let started = Instant::now();
     let answer = (|| {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .ok()?;
         stream
             .write_all(b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             .ok()?;

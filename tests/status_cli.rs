@@ -56,7 +56,10 @@ fn status_shows_a_rejected_config_and_a_failing_fetch_and_exits_non_zero() {
     assert_eq!(code, Some(2), "not in sync, last error: {out}{err}");
     assert!(out.contains("in sync:  NO"), "{out}");
     assert!(out.contains("error:    [check] "), "{out}");
-    assert!(out.contains("failed"), "the failed apply in the history: {out}");
+    assert!(
+        out.contains("failed"),
+        "the failed apply in the history: {out}"
+    );
 
     // Back in sync, then the remote disappears: applied is still the newest
     // fetched revision, but fetching fails, which is worth a non-zero exit.
@@ -68,9 +71,11 @@ fn status_shows_a_rejected_config_and_a_failing_fetch_and_exits_non_zero() {
     assert_eq!(status_cli(&capstan).0, Some(0));
     let remote_dir = remote.dir.path().join("remote.git");
     std::fs::rename(&remote_dir, remote.dir.path().join("gone.git")).unwrap();
-    wait_until("the fetch failure reported", Duration::from_secs(20), || {
-        !capstan.status()["fetch"]["error"].is_null()
-    });
+    wait_until(
+        "the fetch failure reported",
+        Duration::from_secs(20),
+        || !capstan.status()["fetch"]["error"].is_null(),
+    );
     let (code, out, err) = status_cli(&capstan);
     assert_eq!(code, Some(2), "fetch failing: {out}{err}");
     assert!(out.contains("fetch:    failing: "), "{out}");

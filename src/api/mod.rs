@@ -293,13 +293,13 @@ async fn live(State(state): State<ApiState>) -> Response {
                 redact_overrides(&mut overrides);
             }
             json_response(
-            StatusCode::OK,
-            json!({
-                "revision": revision,
-                "routes": routes,
-                "overrides": overrides.overrides,
-                "warnings": warnings,
-            }),
+                StatusCode::OK,
+                json!({
+                    "revision": revision,
+                    "routes": routes,
+                    "overrides": overrides.overrides,
+                    "warnings": warnings,
+                }),
             )
         }
         None => json_response(

@@ -121,7 +121,7 @@ fn settings_view(file: &RoutesFile) -> Value {
         .map(|(list, users)| {
             let users = users
                 .iter()
-                .map(|u| (u.name.0.clone(), fingerprint(&u.password_hash)))
+                .map(|u| (u.name.0.clone(), redacted(&u.password_hash)))
                 .collect();
             (list.0.clone(), users)
         })
@@ -129,11 +129,28 @@ fn settings_view(file: &RoutesFile) -> Value {
     serde_json::json!({ "defaults": file.defaults, "userlists": userlists })
 }
 
+/// How a fingerprint starts (a password hash starts with `$`).
+const FINGERPRINT_PREFIX: &str = "hash ";
+
+/// A password hash's fingerprint; a fingerprint (what capstan's API shows
+/// clients without credentials) stays as it is.
+pub fn redacted(password_hash: &str) -> String {
+    if is_fingerprint(password_hash) {
+        password_hash.to_string()
+    } else {
+        fingerprint(password_hash)
+    }
+}
+
+pub fn is_fingerprint(text: &str) -> bool {
+    text.starts_with(FINGERPRINT_PREFIX)
+}
+
 /// `hash 1a2b3c4d`: tells two password hashes apart without showing them.
 fn fingerprint(password_hash: &str) -> String {
     let digest = Sha256::digest(password_hash.as_bytes());
     let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    format!("hash {hex}")
+    format!("{FINGERPRINT_PREFIX}{hex}")
 }
 
 /// The config with every userlist password hash replaced by its fingerprint,

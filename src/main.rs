@@ -39,6 +39,9 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Show a running capstan's status: desired and applied revisions, last
     /// error, pending plan, last applies.
+    ///
+    /// Exit status: 0 in sync with no error, 2 not in sync or an error (the
+    /// last apply or git fetching failing), 1 capstan unreachable.
     Status {
         /// The capstan API address.
         #[arg(long, default_value = "http://127.0.0.1:8080", env = "CAPSTAN_URL")]
@@ -58,6 +61,8 @@ enum Command {
             global = true
         )]
         url: String,
+        #[command(flatten)]
+        credentials: serve::Credentials,
         #[command(subcommand)]
         command: serve::OverridesCommand,
     },
@@ -103,6 +108,10 @@ enum Command {
         /// revision: its API address, e.g. http://127.0.0.1:8080.
         #[arg(long, value_name = "URL")]
         live: Option<String>,
+        /// Credentials for --live, when the API requires them. Without
+        /// them, capstan shows password fingerprints, which are compared.
+        #[command(flatten)]
+        credentials: serve::Credentials,
         /// Head revision; the working tree when omitted.
         #[arg(long)]
         head: Option<String>,
@@ -133,13 +142,14 @@ fn main() -> ExitCode {
         Command::Diff {
             base,
             live,
+            credentials,
             head,
             repo,
             file,
             format,
         } => {
             let base = match (base, live) {
-                (_, Some(url)) => Base::Live(url),
+                (_, Some(url)) => Base::Live(url, credentials),
                 (Some(rev), None) => Base::Revision(rev),
                 (None, None) => unreachable!("clap requires --base or --live"),
             };
@@ -147,7 +157,11 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => serve::run(*args),
         Command::Status { url, json } => serve::status(&url, json),
-        Command::Overrides { url, command } => serve::overrides(&url, command),
+        Command::Overrides {
+            url,
+            credentials,
+            command,
+        } => serve::overrides(&url, &credentials, command),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
@@ -230,7 +244,7 @@ const DIFF_CHANGES: u8 = 2;
 
 enum Base {
     Revision(String),
-    Live(String),
+    Live(String, serve::Credentials),
 }
 
 fn diff(base: &Base, head: Option<&str>, repo: &Path, file: &str, format: Format) -> ExitCode {
@@ -297,11 +311,12 @@ fn diff_report(
             });
             (base, None, Vec::new())
         }
-        Base::Live(url) => {
-            let (live, overrides, warnings) = serve::live_snapshot(url).map_err(|e| DiffError {
-                message: format!("{e:#}"),
-                diagnostics: None,
-            })?;
+        Base::Live(url, credentials) => {
+            let (live, overrides, warnings) =
+                serve::live_snapshot(url, credentials).map_err(|e| DiffError {
+                    message: format!("{e:#}"),
+                    diagnostics: None,
+                })?;
             (live, Some(overrides), warnings)
         }
     };
@@ -312,11 +327,13 @@ fn diff_report(
     let Some(overrides) = overrides else {
         return Ok(DiffReport::between(&base, &head));
     };
+    // The live side carries fingerprints in place of password hashes.
+    let mut git_routes = head.routes;
+    capstan::api::redact_routes(&mut git_routes);
     // Against a live capstan, the overrides stay in force after the merge:
     // the head that would serve is git's table with them laid over, and
     // each override is reported as drift.
-    let merged =
-        capstan::overrides::merge(&head.routes, &overrides, capstan::reconcile::unix_now());
+    let merged = capstan::overrides::merge(&git_routes, &overrides, capstan::reconcile::unix_now());
     let head = Snapshot::rendered(head.label, head.commit, merged.routes);
     let mut report = DiffReport::between(&base, &head);
     report.drift = merged.drift;

@@ -302,6 +302,189 @@ fn fence_for(body: &str) -> String {
     "`".repeat(longest.max(2) + 1)
 }
 
+/// What `capstan status` reads of `GET /v1/status`. Every field is optional
+/// so that an answer missing one (an error without diagnostics, an older or
+/// newer server) is still shown rather than refused.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct StatusView {
+    pub source: SourceView,
+    pub desired: Option<RevisionView>,
+    pub applied: Option<AppliedView>,
+    pub in_sync: bool,
+    pub last_error: Option<ErrorView>,
+    pub fetch: FetchView,
+    pub overrides: Vec<DriftView>,
+    pub warnings: Vec<WarningView>,
+    pub pending_plan: Option<PlanView>,
+    pub history: Vec<ApplyView>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct SourceView {
+    pub kind: String,
+    pub location: String,
+    pub branch: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct RevisionView {
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct AppliedView {
+    pub revision: Option<RevisionView>,
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct ErrorView {
+    pub stage: String,
+    pub message: String,
+    pub diagnostics: Vec<DiagnosticView>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct DiagnosticView {
+    pub file: String,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct FetchView {
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct DriftView {
+    pub service: String,
+    pub kind: String,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct WarningView {
+    pub route: String,
+    pub message: String,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct PlanView {
+    pub method: String,
+    pub changes: Vec<Value>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct ApplyView {
+    pub at: String,
+    pub method: String,
+    pub outcome: String,
+    pub duration_ms: Option<u64>,
+    pub revision: Option<RevisionView>,
+}
+
+impl StatusView {
+    /// In sync, and neither the last apply nor git fetching is failing.
+    pub fn is_healthy(&self) -> bool {
+        self.in_sync && self.last_error.is_none() && self.fetch.error.is_none()
+    }
+}
+
+/// `capstan status` as text.
+pub fn status(status: &StatusView) -> String {
+    fn label(revision: Option<&RevisionView>) -> &str {
+        revision.and_then(|r| r.label.as_deref()).unwrap_or("-")
+    }
+    let mut out = String::new();
+    let source = &status.source;
+    let _ = writeln!(
+        out,
+        "source:   {} {} {}",
+        source.kind,
+        source.location,
+        source
+            .branch
+            .as_ref()
+            .map(|b| format!("(branch {b})"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(out, "desired:  {}", label(status.desired.as_ref()));
+    let applied = status.applied.as_ref();
+    let _ = writeln!(
+        out,
+        "applied:  {} at {}",
+        label(applied.and_then(|a| a.revision.as_ref())),
+        applied.and_then(|a| a.at.as_deref()).unwrap_or("-")
+    );
+    let in_sync = if status.in_sync { "yes" } else { "NO" };
+    let _ = writeln!(out, "in sync:  {in_sync}");
+    if let Some(error) = &status.fetch.error {
+        let _ = writeln!(out, "fetch:    failing: {error}");
+    }
+    if let Some(error) = &status.last_error {
+        let _ = writeln!(out, "error:    [{}] {}", error.stage, error.message);
+        for d in &error.diagnostics {
+            let place = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "          {}:{}:{}: {}: {}",
+                d.file,
+                place(d.line),
+                place(d.column),
+                d.field,
+                d.message
+            );
+        }
+    }
+    for d in &status.overrides {
+        let _ = writeln!(
+            out,
+            "override: {} ({}) — see `capstan overrides list`",
+            d.service, d.kind
+        );
+    }
+    for w in &status.warnings {
+        let _ = writeln!(out, "warning:  {}: {}", w.route, w.message);
+    }
+    if let Some(plan) = &status.pending_plan {
+        let _ = writeln!(
+            out,
+            "pending:  {} ({} change(s))",
+            plan.method,
+            plan.changes.len()
+        );
+    }
+    let _ = writeln!(out, "last applies:");
+    for record in status.history.iter().take(10) {
+        let _ = writeln!(
+            out,
+            "  {}  {:<7} {:<6} {:>5} ms  {}",
+            record.at,
+            record.method,
+            record.outcome,
+            record
+                .duration_ms
+                .map(|ms| ms.to_string())
+                .unwrap_or_default(),
+            label(record.revision.as_ref())
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +502,23 @@ mod tests {
             &Snapshot::rendered("main", None, base),
             &Snapshot::rendered("working tree", None, head),
         )
+    }
+
+    #[test]
+    fn status_shows_an_error_without_diagnostics() {
+        // What a `haproxy -c` rejection looks like: no file:line diagnostics.
+        let view: StatusView = serde_json::from_value(json!({
+            "in_sync": false,
+            "last_error": {"stage": "check", "message": "haproxy -c rejected the config"},
+            "history": [{"at": "now", "method": "reload", "outcome": "failed"}],
+        }))
+        .unwrap();
+        let text = status(&view);
+        assert!(
+            text.contains("error:    [check] haproxy -c rejected the config"),
+            "{text}"
+        );
+        assert!(!view.is_healthy());
     }
 
     #[test]

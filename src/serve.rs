@@ -1,7 +1,6 @@
 //! `capstan serve`, `capstan status` and the live side of `capstan diff`:
 //! the binary's wiring of sources, reconciler, HAProxy and the HTTP API.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +18,7 @@ use capstan::haproxy::process::RuntimePaths;
 use capstan::model::RoutesFile;
 use capstan::overrides::{OverrideSet, OverrideStore};
 use capstan::reconcile::{Reconciler, RoutesSource, SwarmSource};
+use capstan::report::{self, StatusView};
 use capstan::sources::git::{GitAuth, RemoteRepo};
 use capstan::state::{RevisionInfo, StateDir};
 use capstan::swarm::Swarm;
@@ -117,6 +117,15 @@ pub struct ServeArgs {
     /// routes win over label routes of the same id; overrides win over both.
     #[arg(long, env = "CAPSTAN_SWARM_LABELS", requires = "swarm")]
     swarm_labels: bool,
+    /// How long an API client has to send its request headers, and how long
+    /// an idle keep-alive connection stays open; then capstan closes it.
+    #[arg(long, env = "CAPSTAN_API_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    api_header_timeout: Duration,
+    /// Most API connections served at once; more wait in the kernel's listen
+    /// backlog. Lowered at startup so that 64 file descriptors of the limit
+    /// (RLIMIT_NOFILE, raised to its hard limit) stay for reconciling.
+    #[arg(long, env = "CAPSTAN_MAX_CONNECTIONS", default_value_t = 512)]
+    max_connections: usize,
     /// Log format.
     #[arg(long, env = "CAPSTAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -258,7 +267,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding the API to {}", args.listen))?;
     tracing::info!(listen = %args.listen, state_dir = %args.state_dir.display(), "capstan serving");
-    let api = axum::serve(listener, api::router(api_state));
+    let api = serve_api(
+        listener,
+        api::router(api_state),
+        connection_cap(args.max_connections),
+        args.api_header_timeout,
+    );
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("installing a SIGTERM handler");
@@ -269,10 +283,117 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     tokio::select! {
         () = reconciler.run(args.poll_interval) => {}
-        result = api.into_future() => result.context("the HTTP API stopped")?,
+        () = api => {}
         () = shutdown => tracing::info!("stopping; HAProxy keeps serving"),
     }
     Ok(())
+}
+
+/// File descriptors kept for the reconciler (git, HAProxy's sockets,
+/// `haproxy -c`, files) whatever the API's clients do.
+const FD_RESERVE: u64 = 64;
+
+/// The most API connections to serve at once: `requested`, lowered so that
+/// the connections, the descriptors already open and `FD_RESERVE` fit in
+/// the descriptor limit (first raised to its hard limit).
+fn connection_cap(requested: usize) -> usize {
+    let limit = raise_fd_limit();
+    let open = std::fs::read_dir("/proc/self/fd").map_or(0, |fds| fds.count() as u64);
+    let Some(limit) = limit else {
+        tracing::warn!(
+            max_connections = requested,
+            "could not read the file descriptor limit"
+        );
+        return requested;
+    };
+    let room = usize::try_from(limit.saturating_sub(open + FD_RESERVE)).unwrap_or(usize::MAX);
+    let cap = requested.min(room).max(1);
+    if cap < requested {
+        tracing::warn!(
+            max_connections = cap,
+            requested,
+            fd_limit = limit,
+            open_fds = open,
+            reserve = FD_RESERVE,
+            "API connections lowered to fit the file descriptor limit"
+        );
+    } else {
+        tracing::info!(
+            max_connections = cap,
+            fd_limit = limit,
+            open_fds = open,
+            reserve = FD_RESERVE,
+            "API connection limit"
+        );
+    }
+    cap
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard one; returns the soft limit in force.
+fn raise_fd_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    Some(limit.rlim_cur)
+}
+
+/// Serves the API so that no client can hold capstan's file descriptors:
+/// each connection must send its request headers within `header_timeout`
+/// (hyper restarts that timer while a keep-alive connection waits for its
+/// next request, so it is the idle timeout too), and at most
+/// `max_connections` are served at once. The others wait in the kernel's
+/// backlog, costing capstan nothing, until a slot frees.
+async fn serve_api(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    max_connections: usize,
+    header_timeout: Duration,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    loop {
+        let slot = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of descriptors, most likely: a pause lets some free
+                // rather than spinning on the error.
+                tracing::warn!(%error, "accepting an API connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "API connection closed");
+            }
+            drop(slot);
+        });
+    }
 }
 
 fn routes_source(args: &ServeArgs, state_dir: &StateDir) -> Result<RoutesSource> {
@@ -315,11 +436,45 @@ fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
         .block_on(future)
 }
 
-async fn get_json(url: &str) -> Result<serde_json::Value> {
-    let response = reqwest::Client::builder()
+/// The credentials a client command sends to capstan's API, when it requires
+/// them (`capstan serve --api-token-file` or `--api-basic-auth-file`).
+#[derive(Args, Default)]
+pub struct Credentials {
+    /// File holding the API bearer token, when the API requires one.
+    #[arg(long, env = "CAPSTAN_API_TOKEN_FILE", global = true)]
+    token_file: Option<PathBuf>,
+    /// File holding `user:password` for the API's basic auth, when it requires it.
+    #[arg(
+        long,
+        env = "CAPSTAN_API_BASIC_AUTH_FILE",
+        global = true,
+        conflicts_with = "token_file"
+    )]
+    basic_auth_file: Option<PathBuf>,
+}
+
+impl Credentials {
+    fn apply(&self, request: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder> {
+        Ok(match (&self.token_file, &self.basic_auth_file) {
+            (Some(path), _) => request.bearer_auth(read_secret(path)?),
+            (None, Some(path)) => {
+                let secret = read_secret(path)?;
+                let (user, password) = secret
+                    .split_once(':')
+                    .with_context(|| format!("{}: expected `user:password`", path.display()))?;
+                request.basic_auth(user, Some(password))
+            }
+            (None, None) => request,
+        })
+    }
+}
+
+async fn get_json(url: &str, credentials: &Credentials) -> Result<serde_json::Value> {
+    let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
-        .build()?
-        .get(url)
+        .build()?;
+    let response = credentials
+        .apply(client.get(url))?
         .send()
         .await
         .with_context(|| format!("GET {url}"))?;
@@ -329,38 +484,51 @@ async fn get_json(url: &str) -> Result<serde_json::Value> {
         .await
         .with_context(|| format!("GET {url}: not JSON"))?;
     if !code.is_success() {
-        bail!(
-            "GET {url}: {code}: {}",
-            body["error"].as_str().unwrap_or_default()
-        );
+        // Errors say `error`; the Docker-Flow-Proxy-style 401 says `Message`.
+        let reason = ["error", "Message"]
+            .iter()
+            .find_map(|key| body.get(key)?.as_str())
+            .unwrap_or_default();
+        bail!("GET {url}: {code}: {reason}");
     }
     Ok(body)
 }
 
 /// What a running capstan serves, as the base of a diff, and the
 /// overrides in force there.
-pub fn live_snapshot(url: &str) -> Result<(Snapshot, OverrideSet, Vec<Warning>)> {
+pub fn live_snapshot(
+    url: &str,
+    credentials: &Credentials,
+) -> Result<(Snapshot, OverrideSet, Vec<Warning>)> {
     let url = format!("{}/v1/live", url.trim_end_matches('/'));
-    let body = block_on(get_json(&url))?;
+    let body = block_on(get_json(&url, credentials))?;
     let revision: RevisionInfo = serde_json::from_value(body["revision"].clone())
         .with_context(|| format!("{url}: no revision"))?;
-    let routes: RoutesFile = serde_json::from_value(body["routes"].clone())
+    let mut routes: RoutesFile = serde_json::from_value(body["routes"].clone())
         .with_context(|| format!("{url}: no routes"))?;
-    let overrides: OverrideSet =
+    let mut overrides: OverrideSet =
         serde_json::from_value(serde_json::json!({ "overrides": body["overrides"] }))
             .with_context(|| format!("{url}: no overrides"))?;
     let warnings: Vec<Warning> =
         serde_json::from_value(body["warnings"].clone()).unwrap_or_default();
+    // The API shows password fingerprints to clients without credentials:
+    // the diff compares fingerprints, whichever it sent (git's side too).
+    api::redact_routes(&mut routes);
+    api::redact_overrides(&mut overrides);
     let snapshot = Snapshot::rendered(format!("live {}", revision.label), revision.commit, routes);
     Ok((snapshot, overrides, warnings))
 }
 
 /// `capstan overrides list|export|delete`.
-pub fn overrides(url: &str, command: OverridesCommand) -> Result<ExitCode> {
+pub fn overrides(
+    url: &str,
+    credentials: &Credentials,
+    command: OverridesCommand,
+) -> Result<ExitCode> {
     let base = url.trim_end_matches('/');
     match command {
         OverridesCommand::List { json } => {
-            let body = block_on(get_json(&format!("{base}/v1/overrides")))?;
+            let body = block_on(get_json(&format!("{base}/v1/overrides"), credentials))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&body)?);
                 return Ok(ExitCode::SUCCESS);
@@ -414,23 +582,21 @@ pub fn overrides(url: &str, command: OverridesCommand) -> Result<ExitCode> {
             }
         }
         OverridesCommand::Export => {
-            let body = block_on(get_json(&format!("{base}/v1/overrides")))?;
+            let body = block_on(get_json(&format!("{base}/v1/overrides"), credentials))?;
             let set: capstan::overrides::OverrideSet =
                 serde_json::from_value(serde_json::json!({ "overrides": body["overrides"] }))
                     .context("reading the overrides")?;
+            if api::has_fingerprints(&set) {
+                eprintln!(
+                    "warning: the API showed password fingerprints, not hashes: put the real hashes in before committing (the API shows them to clients with credentials, when it requires them)"
+                );
+            }
             print!("{}", capstan::overrides::export(&set));
         }
-        OverridesCommand::Delete {
-            service,
-            token_file,
-        } => {
-            let token = token_file.as_ref().map(read_secret).transpose()?;
+        OverridesCommand::Delete { service } => {
+            let request = credentials
+                .apply(reqwest::Client::new().delete(format!("{base}/v1/overrides/{service}")))?;
             block_on(async {
-                let mut request =
-                    reqwest::Client::new().delete(format!("{base}/v1/overrides/{service}"));
-                if let Some(token) = token {
-                    request = request.bearer_auth(token);
-                }
                 let response = request.send().await.context("DELETE override")?;
                 let code = response.status();
                 let body = response.text().await.unwrap_or_default();
@@ -456,110 +622,26 @@ pub enum OverridesCommand {
     /// Print the overrides as routes.yaml entries, to commit to git.
     Export,
     /// Delete a service's override (git's routes serve again).
-    Delete {
-        service: String,
-        /// File holding the API bearer token, when the API requires one.
-        #[arg(long, env = "CAPSTAN_API_TOKEN_FILE")]
-        token_file: Option<PathBuf>,
-    },
+    Delete { service: String },
 }
+
+/// Exit codes of `capstan status`.
+const STATUS_HEALTHY: u8 = 0;
+const STATUS_UNHEALTHY: u8 = 2;
 
 pub fn status(url: &str, json: bool) -> Result<ExitCode> {
     let url = format!("{}/v1/status", url.trim_end_matches('/'));
-    let status = block_on(get_json(&url))?;
+    let body = block_on(get_json(&url, &Credentials::default()))?;
+    let status: StatusView =
+        serde_json::from_value(body.clone()).with_context(|| format!("{url}: not a status"))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        println!("{}", serde_json::to_string_pretty(&body)?);
     } else {
-        print!("{}", status_text(&status));
+        print!("{}", report::status(&status));
     }
-    Ok(if status["in_sync"].as_bool() == Some(true) {
-        ExitCode::SUCCESS
+    Ok(ExitCode::from(if status.is_healthy() {
+        STATUS_HEALTHY
     } else {
-        ExitCode::from(2)
-    })
-}
-
-fn status_text(status: &serde_json::Value) -> String {
-    use std::fmt::Write;
-    let label = |v: &serde_json::Value| v["label"].as_str().unwrap_or("-").to_string();
-    let mut out = String::new();
-    let source = &status["source"];
-    let _ = writeln!(
-        out,
-        "source:   {} {} {}",
-        source["kind"].as_str().unwrap_or_default(),
-        source["location"].as_str().unwrap_or_default(),
-        source["branch"]
-            .as_str()
-            .map(|b| format!("(branch {b})"))
-            .unwrap_or_default()
-    );
-    let _ = writeln!(out, "desired:  {}", label(&status["desired"]));
-    let _ = writeln!(
-        out,
-        "applied:  {} at {}",
-        label(&status["applied"]["revision"]),
-        status["applied"]["at"].as_str().unwrap_or("-")
-    );
-    let in_sync = status["in_sync"].as_bool() == Some(true);
-    let _ = writeln!(out, "in sync:  {}", if in_sync { "yes" } else { "NO" });
-    if let Some(error) = status["fetch"]["error"].as_str() {
-        let _ = writeln!(out, "fetch:    failing: {error}");
-    }
-    if let Some(error) = status["last_error"].as_object() {
-        let _ = writeln!(
-            out,
-            "error:    [{}] {}",
-            error["stage"].as_str().unwrap_or_default(),
-            error["message"].as_str().unwrap_or_default()
-        );
-        for d in error["diagnostics"].as_array().into_iter().flatten() {
-            let _ = writeln!(
-                out,
-                "          {}:{}:{}: {}: {}",
-                d["file"].as_str().unwrap_or_default(),
-                d["line"],
-                d["column"],
-                d["field"].as_str().unwrap_or_default(),
-                d["message"].as_str().unwrap_or_default()
-            );
-        }
-    }
-    for d in status["overrides"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "override: {} ({}) — see `capstan overrides list`",
-            d["service"].as_str().unwrap_or_default(),
-            d["kind"].as_str().unwrap_or_default()
-        );
-    }
-    for w in status["warnings"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "warning:  {}: {}",
-            w["route"].as_str().unwrap_or_default(),
-            w["message"].as_str().unwrap_or_default()
-        );
-    }
-    if let Some(plan) = status["pending_plan"].as_object() {
-        let _ = writeln!(
-            out,
-            "pending:  {} ({} change(s))",
-            plan["method"].as_str().unwrap_or_default(),
-            plan["changes"].as_array().map_or(0, Vec::len)
-        );
-    }
-    let _ = writeln!(out, "last applies:");
-    for record in status["history"].as_array().into_iter().flatten().take(10) {
-        let _ = writeln!(
-            out,
-            "  {}  {:<7} {:<6} {:>5} ms  {}",
-            record["at"].as_str().unwrap_or_default(),
-            record["method"].as_str().unwrap_or_default(),
-            record["outcome"].as_str().unwrap_or_default(),
-            record["duration_ms"],
-            label(&record["revision"])
-        );
-    }
-    out
+        STATUS_UNHEALTHY
+    }))
 }

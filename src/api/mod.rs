@@ -14,6 +14,8 @@ use serde_json::json;
 mod dfp;
 
 use crate::metrics::ResultLabel;
+use crate::model::{RoutesFile, User};
+use crate::overrides::{Action, OverrideSet};
 use crate::reconcile::Shared;
 use crate::webhook::WebhookSecret;
 
@@ -98,11 +100,67 @@ fn base64_encode(bytes: &[u8]) -> String {
     out
 }
 
+/// Password hashes as clients without credentials see them: fingerprints,
+/// as `capstan diff` shows them. A fingerprint stays as it is, so that
+/// `capstan diff --live` can put both sides through this whichever the
+/// server sent.
+fn redact_users<'a>(lists: impl IntoIterator<Item = &'a mut Vec<User>>) {
+    for user in lists.into_iter().flatten() {
+        user.password_hash = crate::diff::redacted(&user.password_hash);
+    }
+}
+
+/// The table with every password hash replaced by its fingerprint.
+pub fn redact_routes(file: &mut RoutesFile) {
+    redact_users(file.userlists.values_mut());
+}
+
+/// The overrides with every password hash replaced by its fingerprint.
+pub fn redact_overrides(set: &mut OverrideSet) {
+    for o in set.overrides.values_mut() {
+        if let Action::Reconfigure { userlists, .. } = &mut o.action {
+            redact_users(userlists.values_mut());
+        }
+    }
+}
+
+/// Whether the API showed fingerprints in place of some overrides' password hashes.
+pub fn has_fingerprints(set: &OverrideSet) -> bool {
+    set.overrides.values().any(|o| match &o.action {
+        Action::Reconfigure { userlists, .. } => userlists
+            .values()
+            .flatten()
+            .any(|u| crate::diff::is_fingerprint(&u.password_hash)),
+        Action::Remove => false,
+    })
+}
+
+/// Lets a request through only with the configured credentials, if any.
+async fn require_auth(
+    State(state): State<ApiState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match state.unauthorized(request.headers()) {
+        Some(denied) => denied,
+        None => next.run(request).await,
+    }
+}
+
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/v1/status", get(status))
+    // What shows password hashes (and the whole config) needs the
+    // credentials the mutating endpoints need, when there are any.
+    let guarded = Router::new()
         .route("/v1/live", get(live))
         .route("/v1/overrides", get(list_overrides))
+        .route("/v1/docker-flow-proxy/config", get(dfp::config))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_auth,
+        ));
+    Router::new()
+        .merge(guarded)
+        .route("/v1/status", get(status))
         .route("/v1/overrides/{service}", delete(delete_override))
         .route("/v1/webhook/git", post(webhook))
         .route(
@@ -119,7 +177,6 @@ pub fn router(state: ApiState) -> Router {
             "/v1/docker-flow-proxy/reload",
             get(dfp::reload).post(dfp::reload),
         )
-        .route("/v1/docker-flow-proxy/config", get(dfp::config))
         .route("/v1/docker-flow-proxy/ping", get(dfp::ping))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn(limit_query))
@@ -139,7 +196,7 @@ async fn limit_query(request: axum::extract::Request, next: axum::middleware::Ne
 }
 
 async fn list_overrides(State(state): State<ApiState>) -> Response {
-    let set = state
+    let mut set = state
         .shared
         .overrides
         .lock()
@@ -153,6 +210,9 @@ async fn list_overrides(State(state): State<ApiState>) -> Response {
         .expect("status mutex")
         .overrides
         .clone();
+    if state.auth.is_none() {
+        redact_overrides(&mut set);
+    }
     json_response(
         StatusCode::OK,
         json!({ "overrides": set.overrides, "drift": drift }),
@@ -211,7 +271,7 @@ async fn live(State(state): State<ApiState>) -> Response {
         .lock()
         .expect("routes mutex")
         .clone();
-    let overrides = state
+    let mut overrides = state
         .shared
         .overrides
         .lock()
@@ -226,15 +286,22 @@ async fn live(State(state): State<ApiState>) -> Response {
         .warnings
         .clone();
     match applied {
-        Some((revision, routes)) => json_response(
-            StatusCode::OK,
-            json!({
-                "revision": revision,
-                "routes": routes,
-                "overrides": overrides.overrides,
-                "warnings": warnings,
-            }),
-        ),
+        Some((revision, mut routes)) => {
+            // Without credentials configured, anyone reading this is anonymous.
+            if state.auth.is_none() {
+                redact_routes(&mut routes);
+                redact_overrides(&mut overrides);
+            }
+            json_response(
+                StatusCode::OK,
+                json!({
+                    "revision": revision,
+                    "routes": routes,
+                    "overrides": overrides.overrides,
+                    "warnings": warnings,
+                }),
+            )
+        }
         None => json_response(
             StatusCode::NOT_FOUND,
             json!({ "error": "nothing applied yet" }),

@@ -252,27 +252,46 @@ pub struct Capstan {
     pub state_dir: PathBuf,
     child: Option<Child>,
     args: Vec<String>,
+    /// RLIMIT_NOFILE (soft and hard) capstan runs under, when set.
+    fd_limit: Option<u64>,
     _state: Option<tempfile::TempDir>,
 }
 
 impl Capstan {
     /// Starts `capstan serve` with `args` (plus state dir and API address).
     pub fn start(args: &[&str]) -> Self {
+        Self::start_limited(args, None)
+    }
+
+    /// Starts `capstan serve` allowed `fd_limit` open files (hard limit too).
+    pub fn start_with_fd_limit(args: &[&str], fd_limit: u64) -> Self {
+        Self::start_limited(args, Some(fd_limit))
+    }
+
+    fn start_limited(args: &[&str], fd_limit: Option<u64>) -> Self {
         let state = tempfile::tempdir().unwrap();
-        let mut capstan = Self::start_in(state.path().to_path_buf(), args);
-        capstan._state = Some(state);
-        capstan
+        Self::launch(state.path().to_path_buf(), args, fd_limit, Some(state))
     }
 
     /// Like [`Capstan::start`], on a state directory the caller owns.
     pub fn start_in(state_dir: PathBuf, args: &[&str]) -> Self {
+        Self::launch(state_dir, args, None, None)
+    }
+
+    fn launch(
+        state_dir: PathBuf,
+        args: &[&str],
+        fd_limit: Option<u64>,
+        state: Option<tempfile::TempDir>,
+    ) -> Self {
         std::fs::create_dir_all(&state_dir).unwrap();
         let mut capstan = Self {
             api_port: free_port(),
             state_dir,
             child: None,
             args: args.iter().map(|s| s.to_string()).collect(),
-            _state: None,
+            fd_limit,
+            _state: state,
         };
         capstan.spawn();
         capstan
@@ -284,7 +303,17 @@ impl Capstan {
             .append(true)
             .open(self.state_dir.join("capstan.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_capstan"))
+        // prlimit execs capstan: the child's id stays capstan's.
+        let mut command = match self.fd_limit {
+            Some(limit) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit.arg(format!("--nofile={limit}:{limit}")).arg("--");
+                prlimit.arg(env!("CARGO_BIN_EXE_capstan"));
+                prlimit
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_capstan")),
+        };
+        let child = command
             .arg("serve")
             .args(&self.args)
             .arg("--state-dir")

@@ -4,6 +4,28 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// At most this many characters of a user's value are quoted in a message.
+pub const MAX_QUOTED_CHARS: usize = 64;
+
+/// A user's value as error messages quote it: its first [`MAX_QUOTED_CHARS`]
+/// characters, marked `… (<size> bytes)` when there is more, with control
+/// characters escaped. Every message that quotes a value goes through this,
+/// so that a huge value cannot grow status, state and logs by its own size.
+pub fn excerpt(value: &str) -> String {
+    let escape = |c: char| -> String {
+        if c.is_control() {
+            c.escape_default().collect()
+        } else {
+            c.to_string()
+        }
+    };
+    let mut out: String = value.chars().take(MAX_QUOTED_CHARS).map(escape).collect();
+    if value.chars().nth(MAX_QUOTED_CHARS).is_some() {
+        out.push_str(&format!("… ({} bytes)", value.len()));
+    }
+    out
+}
+
 /// A location inside a document: `routes[2].port`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FieldPath(Vec<Segment>);
@@ -121,6 +143,23 @@ impl fmt::Display for Diagnostics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn excerpts_are_short_and_marked() {
+        assert_eq!(excerpt("/api"), "/api");
+        assert_eq!(excerpt("/a\nb\0"), "/a\\nb\\u{0}");
+        let huge = "x".repeat(52_428_800);
+        let shown = excerpt(&huge);
+        assert_eq!(
+            shown,
+            format!("{}… (52428800 bytes)", "x".repeat(MAX_QUOTED_CHARS))
+        );
+        // Exactly the limit: nothing is cut, nothing is marked.
+        assert_eq!(
+            excerpt(&huge[..MAX_QUOTED_CHARS]),
+            "x".repeat(MAX_QUOTED_CHARS)
+        );
+    }
 
     #[test]
     fn field_paths_read_like_the_document() {

@@ -259,21 +259,35 @@ fn escapes_in_paths_are_refused_and_regexes_mean_what_they_say() {
         "  - service: dots\n    port: 80\n    path_match: regex\n    paths: ['^/x\\x2eb$']\n    servers: [\"{}\"]\n",
         dots.address()
     );
-    let routes = format!("{}{regex_route}", route("app", "/app", &app.address()));
+    // HAProxy expands `$HOME` only inside double quotes: a path is literal.
+    let routes = format!(
+        "{}{}{regex_route}",
+        route("app", "/app", &app.address()),
+        route("cash", "'/pay$HOME'", &dots.address())
+    );
     remote.push(&base_routes(http, &dns, &routes));
     let capstan = start(&remote, &[]);
     wait_in_sync(&capstan);
     wait_for_backend(http, "/app/x", "APP");
     wait_for_backend(http, "/x.b", "DOTS");
+    wait_for_backend(http, "/pay$HOME/x", "DOTS");
     // `\x2e` is PCRE's literal dot; decoded by HAProxy it would be `.`, any character.
     let answer = http_get(http, "/xyb", "localhost");
     assert!(
-        !answer.as_ref().is_some_and(|(_, body)| body.starts_with("DOTS ")),
+        !answer
+            .as_ref()
+            .is_some_and(|(_, body)| body.starts_with("DOTS ")),
         "/xyb matched ^/x\\x2eb$: {answer:?}"
     );
 
     // `%5C` is `\`.
-    for path in ["/app%5Cx00zz", "/app%5Cx0a", "/app%5C%5C", "/app%5Cn", "/app%5C%20x"] {
+    for path in [
+        "/app%5Cx00zz",
+        "/app%5Cx0a",
+        "/app%5C%5C",
+        "/app%5Cn",
+        "/app%5C%20x",
+    ] {
         let (code, answer) = get_json(
             &capstan,
             &format!(

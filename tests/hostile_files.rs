@@ -119,23 +119,57 @@ fn serve_status_and_log_stay_small_with_huge_values() {
         assert!(body.len() < 64 * 1024, "/v1/status is {} bytes", body.len());
         body.contains(needle)
     };
-    wait_until(
-        "the 100 KB path reported",
-        Duration::from_secs(20),
-        || small_error("(102401 bytes)"),
-    );
+    wait_until("the 100 KB path reported", Duration::from_secs(20), || {
+        small_error("(102401 bytes)")
+    });
 
     std::fs::write(&file, table(&format!("/{}", "a".repeat(50 * 1024 * 1024)))).unwrap();
-    wait_until(
-        "the 50 MB file reported",
-        Duration::from_secs(20),
-        || small_error("16 MiB"),
-    );
+    wait_until("the 50 MB file reported", Duration::from_secs(20), || {
+        small_error("16 MiB")
+    });
     // A few more polls of the same file.
     std::thread::sleep(Duration::from_secs(3));
     assert!(small_error("16 MiB"));
     let state = std::fs::metadata(capstan.state_dir.join("state.json")).unwrap();
-    assert!(state.len() < 64 * 1024, "state.json is {} bytes", state.len());
+    assert!(
+        state.len() < 64 * 1024,
+        "state.json is {} bytes",
+        state.len()
+    );
     let log = capstan.log();
     assert!(log.len() < 256 * 1024, "the log is {} bytes", log.len());
+}
+
+/// A commit whose routes file is over the limit: refused (from the blob's
+/// size, before it is read), named in status, and what serves is untouched.
+#[test]
+fn a_git_commit_over_the_limit_is_refused_and_named() {
+    require_tools();
+    let backend = Backend::start("APP");
+    let http = free_port();
+    let remote = GitRemote::new();
+    remote.push(&routes_yaml(
+        http,
+        &route("app", "/app", &backend.address()),
+    ));
+    let url = remote.url();
+    let capstan = Capstan::start(&["--repo", url.as_str(), "--poll-interval", "1h"]);
+    wait_for_backend(http, "/app", "APP");
+
+    let padding = format!("# {}\n", "x".repeat(17 * 1024 * 1024));
+    let huge = format!(
+        "{}{padding}",
+        routes_yaml(http, &route("app", "/moved", &backend.address()))
+    );
+    remote.push(&huge);
+    assert_eq!(
+        http_post(capstan.api_port, "/v1/webhook/git", "{}"),
+        Some(202)
+    );
+    wait_until("the large commit refused", Duration::from_secs(20), || {
+        let (_, body) = capstan.get("/v1/status");
+        assert!(body.len() < 64 * 1024, "/v1/status is {} bytes", body.len());
+        body.contains(&format!("is {} bytes", huge.len())) && body.contains("16 MiB")
+    });
+    wait_for_backend(http, "/app", "APP");
 }

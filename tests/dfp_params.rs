@@ -430,6 +430,9 @@ const ESCAPES: &[&str] = &[
     r"\x00", r"\n", r"\x0a", r"\\", r#"\""#, r"\ ", r"\t", "$VAR", "${VAR}", "\n", "\0", "#",
 ];
 
+/// (parameter, value with `@` where the escape goes, other parameters, where it is rendered)
+type EscapeSlot = (&'static str, String, Vec<(&'static str, String)>, Word);
+
 /// Where a value is written in haproxy.cfg.
 enum Word {
     Literal,
@@ -445,8 +448,7 @@ enum Word {
 fn escapes_in_every_rendered_parameter_are_refused_or_read_as_written() {
     let hash = format!("alice:{HASH}");
     let encrypted = || vec![("usersPassEncrypted", "true".to_string())];
-    // (parameter, value with `@`, other parameters, where it is rendered)
-    let slots: Vec<(&str, String, Vec<(&str, String)>, Word)> = vec![
+    let slots: Vec<EscapeSlot> = vec![
         ("servicePath", "/a@".into(), vec![], Word::Literal),
         (
             "servicePath",

@@ -28,7 +28,7 @@ static VALIDATOR: LazyLock<jsonschema::Validator> =
     LazyLock::new(|| jsonschema::validator_for(&schema()).expect("the generated schema compiles"));
 
 /// The largest routes file capstan reads: 16 MiB. A table of 10,000 routes
-/// is about 2 MB; anything much larger is a mistake or an attack, and is
+/// is 1-2 MB; anything much larger is a mistake or an attack, and is
 /// refused before it is parsed (parsing costs several times its size).
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 

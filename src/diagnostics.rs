@@ -68,9 +68,10 @@ impl From<&[Segment]> for FieldPath {
 impl fmt::Display for FieldPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, segment) in self.0.iter().enumerate() {
+            // Keys are the user's text too (an unknown field, a userlist name).
             match segment {
-                Segment::Key(key) if i == 0 => f.write_str(key)?,
-                Segment::Key(key) => write!(f, ".{key}")?,
+                Segment::Key(key) if i == 0 => f.write_str(&excerpt(key))?,
+                Segment::Key(key) => write!(f, ".{}", excerpt(key))?,
                 Segment::Index(index) => write!(f, "[{index}]")?,
             }
         }
@@ -166,6 +167,14 @@ mod tests {
         let path = FieldPath::root().key("routes").index(2).key("port");
         assert_eq!(path.to_string(), "routes[2].port");
         assert_eq!(FieldPath::root().to_string(), "");
+        let long = FieldPath::root()
+            .key("routes")
+            .index(0)
+            .key("k".repeat(100_000));
+        assert_eq!(
+            long.to_string(),
+            format!("routes[0].{}… (100000 bytes)", "k".repeat(MAX_QUOTED_CHARS))
+        );
     }
 
     #[test]

@@ -593,7 +593,7 @@ fn check_unique_claims(routes: &[Route], report: &mut impl FnMut(FieldPath, Stri
                     Some(&first) if first != index => {
                         let on = domain
                             .as_deref()
-                            .map(|d| format!(" on {d}"))
+                            .map(|d| format!(" on {}", excerpt(d)))
                             .unwrap_or_default();
                         let field = if route.paths.is_empty() {
                             route_path(index).key("domains")

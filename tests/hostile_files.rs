@@ -93,6 +93,24 @@ fn validate_quotes_a_100_kb_path_briefly() {
     );
 }
 
+/// A 100 KB field name (an unknown field, written as a quoted YAML key) is
+/// named, not echoed: field paths quote keys like values.
+#[test]
+fn validate_quotes_a_100_kb_field_name_briefly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("routes.yaml");
+    let key = "k".repeat(100 * 1024);
+    let text = format!("{}    ? \"{key}\"\n    : 1\n", one_route("/a"));
+    std::fs::write(&file, text).unwrap();
+    let (code, output) = validate(&file);
+    assert_eq!(code, Some(1));
+    assert!(output.len() < 1024, "{} bytes of output", output.len());
+    assert!(
+        output.contains(":6:7: routes[0].kkk") && output.contains("unknown field"),
+        "{output}"
+    );
+}
+
 /// `capstan serve --routes-file` with a huge value, then a file over the
 /// limit: status and log say what is wrong without echoing it.
 #[test]

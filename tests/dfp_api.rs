@@ -256,7 +256,7 @@ fn escapes_in_paths_are_refused_and_regexes_mean_what_they_say() {
     let http = free_port();
     let remote = GitRemote::new();
     let regex_route = format!(
-        "  - service: dots\n    port: 80\n    path_match: regex\n    paths: ['^/x\\x2eb$']\n    servers: [\"{}\"]\n",
+        "  - service: dots\n    port: 80\n    path_match: regex\n    paths: ['^/x\\x2eb$', '^/a\\.b$']\n    servers: [\"{}\"]\n",
         dots.address()
     );
     // HAProxy expands `$HOME` only inside double quotes: a path is literal.
@@ -271,14 +271,18 @@ fn escapes_in_paths_are_refused_and_regexes_mean_what_they_say() {
     wait_for_backend(http, "/app/x", "APP");
     wait_for_backend(http, "/x.b", "DOTS");
     wait_for_backend(http, "/pay$HOME/x", "DOTS");
-    // `\x2e` is PCRE's literal dot; decoded by HAProxy it would be `.`, any character.
-    let answer = http_get(http, "/xyb", "localhost");
-    assert!(
-        !answer
-            .as_ref()
-            .is_some_and(|(_, body)| body.starts_with("DOTS ")),
-        "/xyb matched ^/x\\x2eb$: {answer:?}"
-    );
+    wait_for_backend(http, "/a.b", "DOTS");
+    // `\x2e` and `\.` are PCRE's literal dot; decoded by HAProxy, `\x2e`
+    // would be `.`, any character.
+    for path in ["/xyb", "/axb"] {
+        let answer = http_get(http, path, "localhost");
+        assert!(
+            !answer
+                .as_ref()
+                .is_some_and(|(_, body)| body.starts_with("DOTS ")),
+            "{path} matched a regex meant for a literal dot: {answer:?}"
+        );
+    }
 
     // `%5C` is `\`.
     for path in [

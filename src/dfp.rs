@@ -71,6 +71,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
+use crate::diagnostics::excerpt;
 use crate::model::{
     self, Address, Auth, Domain, HeaderName, HeaderRules, HeaderValue, Mode, Name, PathMatch,
     PathRewrite, RedirectCode, Route, RoutesFile, UrlPath, User,
@@ -86,8 +87,6 @@ pub const MAX_DESTINATIONS: usize = 10;
 
 /// Parameter names longer than this are cut short in error messages.
 const MAX_SHOWN_NAME: usize = 64;
-/// Values longer than this are cut short in error messages.
-const MAX_SHOWN_VALUE: usize = 64;
 
 /// Parameters that may carry a destination index.
 const DEST_PARAMS: &[&str] = &[
@@ -798,7 +797,7 @@ pub fn parse_reconfigure(params: &[(String, String)]) -> Result<Reconfigure, Dfp
                     _ => {
                         problems.push(given.problem(format!(
                             "`{}` is not a mode: `http` or `tcp`",
-                            clip(&given.value)
+                            excerpt(&given.value)
                         )));
                         Mode::Http
                     }
@@ -1188,7 +1187,7 @@ impl Shared {
                     "sticky-server" => Ok(true),
                     other => Err(format!(
                         "`{}` is not supported: only `sticky-server`",
-                        clip(other)
+                        excerpt(other)
                     )),
                 })
                 .unwrap_or(false);
@@ -1206,7 +1205,7 @@ impl Shared {
                     "path_reg" => Ok(PathMatch::Regex),
                     other => Err(format!(
                         "`{}` is not supported: `path_beg`, `path` or `path_reg`",
-                        clip(other)
+                        excerpt(other)
                     )),
                 })
                 .unwrap_or_default();
@@ -1217,7 +1216,7 @@ impl Shared {
                 "hdr_beg(host)" | "hdr(host)" => Ok(()),
                 other => Err(format!(
                     "`{}` is not supported: capstan matches the whole host name (without its port), as `hdr(host)`",
-                    clip(other)
+                    excerpt(other)
                 )),
             });
         }
@@ -1386,7 +1385,7 @@ impl Dest<'_> {
                     .parse::<u16>()
                     .map_err(|_| "is not a number".to_string())?;
                 RedirectCode::try_from(code)
-                    .map_err(|_| format!("`{}` is not one of 301, 302, 303, 307, 308", clip(v)))
+                    .map_err(|_| format!("`{}` is not one of 301, 302, 303, 307, 308", excerpt(v)))
             })
         });
         if let Some(host) = outbound.and_then(|g| g.parse(problems, host_value)) {
@@ -1471,14 +1470,6 @@ fn shown(name: &str) -> String {
     out
 }
 
-/// A (printable) value fit for a message: cut short when long.
-fn clip(value: &str) -> String {
-    match value.char_indices().nth(MAX_SHOWN_VALUE) {
-        None => value.to_string(),
-        Some((end, _)) => format!("{}…", &value[..end]),
-    }
-}
-
 fn is_name(value: &str) -> bool {
     let mut bytes = value.bytes();
     bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
@@ -1492,7 +1483,7 @@ fn name_value(value: &str) -> Result<Name, String> {
     } else {
         Err(format!(
             "`{}` is not a service name: a letter or digit, then letters, digits, `_`, `.` or `-`; at most 63",
-            clip(value)
+            excerpt(value)
         ))
     }
 }
@@ -1507,7 +1498,7 @@ fn acl_name_value(value: &str) -> Result<String, String> {
     } else {
         Err(format!(
             "`{}` is not an ACL name: letters, digits, `_`, `.` or `-`; at most 63",
-            clip(value)
+            excerpt(value)
         ))
     }
 }
@@ -1518,7 +1509,7 @@ fn port_value(value: &str) -> Result<u16, String> {
         .flatten();
     match number {
         Some(port @ 1..=65535) => Ok(port as u16),
-        _ => Err(format!("`{}` is not a port: 1 to 65535", clip(value))),
+        _ => Err(format!("`{}` is not a port: 1 to 65535", excerpt(value))),
     }
 }
 
@@ -1526,7 +1517,7 @@ fn count_value(value: &str) -> Result<u32, String> {
     if value.len() <= 9 && value.bytes().all(|b| b.is_ascii_digit()) {
         value.parse().map_err(|_| "is not a number".to_string())
     } else {
-        Err(format!("`{}` is not a number", clip(value)))
+        Err(format!("`{}` is not a number", excerpt(value)))
     }
 }
 
@@ -1537,7 +1528,7 @@ fn bool_value(value: &str) -> Result<bool, String> {
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
         other => Err(format!(
             "`{}` is not a boolean: `true` or `false`",
-            clip(other)
+            excerpt(other)
         )),
     }
 }
@@ -1549,7 +1540,7 @@ fn seconds_value(value: &str) -> Result<model::Duration, String> {
         Ok(n) if digits && n > 0 => Ok(model::Duration(format!("{n}s"))),
         _ => Err(format!(
             "`{}` is not a number of seconds: 1 to 999999999",
-            clip(value)
+            excerpt(value)
         )),
     }
 }
@@ -1571,7 +1562,7 @@ fn ttl_value(value: &str) -> Result<Duration, String> {
         (Some(n), Some(unit)) if n > 0 => Ok(Duration::from_secs(n * unit)),
         _ => Err(format!(
             "`{}` is not a duration: seconds, or a number with `s`, `m`, `h` or `d` (`10m`)",
-            clip(value)
+            excerpt(value)
         )),
     }
 }
@@ -1597,18 +1588,20 @@ fn paths_value(value: &str, path_match: PathMatch) -> Result<Vec<UrlPath>, Strin
             } else {
                 format!("`{c}`")
             };
-            return Err(format!("`{}`: {c} is not allowed in a path", clip(path)));
+            return Err(format!("`{}`: {c} is not allowed in a path", excerpt(path)));
         }
         if path_match == PathMatch::Regex {
             if path.starts_with('-') {
                 return Err(format!(
                     "`{}`: a regular expression may not start with `-` (HAProxy would read a flag); write `[-]`",
-                    clip(path)
+                    excerpt(path)
                 ));
             }
-            capture_groups(path).map_err(|e| format!("`{}`: {e}", clip(path)))?;
+            capture_groups(path).map_err(|e| format!("`{}`: {e}", excerpt(path)))?;
         } else if !path.starts_with('/') {
-            return Err(format!("`{}` must start with `/`", clip(path)));
+            return Err(format!("`{}` must start with `/`", excerpt(path)));
+        } else if let Some(problem) = validate::literal_word_problem(path) {
+            return Err(problem);
         }
         let path = UrlPath(path.to_string());
         if !paths.contains(&path) {
@@ -1652,7 +1645,7 @@ fn domains_value(value: &str) -> Result<Vec<Domain>, String> {
             };
             return Err(format!(
                 "`{}` is not a host name{hint}: labels of letters, digits and inner `-`, separated by `.`, optionally after `*`",
-                clip(item)
+                excerpt(item)
             ));
         }
         let mut add = |d: String| {
@@ -1680,7 +1673,7 @@ fn host_value(value: &str) -> Result<String, String> {
     } else {
         Err(format!(
             "`{}` is not a host name (without port or scheme)",
-            clip(value)
+            excerpt(value)
         ))
     }
 }
@@ -1696,7 +1689,7 @@ fn header_name(name: &str) -> Result<HeaderName, String> {
     } else {
         Err(format!(
             "`{}` is not a header name: letters, digits and ``!&*+.^_`|~-``",
-            clip(name)
+            excerpt(name)
         ))
     }
 }
@@ -1707,7 +1700,7 @@ fn header_values(value: &str) -> Result<BTreeMap<HeaderName, HeaderValue>, Strin
     for item in items(value)? {
         let item = item.trim_matches(' ');
         let Some((name, value)) = item.split_once(' ') else {
-            return Err(format!("`{}` is not `Name Value`", clip(item)));
+            return Err(format!("`{}` is not `Name Value`", excerpt(item)));
         };
         let name = header_name(name)?;
         let value = value.trim_matches(' ');
@@ -1751,7 +1744,7 @@ fn users_value(value: &str) -> Result<Vec<User>, String> {
             return Err("every user is `name:hash`".into());
         };
         if !is_name(name) {
-            return Err(format!("`{}` is not a user name", clip(name)));
+            return Err(format!("`{}` is not a user name", excerpt(name)));
         }
         if !is_crypt_hash(hash) {
             // Never echo what may be a password.

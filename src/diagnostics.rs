@@ -4,6 +4,28 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// At most this many characters of a user's value are quoted in a message.
+pub const MAX_QUOTED_CHARS: usize = 64;
+
+/// A user's value as error messages quote it: its first [`MAX_QUOTED_CHARS`]
+/// characters, marked `… (<size> bytes)` when there is more, with control
+/// characters escaped. Every message that quotes a value goes through this,
+/// so that a huge value cannot grow status, state and logs by its own size.
+pub fn excerpt(value: &str) -> String {
+    let escape = |c: char| -> String {
+        if c.is_control() {
+            c.escape_default().collect()
+        } else {
+            c.to_string()
+        }
+    };
+    let mut out: String = value.chars().take(MAX_QUOTED_CHARS).map(escape).collect();
+    if value.chars().nth(MAX_QUOTED_CHARS).is_some() {
+        out.push_str(&format!("… ({} bytes)", value.len()));
+    }
+    out
+}
+
 /// A location inside a document: `routes[2].port`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FieldPath(Vec<Segment>);
@@ -46,9 +68,10 @@ impl From<&[Segment]> for FieldPath {
 impl fmt::Display for FieldPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, segment) in self.0.iter().enumerate() {
+            // Keys are the user's text too (an unknown field, a userlist name).
             match segment {
-                Segment::Key(key) if i == 0 => f.write_str(key)?,
-                Segment::Key(key) => write!(f, ".{key}")?,
+                Segment::Key(key) if i == 0 => f.write_str(&excerpt(key))?,
+                Segment::Key(key) => write!(f, ".{}", excerpt(key))?,
                 Segment::Index(index) => write!(f, "[{index}]")?,
             }
         }
@@ -123,10 +146,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn excerpts_are_short_and_marked() {
+        assert_eq!(excerpt("/api"), "/api");
+        assert_eq!(excerpt("/a\nb\0"), "/a\\nb\\u{0}");
+        let huge = "x".repeat(52_428_800);
+        let shown = excerpt(&huge);
+        assert_eq!(
+            shown,
+            format!("{}… (52428800 bytes)", "x".repeat(MAX_QUOTED_CHARS))
+        );
+        // Exactly the limit: nothing is cut, nothing is marked.
+        assert_eq!(
+            excerpt(&huge[..MAX_QUOTED_CHARS]),
+            "x".repeat(MAX_QUOTED_CHARS)
+        );
+    }
+
+    #[test]
     fn field_paths_read_like_the_document() {
         let path = FieldPath::root().key("routes").index(2).key("port");
         assert_eq!(path.to_string(), "routes[2].port");
         assert_eq!(FieldPath::root().to_string(), "");
+        let long = FieldPath::root()
+            .key("routes")
+            .index(0)
+            .key("k".repeat(100_000));
+        assert_eq!(
+            long.to_string(),
+            format!("routes[0].{}… (100000 bytes)", "k".repeat(MAX_QUOTED_CHARS))
+        );
     }
 
     #[test]

@@ -2,9 +2,16 @@
 //!
 //! These types are the single source of the JSON schema (`capstan schema`,
 //! committed as `schema/routes.schema.json`). Every string that reaches
-//! haproxy.cfg carries a schema pattern that admits no whitespace, quotes or
-//! `#`, so nothing written here can inject text into the rendered config;
-//! `validate` adds the checks a schema cannot express.
+//! haproxy.cfg carries a schema pattern that admits no whitespace, quotes,
+//! `#` or control characters, so nothing written here can inject text into
+//! the rendered config; `validate` adds the checks a schema cannot express.
+//!
+//! HAProxy decodes backslash escapes (`\\`, `\xHH`, `\n`, `\t`, `\r`, `\ `,
+//! `\#`, `\'`, `\"`) inside every word of its config, so a backslash would
+//! make a word mean something other than what it says (`/app\x00zz` matches
+//! as `/app`). Literal words admit none; regular expressions, where PCRE needs
+//! backslashes, are rendered with every backslash doubled, so that PCRE gets
+//! exactly the pattern written here.
 
 use std::collections::BTreeMap;
 
@@ -170,13 +177,17 @@ impl Https {
 /// An absolute file system path without whitespace or quotes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
-pub struct FilePath(#[schemars(pattern(r"^/[A-Za-z0-9_./@+-]*$"))] pub String);
+pub struct FilePath(#[schemars(pattern(r"^/[A-Za-z0-9_./@+-]*$"), length(max = 4096))] pub String);
 
 /// `host:port` or `ip:port`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Address(
-    #[schemars(pattern(r"^([A-Za-z0-9][A-Za-z0-9_.-]*|\[[0-9A-Fa-f:]+\]):[0-9]{1,5}$"))] pub String,
+    #[schemars(
+        pattern(r"^([A-Za-z0-9][A-Za-z0-9_.-]*|\[[0-9A-Fa-f:]+\]):[0-9]{1,5}$"),
+        length(max = 300)
+    )]
+    pub String,
 );
 
 /// Timeouts for every route.
@@ -256,7 +267,10 @@ impl Balance {
 pub struct User {
     pub name: Name,
     /// A crypt(3) hash, e.g. from `mkpasswd -m sha-512`: `$6$...`, `$5$...`, `$2y$...`.
-    #[schemars(pattern(r"^\$(1|5|6|2[aby]|y)\$[A-Za-z0-9./$=,-]+$"))]
+    #[schemars(
+        pattern(r"^\$(1|5|6|2[aby]|y)\$[A-Za-z0-9./$=,-]+$"),
+        length(max = 512)
+    )]
     pub password_hash: String,
 }
 
@@ -461,12 +475,17 @@ impl PathMatch {
     }
 }
 
-/// A URL path (or, with `path_match: regex`, a pattern). No whitespace, quotes or `#`.
+/// A URL path (or, with `path_match: regex`, a PCRE pattern): printable
+/// ASCII without spaces, quotes, `#` or backticks. A path has no `\`
+/// (HAProxy would decode it as an escape); a pattern reaches PCRE exactly as
+/// written, backslashes included.
 #[derive(
     Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(transparent)]
-pub struct UrlPath(#[schemars(pattern(r#"^[^\s"'#`]+$"#), length(min = 1, max = 1024))] pub String);
+pub struct UrlPath(
+    #[schemars(pattern(r"^[!$-&(-_a-~]+$"), length(min = 1, max = 1024))] pub String,
+);
 
 impl std::fmt::Display for UrlPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -592,9 +611,13 @@ pub struct HeaderValue(
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PathRewrite {
-    #[schemars(pattern(r#"^[^\s"'#`]+$"#), length(min = 1, max = 1024))]
+    /// A PCRE pattern: printable ASCII without spaces, quotes, `#` or
+    /// backticks; it reaches PCRE exactly as written, backslashes included.
+    #[schemars(pattern(r"^[!$-&(-_a-~]+$"), length(min = 1, max = 1024))]
     pub regex: String,
-    #[schemars(pattern(r#"^[^\s"'#`%]*$"#), length(max = 1024))]
+    /// The new path: printable ASCII without spaces, quotes, `#`, backticks
+    /// or `%`; a `\` only before a group number (`\1`).
+    #[schemars(pattern(r"^([!$&(-\[\]-_a-~]|\\[0-9])*$"), length(max = 1024))]
     pub replace: String,
 }
 

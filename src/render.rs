@@ -337,7 +337,12 @@ fn http_frontend(file: &RoutesFile, routes: &[&Route]) -> Section {
         let indexed = paths.len() > 1;
         for (i, path) in paths.iter().enumerate() {
             let acl = names::path_acl(route, indexed.then_some(i));
-            frontend.line(format!("acl {acl} {fetch} {path}"));
+            // Literal paths hold no backslash (validated); only regexes need escaping.
+            let word = match route.path_match {
+                PathMatch::Regex => regex_word(path),
+                PathMatch::Prefix | PathMatch::Exact => path.to_string(),
+            };
+            frontend.line(format!("acl {acl} {fetch} {word}"));
             rules.push(Rule {
                 route,
                 path_acl: Some(acl),
@@ -366,6 +371,15 @@ fn http_frontend(file: &RoutesFile, routes: &[&Route]) -> Section {
         ));
     }
     frontend
+}
+
+/// A regular expression as a config word. HAProxy decodes `\\`, `\xHH`,
+/// `\n`, `\t`, `\r`, `\ `, `\#` and quotes in every word before PCRE sees it
+/// (`^/x\x2eb` would match `/xyb`, `\x00` would end the word); each
+/// backslash doubled reaches PCRE as the one the user wrote, so the pattern
+/// means exactly what routes.yaml says.
+pub fn regex_word(pattern: &str) -> String {
+    pattern.replace('\\', "\\\\")
 }
 
 /// Host matching ignores the port and case; `*.example.com` matches any subdomain.
@@ -456,7 +470,8 @@ fn backend(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
     if let Some(rewrite) = &route.rewrite_path {
         backend.line(format!(
             "http-request replace-path {} {}",
-            rewrite.regex, rewrite.replace
+            regex_word(&rewrite.regex),
+            rewrite.replace
         ));
     }
     for (direction, rules) in [

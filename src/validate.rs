@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use serde::Deserialize;
 
-use crate::diagnostics::{Diagnostic, Diagnostics, FieldPath, Segment};
+use crate::diagnostics::{Diagnostic, Diagnostics, FieldPath, Segment, excerpt};
 use crate::model::{Duration, FORMAT_VERSION, Mode, PathMatch, Route, RoutesFile};
 use crate::render::names;
 use crate::yaml::{self, SourceMap};
@@ -27,8 +27,29 @@ pub fn schema_text() -> String {
 static VALIDATOR: LazyLock<jsonschema::Validator> =
     LazyLock::new(|| jsonschema::validator_for(&schema()).expect("the generated schema compiles"));
 
+/// The largest routes file capstan reads: 16 MiB. A table of 10,000 routes
+/// is 1-2 MB; anything much larger is a mistake or an attack, and is
+/// refused before it is parsed (parsing costs several times its size).
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The diagnostic for a routes file of `bytes` bytes, when that is over [`MAX_FILE_BYTES`].
+pub fn size_problem(file: &str, bytes: u64) -> Option<Diagnostic> {
+    (bytes > MAX_FILE_BYTES).then(|| Diagnostic {
+        file: file.to_string(),
+        line: 0,
+        column: 0,
+        field: String::new(),
+        message: format!(
+            "the file is {bytes} bytes; routes files are limited to {MAX_FILE_BYTES} bytes (16 MiB), so it was not read"
+        ),
+    })
+}
+
 /// Parses and validates a routes file. `file` is the name errors mention.
 pub fn load(file: &str, text: &str) -> Result<RoutesFile, Diagnostics> {
+    if let Some(too_large) = size_problem(file, text.len() as u64) {
+        return Err(Diagnostics(vec![too_large]));
+    }
     let document = yaml::parse(file, text).map_err(|d| Diagnostics(vec![d]))?;
     check_value(file, &document.value, &document.source_map)
 }
@@ -47,7 +68,7 @@ pub fn check_value(
         Diagnostics(vec![source_map.at_value(
             file,
             &FieldPath::root(),
-            e.to_string(),
+            excerpt(&e.to_string()),
         )])
     })?;
     let problems = semantic_errors(&routes);
@@ -112,7 +133,10 @@ fn diagnose(
         // One diagnostic per unknown field, each at its own key.
         Kind::AdditionalProperties { unexpected } => unexpected
             .iter()
-            .map(|name| map.at_key(file, &path.key(name), format!("unknown field `{name}`")))
+            .map(|name| {
+                let message = format!("unknown field `{}`", excerpt(name));
+                map.at_key(file, &path.key(name), message)
+            })
             .collect(),
         Kind::Required { property } => {
             let name = property.as_str().unwrap_or_default();
@@ -124,9 +148,36 @@ fn diagnose(
         // An optional field (`T` or null): say what is wrong with the `T`.
         Kind::AnyOf { context } => match optional_branch_errors(context) {
             Some(inner) => diagnose(file, map, inner),
-            None => vec![map.at_value(file, &path, error.to_string())],
+            None => vec![map.at_value(file, &path, schema_message(error))],
         },
-        _ => vec![map.at_value(file, &path, error.to_string())],
+        _ => vec![map.at_value(file, &path, schema_message(error))],
+    }
+}
+
+/// The schema error's message with the value it quotes cut short: the
+/// validator quotes the whole value (`"<50 MB>" is longer than 1024 characters`).
+fn schema_message(error: &jsonschema::ValidationError<'_>) -> String {
+    use crate::diagnostics::MAX_QUOTED_CHARS;
+    let message = error.to_string();
+    let instance = error.instance();
+    let quoted = instance.to_string();
+    let shown = match instance.as_ref() {
+        serde_json::Value::String(s) if s.chars().count() > MAX_QUOTED_CHARS => {
+            format!("\"{}\"", excerpt(s))
+        }
+        serde_json::Value::Array(_) | serde_json::Value::Object(_)
+            if quoted.chars().count() > MAX_QUOTED_CHARS =>
+        {
+            excerpt(&quoted)
+        }
+        _ => return message,
+    };
+    let message = message.replace(&quoted, &shown);
+    // A message that quotes the value some other way is cut as a whole.
+    if message.len() > 16 * MAX_QUOTED_CHARS {
+        excerpt(&message)
+    } else {
+        message
     }
 }
 
@@ -200,7 +251,10 @@ pub fn semantic_errors(file: &RoutesFile) -> Vec<Problem> {
                         .key(name.as_str())
                         .index(i)
                         .key("name"),
-                    format!("user `{}` is already listed at index {first}", user.name),
+                    format!(
+                        "user `{}` is already listed at index {first}",
+                        excerpt(user.name.as_str())
+                    ),
                 );
             }
         }
@@ -213,12 +267,30 @@ pub fn semantic_errors(file: &RoutesFile) -> Vec<Problem> {
 fn regex_problem(pattern: &str) -> Option<String> {
     if pattern.starts_with('-') {
         return Some(format!(
-            "`{pattern}` would be read as a flag; escape the `-`"
+            "`{}` would be read as a flag; escape the `-`",
+            excerpt(pattern)
         ));
     }
-    fancy_regex::Expr::parse_tree(pattern)
-        .err()
-        .map(|e| format!("`{pattern}` is not a valid regular expression: {e}"))
+    fancy_regex::Expr::parse_tree(pattern).err().map(|e| {
+        format!(
+            "`{}` is not a valid regular expression: {}",
+            excerpt(pattern),
+            excerpt(&e.to_string())
+        )
+    })
+}
+
+/// A backslash in a word HAProxy should read literally (a path, a URI).
+/// HAProxy decodes `\\`, `\xHH`, `\n`, `\t`, `\r`, `\ `, `\#` and quotes
+/// in every config word, so `/app\x00zz` would match as `/app`: refused, not
+/// escaped, because no request path holds a raw backslash anyway.
+pub fn literal_word_problem(value: &str) -> Option<String> {
+    value.contains('\\').then(|| {
+        format!(
+            "`{}`: `\\` is not allowed: HAProxy would read it as an escape (`\\x00` is a NUL byte that ends the word), so the value would not mean what it says; percent-encode it (`%5C`)",
+            excerpt(value)
+        )
+    })
 }
 
 /// `host:port` with a port HAProxy accepts.
@@ -226,7 +298,10 @@ fn address_problem(address: &str) -> Option<String> {
     let port = address.rsplit_once(':').map_or("", |(_, port)| port);
     match port.parse::<u16>() {
         Ok(p) if p > 0 => None,
-        _ => Some(format!("`{address}`: the port must be 1 to 65535")),
+        _ => Some(format!(
+            "`{}`: the port must be 1 to 65535",
+            excerpt(address)
+        )),
     }
 }
 
@@ -246,8 +321,12 @@ fn duration_problem(duration: &Duration) -> Option<String> {
         "h" => 3_600_000,
         _ => 86_400_000,
     };
-    (n.saturating_mul(ms_per_unit) > i32::MAX as u64)
-        .then(|| format!("`{text}` is longer than HAProxy's longest timer (24 days)"))
+    (n.saturating_mul(ms_per_unit) > i32::MAX as u64).then(|| {
+        format!(
+            "`{}` is longer than HAProxy's longest timer (24 days)",
+            excerpt(text)
+        )
+    })
 }
 
 fn check_listener_ports(file: &RoutesFile, report: &mut impl FnMut(FieldPath, String)) {
@@ -256,7 +335,7 @@ fn check_listener_ports(file: &RoutesFile, report: &mut impl FnMut(FieldPath, St
     if d.bind_address != "*" && d.bind_address.parse::<std::net::Ipv4Addr>().is_err() {
         report(
             defaults.key("bind_address"),
-            format!("`{}` is not an IPv4 address", d.bind_address),
+            format!("`{}` is not an IPv4 address", excerpt(&d.bind_address)),
         );
     }
     for (i, resolver) in d.resolvers.iter().enumerate() {
@@ -295,6 +374,9 @@ fn check_listener_ports(file: &RoutesFile, report: &mut impl FnMut(FieldPath, St
                 defaults.key("stats").key("uri"),
                 "must start with `/`".into(),
             );
+        }
+        if let Some(problem) = literal_word_problem(&stats.uri.0) {
+            report(defaults.key("stats").key("uri"), problem);
         }
     }
     for (index, route) in file.routes.iter().enumerate() {
@@ -379,8 +461,10 @@ fn check_route(
         } else if !path.0.starts_with('/') {
             report(
                 at.key("paths").index(i),
-                format!("`{path}` must start with `/`"),
+                format!("`{}` must start with `/`", excerpt(&path.0)),
             );
+        } else if let Some(problem) = literal_word_problem(&path.0) {
+            report(at.key("paths").index(i), problem);
         }
     }
     if let Some(rewrite) = &route.rewrite_path
@@ -415,16 +499,22 @@ fn check_route(
     {
         report(
             at.key("auth").key("userlist"),
-            format!("no userlist `{}` in `userlists`", auth.userlist),
+            format!(
+                "no userlist `{}` in `userlists`",
+                excerpt(auth.userlist.as_str())
+            ),
         );
     }
-    if let Some(path) = route.health_check.as_ref().and_then(|h| h.path.as_ref())
-        && !path.0.starts_with('/')
-    {
-        report(
-            at.key("health_check").key("path"),
-            "must start with `/`".into(),
-        );
+    if let Some(path) = route.health_check.as_ref().and_then(|h| h.path.as_ref()) {
+        if !path.0.starts_with('/') {
+            report(
+                at.key("health_check").key("path"),
+                "must start with `/`".into(),
+            );
+        }
+        if let Some(problem) = literal_word_problem(&path.0) {
+            report(at.key("health_check").key("path"), problem);
+        }
     }
 }
 
@@ -503,7 +593,7 @@ fn check_unique_claims(routes: &[Route], report: &mut impl FnMut(FieldPath, Stri
                     Some(&first) if first != index => {
                         let on = domain
                             .as_deref()
-                            .map(|d| format!(" on {d}"))
+                            .map(|d| format!(" on {}", excerpt(d)))
                             .unwrap_or_default();
                         let field = if route.paths.is_empty() {
                             route_path(index).key("domains")
@@ -513,7 +603,8 @@ fn check_unique_claims(routes: &[Route], report: &mut impl FnMut(FieldPath, Stri
                         report(
                             field,
                             format!(
-                                "`{path}`{on} is already routed by routes[{first}] ({})",
+                                "`{}`{on} is already routed by routes[{first}] ({})",
+                                excerpt(path),
                                 routes[first].id()
                             ),
                         );

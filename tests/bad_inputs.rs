@@ -10,6 +10,9 @@
 use capstan::diagnostics::Diagnostic;
 use capstan::validate::load;
 
+#[path = "support/words.rs"]
+mod words;
+
 /// One bad input and the diagnostic it must produce.
 struct Case {
     name: &'static str,
@@ -1464,6 +1467,17 @@ struct Slot {
     /// optional object is reported as a whole; or one of its children, where
     /// the value is a mapping key).
     field: String,
+    /// Where the value is written in haproxy.cfg.
+    word: Word,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Word {
+    Literal,
+    /// A PCRE pattern: rendered with its backslashes doubled.
+    Regex,
+    /// Inside double quotes (a header value).
+    Quoted,
 }
 
 impl Slot {
@@ -1473,6 +1487,14 @@ impl Slot {
             template: template.to_string(),
             benign,
             field: field.to_string(),
+            word: Word::Literal,
+        }
+    }
+
+    fn regex(self) -> Self {
+        Self {
+            word: Word::Regex,
+            ..self
         }
     }
 }
@@ -1507,7 +1529,8 @@ fn unquoted_slots() -> Vec<Slot> {
             "version: 1\nroutes:\n  - service: api\n    port: 80\n    path_match: regex\n    paths: [@]\n",
             "^/api/v[0-9]+",
             "routes[0].paths[0]",
-        ),
+        )
+        .regex(),
         Slot::new(
             "domain",
             "version: 1\nroutes:\n  - service: api\n    port: 80\n    domains: [@]\n",
@@ -1555,7 +1578,8 @@ fn unquoted_slots() -> Vec<Slot> {
             &route("    rewrite_path:\n      regex: @\n      replace: /\\1\n"),
             "^/api/(.*)",
             "routes[0].rewrite_path.regex",
-        ),
+        )
+        .regex(),
         Slot::new(
             "rewrite replacement",
             &route("    rewrite_path:\n      regex: ^/api/(.*)\n      replace: @\n"),
@@ -1623,6 +1647,7 @@ fn header_value_slots() -> Vec<Slot> {
         template: format!("{ROUTE}    {section}:\n      {op}:\n        X-Test: @\n"),
         benign: "max-age=31536000; includeSubDomains # it's fine",
         field: format!("routes[0].{section}.{op}.X-Test"),
+        word: Word::Quoted,
     })
     .collect()
 }
@@ -1678,8 +1703,13 @@ fn attempt(slot: &Slot, payload: &str) -> String {
 }
 
 /// Tries every payload in every slot; returns a description of each that got
-/// through (or was rejected without pointing at the slot), and the count tried.
-fn injections_through(slots: &[Slot], payloads: &[&str]) -> (Vec<String>, usize) {
+/// through without `harmless` saying so (value, rendered config), or was
+/// rejected without pointing at the slot, and the count tried.
+fn injections_through(
+    slots: &[Slot],
+    payloads: &[&str],
+    harmless: impl Fn(&Slot, &str, &str) -> bool,
+) -> (Vec<String>, usize) {
     let mut failures = Vec::new();
     let mut tried = 0;
     for slot in slots {
@@ -1697,6 +1727,9 @@ fn injections_through(slots: &[Slot], payloads: &[&str]) -> (Vec<String>, usize)
             match load("routes.yaml", &fill(slot, &value)) {
                 Ok(routes) => {
                     let config = capstan::render::render(&routes).to_string();
+                    if harmless(slot, &value, &config) {
+                        continue;
+                    }
                     let lines: Vec<&str> = config
                         .lines()
                         .filter(|l| value.lines().any(|v| !v.is_empty() && l.contains(v)))
@@ -1727,7 +1760,15 @@ fn injections_through(slots: &[Slot], payloads: &[&str]) -> (Vec<String>, usize)
 }
 
 fn assert_all_rejected(slots: &[Slot], payloads: &[&str]) {
-    let (failures, tried) = injections_through(slots, payloads);
+    assert_harmless(slots, payloads, |_, _, _| false);
+}
+
+fn assert_harmless(
+    slots: &[Slot],
+    payloads: &[&str],
+    harmless: impl Fn(&Slot, &str, &str) -> bool,
+) {
+    let (failures, tried) = injections_through(slots, payloads, harmless);
     assert_eq!(tried, slots.len() * payloads.len());
     assert!(
         failures.is_empty(),
@@ -1745,6 +1786,37 @@ fn no_injection_into_unquoted_words_reaches_render() {
 #[test]
 fn no_injection_through_header_values_reaches_render() {
     assert_all_rejected(&header_value_slots(), HEADER_VALUE_PAYLOADS);
+}
+
+/// Escapes HAProxy decodes inside config words (`\x00` ends the word:
+/// `/app\x00zz` matched as `/app`), variables it expands inside double
+/// quotes, and what ends a line or starts a comment.
+const ESCAPE_PAYLOADS: &[&str] = &[
+    r"\x00", r"\n", r"\x0a", r"\\", r#"\""#, r"\ ", r"\t", "$VAR", "${VAR}", "\n", "\0", "#",
+];
+
+/// Every escape in every slot is refused at the slot, or rendered so that
+/// HAProxy reads exactly the text written: a regex with its backslashes
+/// doubled, `$` outside double quotes, `#` inside them; nothing else.
+#[test]
+fn no_escape_reaches_render_undecoded() {
+    let slots: Vec<Slot> = unquoted_slots()
+        .into_iter()
+        .chain(header_value_slots())
+        .collect();
+    assert_harmless(&slots, ESCAPE_PAYLOADS, |slot, value, config| {
+        // What may pass; `first_decoded` then checks HAProxy reads it as written.
+        let allowed = match slot.word {
+            Word::Regex => value.contains('\\') || value.contains('$'),
+            Word::Literal => value.contains('$'),
+            Word::Quoted => value.contains('#'),
+        };
+        let written = match slot.word {
+            Word::Regex => capstan::render::regex_word(value),
+            Word::Literal | Word::Quoted => value.to_string(),
+        };
+        allowed && config.contains(&written) && words::first_decoded(config).is_none()
+    });
 }
 
 /// The text a header value may hold stays inside its double quotes.
@@ -1867,6 +1939,25 @@ fn tables_that_would_break_haproxy_are_rejected() {
             line: 6,
             field: "routes[0].paths[0]",
             message: "-m",
+        },
+        Case {
+            // HAProxy decodes `\x00` into a NUL that ends the word: the
+            // second route would have matched as `/app`, routes[0]'s path,
+            // without the claim check seeing two equal paths.
+            name: "path that HAProxy would read as another route's path",
+            yaml: r"
+                version: 1
+                routes:
+                  - service: a
+                    port: 80
+                    paths: [/app]
+                  - service: b
+                    port: 80
+                    paths: ['/app\x00zz']
+            ",
+            line: 8,
+            field: "routes[1].paths[0]",
+            message: "HAProxy would read it as an escape",
         },
         Case {
             // haproxy -c: failed to parse the regex

@@ -244,6 +244,73 @@ fn bad_requests_get_4xx_json_and_inject_nothing() {
     assert!(capstan.status()["overrides"].as_array().unwrap().is_empty());
 }
 
+/// HAProxy decodes escapes such as `\x00` inside config words: a path
+/// `/app\x00zz` used to be accepted and matched as `/app`, taking it from
+/// the git route that owns it. Every escape is refused, `/app` keeps reaching
+/// git's backend, and a regex's escapes reach PCRE exactly as written.
+#[test]
+fn escapes_in_paths_are_refused_and_regexes_mean_what_they_say() {
+    require_tools();
+    let (app, dots) = (Backend::start("APP"), Backend::start("DOTS"));
+    let dns = Dns::start(&[]);
+    let http = free_port();
+    let remote = GitRemote::new();
+    let regex_route = format!(
+        "  - service: dots\n    port: 80\n    path_match: regex\n    paths: ['^/x\\x2eb$', '^/a\\.b$']\n    servers: [\"{}\"]\n",
+        dots.address()
+    );
+    // HAProxy expands `$HOME` only inside double quotes: a path is literal.
+    let routes = format!(
+        "{}{}{regex_route}",
+        route("app", "/app", &app.address()),
+        route("cash", "'/pay$HOME'", &dots.address())
+    );
+    remote.push(&base_routes(http, &dns, &routes));
+    let capstan = start(&remote, &[]);
+    wait_in_sync(&capstan);
+    wait_for_backend(http, "/app/x", "APP");
+    wait_for_backend(http, "/x.b", "DOTS");
+    wait_for_backend(http, "/pay$HOME/x", "DOTS");
+    wait_for_backend(http, "/a.b", "DOTS");
+    // `\x2e` and `\.` are PCRE's literal dot; decoded by HAProxy, `\x2e`
+    // would be `.`, any character.
+    for path in ["/xyb", "/axb"] {
+        let answer = http_get(http, path, "localhost");
+        assert!(
+            !answer
+                .as_ref()
+                .is_some_and(|(_, body)| body.starts_with("DOTS ")),
+            "{path} matched a regex meant for a literal dot: {answer:?}"
+        );
+    }
+
+    // `%5C` is `\`.
+    for path in [
+        "/app%5Cx00zz",
+        "/app%5Cx0a",
+        "/app%5C%5C",
+        "/app%5Cn",
+        "/app%5C%20x",
+    ] {
+        let (code, answer) = get_json(
+            &capstan,
+            &format!(
+                "/v1/docker-flow-proxy/reconfigure?serviceName=evil&servicePath={path}&port=8080"
+            ),
+        );
+        assert_eq!(code, 400, "{path}: {answer:#}");
+        assert_eq!(answer["Status"], "NOK", "{path}");
+        let message = answer["Message"].as_str().unwrap();
+        assert!(message.contains("servicePath"), "{path}: {message}");
+    }
+    assert!(capstan.status()["overrides"].as_array().unwrap().is_empty());
+    let (code, body) = http_get(http, "/app", "localhost").expect("HAProxy answers");
+    assert!(
+        code == 200 && body.starts_with("APP "),
+        "/app left git's route: {code} {body}"
+    );
+}
+
 #[test]
 fn mutating_endpoints_can_require_a_token() {
     require_tools();

@@ -23,6 +23,9 @@ use capstan::render::{HaproxyConfig, render};
 use capstan::validate;
 use proptest::prelude::*;
 
+#[path = "support/words.rs"]
+mod words;
+
 const HASH: &str = "$6$saltsalt$qFmFH.bQmmtXzyBY0s9v7Oicd2z4XSIecDzlB5KiA2/jctKu9YterLp8wwnSq.qc.eoxqOmSuNp2xS0ktL3nh/";
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -421,6 +424,113 @@ fn path_rewrites_behave_as_dfp_regsub_in_haproxy() {
     }
 }
 
+/// Escapes HAProxy decodes in config words, variables it expands in double
+/// quotes, and what ends a line or starts a comment.
+const ESCAPES: &[&str] = &[
+    r"\x00", r"\n", r"\x0a", r"\\", r#"\""#, r"\ ", r"\t", "$VAR", "${VAR}", "\n", "\0", "#",
+];
+
+/// (parameter, value with `@` where the escape goes, other parameters, where it is rendered)
+type EscapeSlot = (&'static str, String, Vec<(&'static str, String)>, Word);
+
+/// Where a value is written in haproxy.cfg.
+enum Word {
+    Literal,
+    Regex,
+    /// Inside double quotes (a header value).
+    Quoted,
+}
+
+/// Every escape in every parameter whose value reaches haproxy.cfg (`@`
+/// marks where): refused naming the parameter, or, in a regex, rendered so
+/// that HAProxy hands PCRE exactly the text sent.
+#[test]
+fn escapes_in_every_rendered_parameter_are_refused_or_read_as_written() {
+    let hash = format!("alice:{HASH}");
+    let encrypted = || vec![("usersPassEncrypted", "true".to_string())];
+    let slots: Vec<EscapeSlot> = vec![
+        ("servicePath", "/a@".into(), vec![], Word::Literal),
+        (
+            "servicePath",
+            "/a@".into(),
+            vec![("pathType", "path".into())],
+            Word::Literal,
+        ),
+        (
+            "servicePath",
+            "^/a@".into(),
+            vec![("pathType", "path_reg".into())],
+            Word::Regex,
+        ),
+        ("serviceDomain", "a.com@".into(), vec![], Word::Literal),
+        ("serviceName", "svc@".into(), vec![], Word::Literal),
+        ("outboundHostname", "legacy@".into(), vec![], Word::Literal),
+        ("addReqHeader", "X-A@ one".into(), vec![], Word::Literal),
+        ("setResHeader", "X-A one@".into(), vec![], Word::Quoted),
+        ("delReqHeader", "X-A@".into(), vec![], Word::Literal),
+        (
+            "users",
+            format!("ali@ce:{HASH}"),
+            encrypted(),
+            Word::Literal,
+        ),
+        ("users", format!("{hash}@"), encrypted(), Word::Literal),
+        ("reqPathSearchReplace", "/a@,/b".into(), vec![], Word::Regex),
+        (
+            "reqPathSearchReplace",
+            "/a,/b@".into(),
+            vec![],
+            Word::Literal,
+        ),
+        (
+            "reqPathReplace",
+            "/b@".into(),
+            vec![("reqPathSearch", "/a".into())],
+            Word::Literal,
+        ),
+        (
+            "reqPathSearch",
+            "/a@".into(),
+            vec![("reqPathReplace", "/b".into())],
+            Word::Regex,
+        ),
+    ];
+    let mut tried = 0;
+    for (param, template, extra, word) in &slots {
+        for escape in ESCAPES {
+            let value = template.replace('@', escape);
+            let mut list = vec![(*param, value.clone())];
+            list.extend(extra.iter().cloned());
+            let owned: Vec<(&str, &str)> = list.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            tried += 1;
+            match parse_reconfigure(&with(&owned)) {
+                Ok(r) => {
+                    let cfg = render(&table(&r)).to_string();
+                    // A regex's backslashes are doubled; `$` is plain text
+                    // outside double quotes, `#` inside them
+                    // (assert_renderer_lines checks all three).
+                    let fine = match word {
+                        Word::Regex => escape.starts_with(['\\', '$']),
+                        Word::Literal => escape.starts_with('$'),
+                        Word::Quoted => *escape == "#",
+                    };
+                    assert!(fine, "{param}={value:?} was accepted:\n{cfg}");
+                    assert_renderer_lines(&cfg);
+                }
+                // A bad `reqPathReplace` is filed under `reqPathSearch`, the
+                // pair's first half, with a message naming it.
+                Err(e) => assert!(
+                    e.params().iter().any(|p| p == param)
+                        || e.to_string().contains(&format!("`{param}`")),
+                    "{param}={value:?}: {e} names {:?}",
+                    e.params()
+                ),
+            }
+        }
+    }
+    assert_eq!(tried, slots.len() * ESCAPES.len());
+}
+
 /// Words that start a section or a line of a config capstan renders.
 const SECTIONS: &[&str] = &[
     "global",
@@ -455,8 +565,10 @@ const KEYWORDS: &[&str] = &[
 
 /// Every line is one capstan's renderer writes: a comment, a blank line, a
 /// section header, or a 4-space-indented line starting with a known keyword;
-/// no control characters; double quotes only around header values.
+/// no control characters; double quotes only around header values; nothing
+/// HAProxy would decode, expand or read as a comment.
 fn assert_renderer_lines(cfg: &str) {
+    words::assert_read_as_written(cfg);
     for line in cfg.split('\n') {
         assert!(
             !line.chars().any(|c| c.is_control()),
@@ -587,6 +699,11 @@ const HOSTILE: &[&str] = &[
     "(",
     "X-A \"a\" if TRUE",
     "admin:admin",
+    r"/app\x00zz",
+    r"\x0a",
+    r"\\",
+    r"\ ",
+    "$VAR",
 ];
 
 fn value() -> impl Strategy<Value = String> {

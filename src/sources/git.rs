@@ -224,6 +224,13 @@ fn read_at_commit(
         Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
         Err(e) => return Err(unreadable(e.message().into())),
     };
+    // The size from the object header, before the blob is loaded: a huge
+    // file is refused without holding it in memory.
+    if let Ok((size, _)) = repo.odb().and_then(|odb| odb.read_header(entry.id()))
+        && let Some(too_large) = crate::validate::size_problem(file, size as u64)
+    {
+        return Err(unreadable(too_large.message));
+    }
     let blob = entry
         .to_object(repo)
         .and_then(|o| o.peel_to_blob())

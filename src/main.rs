@@ -181,11 +181,20 @@ fn emit(text: &str) {
 /// Reads a routes file from disk or standard input (`-`).
 fn read_text(file: &Path) -> Result<(String, String)> {
     if file == Path::new("-") {
+        // One byte over the limit is enough for `load` to refuse it.
         let mut text = String::new();
         std::io::stdin()
+            .take(capstan::validate::MAX_FILE_BYTES + 1)
             .read_to_string(&mut text)
             .context("reading standard input")?;
         return Ok(("<stdin>".into(), text));
+    }
+    let name = file.display().to_string();
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("reading {name}"))?
+        .len();
+    if let Some(too_large) = capstan::validate::size_problem(&name, size) {
+        return Err(Diagnostics(vec![too_large]).into());
     }
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;

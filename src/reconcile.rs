@@ -65,6 +65,9 @@ pub enum SourceError {
     },
     #[error("{file} does not exist on branch {branch}")]
     MissingFile { file: String, branch: String },
+    /// Refused from its size, before it is read.
+    #[error("{0}")]
+    TooLarge(crate::diagnostics::Diagnostic),
 }
 
 impl RoutesSource {
@@ -97,14 +100,17 @@ impl RoutesSource {
                 .expect("the git task does not panic")
             }
             RoutesSource::File(path) => {
-                let text =
-                    tokio::fs::read_to_string(path)
-                        .await
-                        .map_err(|source| SourceError::Read {
-                            path: path.clone(),
-                            source,
-                        })?;
-                Ok(content_addressed(&path.display().to_string(), text))
+                let read = |source| SourceError::Read {
+                    path: path.clone(),
+                    source,
+                };
+                let name = path.display().to_string();
+                let size = tokio::fs::metadata(path).await.map_err(read)?.len();
+                if let Some(too_large) = validate::size_problem(&name, size) {
+                    return Err(SourceError::TooLarge(too_large));
+                }
+                let text = tokio::fs::read_to_string(path).await.map_err(read)?;
+                Ok(content_addressed(&name, text))
             }
             RoutesSource::Embedded => Ok(content_addressed(
                 "<embedded routes.yaml>",

@@ -10,20 +10,8 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-fn serve_git(remote: &GitRemote, extra: &[&str]) -> Capstan {
-    let url = remote.url();
-    let mut args = vec!["--repo", url.as_str(), "--poll-interval", "1h"];
-    args.extend_from_slice(extra);
-    Capstan::start(&args)
-}
-
-fn wait_applied(capstan: &Capstan, commit: &str) {
-    wait_until(
-        &format!("commit {commit} applied"),
-        Duration::from_secs(20),
-        || capstan.status()["applied"]["revision"]["commit"] == commit,
-    );
-}
+/// Polling only every hour: what runs is what a test triggers, or a retry.
+const NO_POLL: [&str; 2] = ["--poll-interval", "1h"];
 
 fn json(capstan: &Capstan, path: &str) -> (u16, serde_json::Value) {
     let (code, body) = capstan.get(path);
@@ -50,7 +38,7 @@ fn an_override_haproxy_rejects_is_dropped_and_blocks_nothing() {
         &dns,
         &route("a", "/a", &a.address()),
     ));
-    let capstan = serve_git(&remote, &[]);
+    let capstan = serve_git(&remote, &NO_POLL);
     wait_applied(&capstan, &first);
 
     // capstan's checks pass this rewrite; PCRE2 in `haproxy -c` refuses
@@ -121,11 +109,13 @@ fn an_override_haproxy_rejects_is_dropped_and_blocks_nothing() {
 #[test]
 fn a_port_held_by_another_program_is_retried_until_it_is_free() {
     require_tools();
-    let (a, http) = (Backend::start("A"), free_port());
-    let remote = GitRemote::new();
-    let first = remote.push(&routes_yaml(http, &route("a", "/a", &a.address())));
-    let mut capstan = serve_git(&remote, &[]);
-    wait_applied(&capstan, &first);
+    let OneRoute {
+        a,
+        http,
+        remote,
+        first,
+        mut capstan,
+    } = OneRoute::start();
 
     // The new port is taken: the apply fails, HAProxy keeps serving.
     let held = TcpListener::bind("0.0.0.0:0").unwrap();
@@ -166,24 +156,15 @@ fn a_port_held_by_another_program_is_retried_until_it_is_free() {
 #[test]
 fn reload_retries_a_config_that_failed_before() {
     require_tools();
-    let (a, http, https) = (Backend::start("A"), free_port(), free_port());
-    let remote = GitRemote::new();
-    let first = remote.push(&routes_yaml(http, &route("a", "/a", &a.address())));
-    let capstan = serve_git(&remote, &[]);
-    wait_applied(&capstan, &first);
+    let stand = OneRoute::start();
+    let capstan = &stand.capstan;
 
     // A certificate that does not exist yet: `haproxy -c` rejects the config.
     let certs = tempfile::tempdir().unwrap();
     let pem = certs.path().join("site.pem");
-    let with_tls = routes_yaml(http, &route("a", "/a", &a.address())).replace(
-        "defaults:\n",
-        &format!(
-            "defaults:\n  https:\n    port: {https}\n    certificates: {}\n",
-            pem.display()
-        ),
-    );
-    let tls = remote.push(&with_tls);
-    let (code, answer) = json(&capstan, "/v1/docker-flow-proxy/reload");
+    let with_tls = with_https(&stand.routes(), free_port(), pem.to_str().unwrap());
+    let tls = stand.remote.push(&with_tls);
+    let (code, answer) = json(capstan, "/v1/docker-flow-proxy/reload");
     assert_eq!(code, 500, "{answer:#}");
     assert_eq!(capstan.status()["last_error"]["stage"], "check");
 
@@ -202,10 +183,10 @@ fn reload_retries_a_config_that_failed_before() {
     let mut both = std::fs::read(certs.path().join("cert.pem")).unwrap();
     both.extend(std::fs::read(certs.path().join("key.pem")).unwrap());
     std::fs::write(&pem, both).unwrap();
-    let (code, answer) = json(&capstan, "/v1/docker-flow-proxy/reload");
+    let (code, answer) = json(capstan, "/v1/docker-flow-proxy/reload");
     assert_eq!(code, 200, "{answer:#}");
-    wait_applied(&capstan, &tls);
-    wait_for_backend(http, "/a", "A");
+    wait_applied(capstan, &tls);
+    wait_for_backend(stand.http, "/a", "A");
 }
 
 fn haproxy_master_pid(capstan: &Capstan) -> u32 {
@@ -236,11 +217,8 @@ fn served_again_after(http: u16, killed_at: Instant) -> Duration {
 #[test]
 fn haproxy_killed_is_restarted_at_once_with_the_last_good_config() {
     require_tools();
-    let (a, http) = (Backend::start("A"), free_port());
-    let remote = GitRemote::new();
-    let first = remote.push(&routes_yaml(http, &route("a", "/a", &a.address())));
-    let mut capstan = serve_git(&remote, &[]);
-    wait_applied(&capstan, &first);
+    let stand = OneRoute::start();
+    let (http, mut capstan) = (stand.http, stand.capstan);
 
     // The master, with SIGKILL.
     let master = haproxy_master_pid(&capstan);
@@ -307,11 +285,13 @@ fn worker_pid(capstan: &Capstan) -> u32 {
 #[test]
 fn a_failing_fetch_is_never_in_sync_and_reload_says_so() {
     require_tools();
-    let (a, http) = (Backend::start("A"), free_port());
-    let remote = GitRemote::new();
-    let first = remote.push(&routes_yaml(http, &route("a", "/a", &a.address())));
-    let capstan = serve_git(&remote, &[]);
-    wait_applied(&capstan, &first);
+    let OneRoute {
+        a,
+        http,
+        remote,
+        capstan,
+        first: _,
+    } = OneRoute::start();
     assert_eq!(capstan.status()["in_sync"], true);
 
     // The branch disappears from the remote.
@@ -402,10 +382,10 @@ fn a_full_disk_is_retried_once_there_is_room() {
     let remote = GitRemote::new();
     let first = remote.push(&routes_yaml(http, &route("a", "/a", &a.address())));
     let disk = SmallDisk::mount();
-    let capstan = Capstan::start_in(
-        disk.path().join("state"),
-        &["--repo", &remote.url(), "--poll-interval", "1h"],
-    );
+    let url = remote.url();
+    let mut args = vec!["--repo", url.as_str()];
+    args.extend(NO_POLL);
+    let capstan = Capstan::start_in(disk.path().join("state"), &args);
     wait_applied(&capstan, &first);
 
     disk.fill();

@@ -11,21 +11,6 @@ use support::*;
 
 const SECRET: &str = "webhook-secret";
 
-fn serve_git(remote: &GitRemote, extra: &[&str]) -> Capstan {
-    let url = remote.url();
-    let mut args = vec!["--repo", url.as_str(), "--branch", "main"];
-    args.extend_from_slice(extra);
-    Capstan::start(&args)
-}
-
-fn wait_applied(capstan: &Capstan, commit: &str) {
-    wait_until(
-        &format!("commit {commit} applied"),
-        Duration::from_secs(20),
-        || capstan.status()["applied"]["revision"]["commit"] == commit,
-    );
-}
-
 fn signed_push(capstan: &Capstan, secret: &str, body: &str) -> (u16, String) {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body.as_bytes());
@@ -225,12 +210,10 @@ fn a_bad_commit_keeps_the_last_good_config_serving_and_the_next_good_one_recover
 
     // Valid for capstan, rejected by `haproxy -c` (a certificate this host
     // does not have): rolled back.
-    let broken = routes_yaml(http, &route("a", "/a", &a.address())).replace(
-        "defaults:\n",
-        &format!(
-            "defaults:\n  https:\n    port: {}\n    certificates: /nonexistent/site.pem\n",
-            free_port()
-        ),
+    let broken = with_https(
+        &routes_yaml(http, &route("a", "/a", &a.address())),
+        free_port(),
+        "/nonexistent/site.pem",
     );
     let rejected = remote.push(&broken);
     wait_until(

@@ -38,12 +38,10 @@ fn status_shows_a_rejected_config_and_a_failing_fetch_and_exits_non_zero() {
 
     // Valid for capstan, rejected by `haproxy -c` (a certificate this host
     // does not have): an error without file:line diagnostics.
-    let broken = routes_yaml(http, &route("a", "/a", &a.address())).replace(
-        "defaults:\n",
-        &format!(
-            "defaults:\n  https:\n    port: {}\n    certificates: /nonexistent/site.pem\n",
-            free_port()
-        ),
+    let broken = with_https(
+        &routes_yaml(http, &route("a", "/a", &a.address())),
+        free_port(),
+        "/nonexistent/site.pem",
     );
     let rejected = remote.push(&broken);
     wait_until(

@@ -238,6 +238,63 @@ pub fn routes_yaml(http_port: u16, routes: &str) -> String {
     )
 }
 
+/// `routes` (from [`routes_yaml`]) with HTTPS on `port` and `certificates`.
+pub fn with_https(routes: &str, port: u16, certificates: &str) -> String {
+    routes.replace(
+        "defaults:\n",
+        &format!("defaults:\n  https:\n    port: {port}\n    certificates: {certificates}\n"),
+    )
+}
+
+/// `capstan serve` on `remote`'s branch main, with `extra` flags.
+pub fn serve_git(remote: &GitRemote, extra: &[&str]) -> Capstan {
+    let url = remote.url();
+    let mut args = vec!["--repo", url.as_str(), "--branch", "main"];
+    args.extend_from_slice(extra);
+    Capstan::start(&args)
+}
+
+/// Waits until `capstan` reports `commit` applied.
+pub fn wait_applied(capstan: &Capstan, commit: &str) {
+    wait_until(
+        &format!("commit {commit} applied"),
+        Duration::from_secs(20),
+        || capstan.status()["applied"]["revision"]["commit"] == commit,
+    );
+}
+
+/// The smallest stand: backend A behind `/a`, pushed to a git remote and
+/// served by capstan (polling every hour: only what a test triggers runs).
+pub struct OneRoute {
+    pub a: Backend,
+    pub http: u16,
+    pub remote: GitRemote,
+    pub first: String,
+    pub capstan: Capstan,
+}
+
+impl OneRoute {
+    pub fn start() -> Self {
+        let (a, http) = (Backend::start("A"), free_port());
+        let remote = GitRemote::new();
+        let first = remote.push(&routes_yaml(http, &route("a", "/a", &a.address())));
+        let capstan = serve_git(&remote, &["--poll-interval", "1h"]);
+        wait_applied(&capstan, &first);
+        Self {
+            a,
+            http,
+            remote,
+            first,
+            capstan,
+        }
+    }
+
+    /// The routes.yaml of the first commit.
+    pub fn routes(&self) -> String {
+        routes_yaml(self.http, &route("a", "/a", &self.a.address()))
+    }
+}
+
 /// A route entry for `routes_yaml`.
 pub fn route(service: &str, path: &str, backend: &str) -> String {
     format!(

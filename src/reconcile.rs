@@ -338,7 +338,24 @@ pub enum OverrideError {
     /// The override set could not be saved.
     #[error("saving the overrides: {0}")]
     Store(String),
+    /// `haproxy -c` rejected the config with the change: it was dropped.
+    #[error("HAProxy rejected the config with this change, so it was dropped: {0}")]
+    Rejected(String),
+    /// Stored, but applying failed for a reason that may go away: retried.
+    #[error("the change is stored but not applied yet: {0}")]
+    NotApplied(String),
 }
+
+impl OverrideError {
+    /// The HTTP status an API caller gets: 400 for what the caller sent
+    /// (invalid, or rejected by HAProxy), 500 for capstan's side.
+    pub fn is_client_error(&self) -> bool {
+        matches!(self, OverrideError::Invalid(_) | OverrideError::Rejected(_))
+    }
+}
+
+/// How long a caller waits for its change to be applied.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Shared {
     /// Checks `change` against git and the other overrides, persists it,
@@ -347,7 +364,7 @@ impl Shared {
     /// Concurrent submissions are committed in groups: one check of the
     /// merged table and one atomic write for all of them (a change that
     /// breaks the table is then found and refused alone).
-    pub async fn submit_override(&self, change: OverrideChange) -> Result<u64, OverrideError> {
+    async fn submit_override(&self, change: OverrideChange) -> Result<u64, OverrideError> {
         let (reply, answer) = oneshot::channel();
         self.pending
             .lock()
@@ -435,7 +452,7 @@ impl Shared {
     }
 
     /// Waits until a reconcile that includes overrides `generation` finished.
-    pub async fn wait_for(&self, generation: u64) -> Completion {
+    async fn wait_for(&self, generation: u64) -> Completion {
         self.completion(|c| c.generation >= generation).await
     }
 
@@ -449,9 +466,29 @@ impl Shared {
         })
     }
 
+    /// Submits `change` and waits until a reconcile including it finished:
+    /// `Ok` when HAProxy serves it.
+    pub async fn change_override(&self, change: OverrideChange) -> Result<(), OverrideError> {
+        let service = change.service().to_string();
+        let generation = self.submit_override(change).await?;
+        let completion = tokio::time::timeout(APPLY_TIMEOUT, self.wait_for(generation)).await;
+        if let Some(why) = self.rejection(&service, generation) {
+            return Err(OverrideError::Rejected(why));
+        }
+        match completion {
+            Ok(Completion { error: None, .. }) => Ok(()),
+            Ok(Completion {
+                error: Some(error), ..
+            }) => Err(OverrideError::NotApplied(error)),
+            Err(_) => Err(OverrideError::NotApplied(
+                "not applied in time; see /v1/status".into(),
+            )),
+        }
+    }
+
     /// Why HAProxy rejected `service`'s change committed in `generation`,
     /// if it did (the change was then dropped).
-    pub fn rejection(&self, service: &str, generation: u64) -> Option<String> {
+    fn rejection(&self, service: &str, generation: u64) -> Option<String> {
         self.rejections
             .lock()
             .expect("rejections mutex")

@@ -16,7 +16,7 @@ use crate::overrides::{Action, Override, OverrideChange};
 use crate::reconcile::{OverrideError, unix_now};
 use crate::state;
 
-/// How long a caller waits for its change to be applied.
+/// How long a `reload` caller waits for the reconcile.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn answer(code: StatusCode, body: Value) -> Response {
@@ -40,43 +40,22 @@ fn authorized(state: &ApiState, headers: &HeaderMap) -> Result<(), Box<Response>
 }
 
 /// Persists an override change, then waits until a reconcile including it
-/// finished: the answer tells whether HAProxy serves it. A change HAProxy
-/// rejects is dropped and answered 400.
+/// finished: the answer tells whether HAProxy serves it.
 async fn submit(state: &ApiState, change: OverrideChange) -> Result<(), Box<Response>> {
-    let service = change.service().to_string();
-    let generation = state
-        .shared
-        .submit_override(change)
-        .await
-        .map_err(|e| match e {
-            OverrideError::Invalid(diagnostics) => nok(
-                StatusCode::BAD_REQUEST,
-                &format!(
-                    "the change conflicts with git's routes or other overrides: {diagnostics}"
-                ),
-            ),
-            OverrideError::Store(e) => nok(StatusCode::INTERNAL_SERVER_ERROR, &e),
-        })?;
-    let completion = tokio::time::timeout(APPLY_TIMEOUT, state.shared.wait_for(generation)).await;
-    if let Some(why) = state.shared.rejection(&service, generation) {
-        return Err(Box::new(nok(
-            StatusCode::BAD_REQUEST,
-            &format!("HAProxy rejected the config with this change, so it was dropped: {why}"),
-        )));
-    }
-    match completion {
-        Ok(completion) => match completion.error {
-            None => Ok(()),
-            Some(message) => Err(Box::new(nok(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("the change is stored but not applied yet: {message}"),
-            ))),
-        },
-        Err(_) => Err(Box::new(nok(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the change is stored but was not applied in time; see /v1/status",
-        ))),
-    }
+    state.shared.change_override(change).await.map_err(|e| {
+        let code = if e.is_client_error() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        let message = match e {
+            OverrideError::Invalid(diagnostics) => {
+                format!("the change conflicts with git's routes or other overrides: {diagnostics}")
+            }
+            other => other.to_string(),
+        };
+        Box::new(nok(code, &message))
+    })
 }
 
 pub async fn reconfigure(

@@ -242,16 +242,19 @@ async fn delete_override(
         );
     }
     let change = crate::overrides::OverrideChange::Delete(service.clone());
-    let generation = match state.shared.submit_override(change).await {
-        Ok(generation) => generation,
-        Err(e) => return json_response(StatusCode::CONFLICT, json!({"error": e.to_string()})),
-    };
-    match state.shared.wait_for(generation).await.error {
-        None => json_response(
+    match state.shared.change_override(change).await {
+        Ok(()) => json_response(
             StatusCode::OK,
             json!({"status": "deleted", "service": service}),
         ),
-        Some(error) => json_response(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": error})),
+        Err(e) => {
+            let code = if e.is_client_error() {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            json_response(code, json!({"error": e.to_string()}))
+        }
     }
 }
 

@@ -210,16 +210,10 @@ fn a_bad_commit_keeps_the_last_good_config_serving_and_the_next_good_one_recover
 
     // Valid for capstan, rejected by `haproxy -c` (a certificate this host
     // does not have): rolled back.
-    let broken = with_https(
+    push_rejected_by_haproxy(
+        &remote,
+        &capstan,
         &routes_yaml(http, &route("a", "/a", &a.address())),
-        free_port(),
-        "/nonexistent/site.pem",
-    );
-    let rejected = remote.push(&broken);
-    wait_until(
-        "the rejected config reported",
-        Duration::from_secs(20),
-        || capstan.status()["last_error"]["revision"]["commit"] == rejected,
     );
     let status = capstan.status();
     assert_eq!(status["last_error"]["stage"], "check", "{status:#}");

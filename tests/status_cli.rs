@@ -38,16 +38,10 @@ fn status_shows_a_rejected_config_and_a_failing_fetch_and_exits_non_zero() {
 
     // Valid for capstan, rejected by `haproxy -c` (a certificate this host
     // does not have): an error without file:line diagnostics.
-    let broken = with_https(
+    push_rejected_by_haproxy(
+        &remote,
+        &capstan,
         &routes_yaml(http, &route("a", "/a", &a.address())),
-        free_port(),
-        "/nonexistent/site.pem",
-    );
-    let rejected = remote.push(&broken);
-    wait_until(
-        "the rejected config reported",
-        Duration::from_secs(20),
-        || capstan.status()["last_error"]["revision"]["commit"] == rejected,
     );
     let (code, out, err) = status_cli(&capstan);
     assert!(!err.contains("panicked"), "{err}");

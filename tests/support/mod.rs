@@ -246,6 +246,19 @@ pub fn with_https(routes: &str, port: u16, certificates: &str) -> String {
     )
 }
 
+/// Pushes `routes` with HTTPS from a certificate this host does not have:
+/// valid for capstan, rejected by `haproxy -c`. Waits until `capstan`
+/// reports it failed, and returns the commit.
+pub fn push_rejected_by_haproxy(remote: &GitRemote, capstan: &Capstan, routes: &str) -> String {
+    let rejected = remote.push(&with_https(routes, free_port(), "/nonexistent/site.pem"));
+    wait_until(
+        "the rejected config reported",
+        Duration::from_secs(20),
+        || capstan.status()["last_error"]["revision"]["commit"] == rejected,
+    );
+    rejected
+}
+
 /// `capstan serve` on `remote`'s branch main, with `extra` flags.
 pub fn serve_git(remote: &GitRemote, extra: &[&str]) -> Capstan {
     let url = remote.url();

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use capstan::diff::{DiffReport, Snapshot, config_diff, diff_routes};
 use capstan::model::RoutesFile;
+use capstan::model::validate::{check_value, load, semantic_errors};
+use capstan::model::yaml;
 use capstan::render::render;
-use capstan::validate::{check_value, load, semantic_errors};
-use capstan::yaml;
 
 /// The system allocator, counting the bytes currently allocated and their peak.
 struct Counting;

@@ -106,7 +106,7 @@ fn main() {
     let state = capstan.state_dir.clone();
     let master = MasterCli::new(state.join("run/master.sock"));
     let config_file = state.join("haproxy.cfg");
-    let mut table: RoutesFile = capstan::validate::load("routes.yaml", &base).unwrap();
+    let mut table: RoutesFile = capstan::model::validate::load("routes.yaml", &base).unwrap();
     let reloads_before = capstan.haproxy_reloads();
     let started = Instant::now();
     let latencies: Vec<f64> = runtime.block_on(async {

@@ -258,11 +258,11 @@ pub struct DiffReport {
     /// Overrides in force on the live side (API changes git does not
     /// declare); only for a diff against a running capstan.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub drift: Vec<crate::overrides::Drift>,
+    pub drift: Vec<crate::sources::overrides::Drift>,
     /// Swarm-side problems of the live routes (a missing service, no running
     /// task); only for a diff against a running capstan.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<crate::endpoints::Warning>,
+    pub warnings: Vec<crate::desired::servers::Warning>,
 }
 
 impl DiffReport {

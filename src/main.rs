@@ -7,14 +7,17 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use capstan::diagnostics::Diagnostics;
 use capstan::diff::{DiffReport, Snapshot};
 use capstan::model::RoutesFile;
+use capstan::model::diagnostics::Diagnostics;
+use capstan::model::validate;
 use capstan::report::{self, Format};
 use capstan::sources::git::{LocalRepo, Revision};
-use capstan::{EMBEDDED_ROUTES, render, validate};
+use capstan::{EMBEDDED_ROUTES, render};
 
-mod serve;
+mod cli;
+
+use cli::serve;
 
 /// Declarative GitOps reconciler for HAProxy on Docker Swarm.
 ///
@@ -184,7 +187,7 @@ fn read_text(file: &Path) -> Result<(String, String)> {
         // One byte over the limit is enough for `load` to refuse it.
         let mut text = String::new();
         std::io::stdin()
-            .take(capstan::validate::MAX_FILE_BYTES + 1)
+            .take(capstan::model::validate::MAX_FILE_BYTES + 1)
             .read_to_string(&mut text)
             .context("reading standard input")?;
         return Ok(("<stdin>".into(), text));
@@ -193,7 +196,7 @@ fn read_text(file: &Path) -> Result<(String, String)> {
     let size = std::fs::metadata(file)
         .with_context(|| format!("reading {name}"))?
         .len();
-    if let Some(too_large) = capstan::validate::size_problem(&name, size) {
+    if let Some(too_large) = capstan::model::validate::size_problem(&name, size) {
         return Err(Diagnostics(vec![too_large]).into());
     }
     let text =
@@ -342,7 +345,8 @@ fn diff_report(
     // Against a live capstan, the overrides stay in force after the merge:
     // the head that would serve is git's table with them laid over, and
     // each override is reported as drift.
-    let merged = capstan::overrides::merge(&git_routes, &overrides, capstan::reconcile::unix_now());
+    let merged =
+        capstan::sources::overrides::merge(&git_routes, &overrides, capstan::reconcile::unix_now());
     let head = Snapshot::rendered(head.label, head.commit, merged.routes);
     let mut report = DiffReport::between(&base, &head);
     report.drift = merged.drift;

@@ -311,8 +311,8 @@ pub fn bind_ports(config: &HaproxyConfig) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::validate::load;
     use crate::render::render;
-    use crate::validate::load;
 
     fn desired(yaml: &str) -> DesiredConfig {
         DesiredConfig::new(

@@ -6,8 +6,8 @@
 
 use std::fmt;
 
-use crate::endpoints::{self, Endpoints, TaskServer};
-use crate::model::{Mode, PathMatch, Route, RoutesFile};
+use crate::desired::servers::{self, Endpoints, TaskServer};
+use crate::model::{Mode, PathMatch, Route, RoutesFile, names};
 
 /// A rendered config: sections in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,40 +130,6 @@ impl Section {
     pub fn backend_name(&self) -> Option<&str> {
         self.header.strip_prefix("backend ")
     }
-}
-
-/// HAProxy identifiers built from routes, named the way Docker Flow Proxy
-/// named them so that its users find their way around.
-pub mod names {
-    use crate::model::Route;
-
-    /// `go-demo-be8080`.
-    pub fn backend(route: &Route) -> String {
-        format!("{}-be{}", route.key(), route.port)
-    }
-
-    /// `url_go-demo8080`, with `_<n>` when the route has several paths.
-    pub fn path_acl(route: &Route, index: Option<usize>) -> String {
-        match index {
-            None => format!("url_{}{}", route.key(), route.port),
-            Some(i) => format!("url_{}{}_{i}", route.key(), route.port),
-        }
-    }
-
-    /// `domain_go-demo8080`.
-    pub fn domain_acl(route: &Route) -> String {
-        format!("domain_{}{}", route.key(), route.port)
-    }
-
-    /// `tcp_5432`: the frontend of a tcp route.
-    pub fn tcp_frontend(listen_port: u16) -> String {
-        format!("tcp_{listen_port}")
-    }
-
-    /// The frontend every http route shares.
-    pub const HTTP_FRONTEND: &str = "services";
-    /// The resolvers section used when `defaults.resolvers` is set.
-    pub const RESOLVERS: &str = "docker";
 }
 
 /// Renders a validated routes file, each route's servers at its service's
@@ -513,7 +479,7 @@ fn servers(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
     let addresses: Vec<(String, String, bool, bool)> = match tasks {
         // A slot per task, and spare slots (disabled) to scale into without a
         // reload: a scale changes addresses and states at run time only.
-        Some(tasks) => endpoints::assign_slots(tasks)
+        Some(tasks) => servers::assign_slots(tasks)
             .into_iter()
             .enumerate()
             .map(|(i, task)| {
@@ -573,7 +539,7 @@ fn servers(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::load;
+    use crate::model::validate::load;
 
     fn render_text(yaml: &str) -> String {
         render(&load("routes.yaml", yaml).unwrap()).to_string()

@@ -6,8 +6,8 @@ use std::fmt::Write;
 
 use serde_json::{Value, json};
 
-use crate::diagnostics::Diagnostics;
 use crate::diff::{ChangeKind, DiffReport, FieldChange, RouteChange};
+use crate::model::diagnostics::Diagnostics;
 
 /// Version of the JSON output; bumped on any incompatible change.
 pub const JSON_VERSION: u32 = 1;
@@ -489,7 +489,7 @@ pub fn status(status: &StatusView) -> String {
 mod tests {
     use super::*;
     use crate::diff::Snapshot;
-    use crate::validate::load;
+    use crate::model::validate::load;
 
     fn report() -> DiffReport {
         let base = load(

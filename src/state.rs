@@ -11,8 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::diagnostics::Diagnostic;
 use crate::model::RoutesFile;
+use crate::model::diagnostics::Diagnostic;
 use crate::plan::{Change, Method};
 
 /// How many applies the history keeps.

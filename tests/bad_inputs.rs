@@ -7,8 +7,8 @@
 //! source and de-indented by [`yaml`]; line 1 is the first line after the
 //! opening quote.
 
-use capstan::diagnostics::Diagnostic;
-use capstan::validate::load;
+use capstan::model::diagnostics::Diagnostic;
+use capstan::model::validate::load;
 
 #[path = "support/words.rs"]
 mod words;

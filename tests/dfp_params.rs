@@ -19,8 +19,8 @@ use capstan::dfp::{
     parse_remove,
 };
 use capstan::model::RoutesFile;
+use capstan::model::validate;
 use capstan::render::{HaproxyConfig, render};
-use capstan::validate;
 use proptest::prelude::*;
 
 #[path = "support/words.rs"]

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use capstan::model::validate::{self, load};
 use capstan::model::{FilePath, RoutesFile};
 use capstan::render::render;
-use capstan::validate::{self, load};
 use tempfile::TempDir;
 
 const INSTALL_HINT: &str = "run scripts/install-test-deps (installs haproxy, openssl, socat, git)";

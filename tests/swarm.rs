@@ -1,4 +1,4 @@
-//! `capstan::swarm` against a real single-node Swarm on this machine's Docker
+//! `capstan::sources::swarm` against a real single-node Swarm on this machine's Docker
 //! Engine: services of the `capstan-test-http` image (built FROM scratch by
 //! `scripts/swarm-test-setup`, which the rig runs) are created, scaled and
 //! removed with the docker CLI and observed through `Swarm` (bollard).
@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use capstan::swarm::{
+use capstan::sources::swarm::{
     EndpointMode, ServiceInfo, ServiceMode, Swarm, TaskAddress, dfp_label_params, running_addresses,
 };
 use swarm_rig::*;

@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use super::ApiState;
 use crate::dfp::{self, AnswerStatus};
-use crate::overrides::{Action, Override, OverrideChange};
 use crate::reconcile::{OverrideError, unix_now};
+use crate::sources::overrides::{Action, Override, OverrideChange};
 use crate::state;
 
 /// How long a `reload` caller waits for the reconcile.

@@ -15,8 +15,8 @@ mod dfp;
 
 use crate::metrics::ResultLabel;
 use crate::model::{RoutesFile, User};
-use crate::overrides::{Action, OverrideSet};
 use crate::reconcile::Shared;
+use crate::sources::overrides::{Action, OverrideSet};
 use crate::webhook::WebhookSecret;
 
 /// Largest request body accepted (webhook payloads are far smaller).
@@ -241,7 +241,7 @@ async fn delete_override(
             json!({"error": format!("no override for service {service}")}),
         );
     }
-    let change = crate::overrides::OverrideChange::Delete(service.clone());
+    let change = crate::sources::overrides::OverrideChange::Delete(service.clone());
     match state.shared.change_override(change).await {
         Ok(()) => json_response(
             StatusCode::OK,

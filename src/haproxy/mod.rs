@@ -13,6 +13,7 @@
 //! checked first: a newline or `;` would let a value start a second command.
 
 pub mod admin;
+pub mod driver;
 pub mod master;
 pub mod process;
 

@@ -227,7 +227,7 @@ fn read_at_commit(
     // The size from the object header, before the blob is loaded: a huge
     // file is refused without holding it in memory.
     if let Ok((size, _)) = repo.odb().and_then(|odb| odb.read_header(entry.id()))
-        && let Some(too_large) = crate::validate::size_problem(file, size as u64)
+        && let Some(too_large) = crate::model::validate::size_problem(file, size as u64)
     {
         return Err(unreadable(too_large.message));
     }

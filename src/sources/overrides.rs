@@ -393,7 +393,8 @@ mod tests {
             "# Overrides exported by capstan: merge these into routes.yaml.\n",
             "",
         );
-        let routes = crate::validate::load("export", &format!("version: 1\n{fragment}")).unwrap();
+        let routes =
+            crate::model::validate::load("export", &format!("version: 1\n{fragment}")).unwrap();
         assert_eq!(ids(&routes), ["c:90"]);
     }
 

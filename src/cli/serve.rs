@@ -11,17 +11,17 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
 use capstan::api::{self, ApiAuth, ApiState};
-use capstan::apply::Haproxy;
+use capstan::desired::servers::Warning;
 use capstan::diff::Snapshot;
-use capstan::endpoints::Warning;
+use capstan::haproxy::driver::Haproxy;
 use capstan::haproxy::process::RuntimePaths;
 use capstan::model::RoutesFile;
-use capstan::overrides::{OverrideSet, OverrideStore};
 use capstan::reconcile::{Reconciler, RoutesSource, SwarmSource};
 use capstan::report::{self, StatusView};
 use capstan::sources::git::{GitAuth, RemoteRepo};
+use capstan::sources::overrides::{OverrideSet, OverrideStore};
+use capstan::sources::swarm::Swarm;
 use capstan::state::{RevisionInfo, StateDir};
-use capstan::swarm::Swarm;
 use capstan::webhook::WebhookSecret;
 
 #[derive(Args)]
@@ -583,7 +583,7 @@ pub fn overrides(
         }
         OverridesCommand::Export => {
             let body = block_on(get_json(&format!("{base}/v1/overrides"), credentials))?;
-            let set: capstan::overrides::OverrideSet =
+            let set: capstan::sources::overrides::OverrideSet =
                 serde_json::from_value(serde_json::json!({ "overrides": body["overrides"] }))
                     .context("reading the overrides")?;
             if api::has_fingerprints(&set) {
@@ -591,7 +591,7 @@ pub fn overrides(
                     "warning: the API showed password fingerprints, not hashes: put the real hashes in before committing (the API shows them to clients with credentials, when it requires them)"
                 );
             }
-            print!("{}", capstan::overrides::export(&set));
+            print!("{}", capstan::sources::overrides::export(&set));
         }
         OverridesCommand::Delete { service } => {
             let request = credentials

@@ -7,10 +7,10 @@ use std::sync::LazyLock;
 
 use serde::Deserialize;
 
-use crate::diagnostics::{Diagnostic, Diagnostics, FieldPath, Segment, excerpt};
+use crate::model::diagnostics::{Diagnostic, Diagnostics, FieldPath, Segment, excerpt};
+use crate::model::names;
+use crate::model::yaml::{self, SourceMap};
 use crate::model::{Duration, FORMAT_VERSION, Mode, PathMatch, Route, RoutesFile};
-use crate::render::names;
-use crate::yaml::{self, SourceMap};
 
 /// The JSON schema of `routes.yaml`, as committed in `schema/routes.schema.json`.
 pub fn schema() -> serde_json::Value {
@@ -157,7 +157,7 @@ fn diagnose(
 /// The schema error's message with the value it quotes cut short: the
 /// validator quotes the whole value (`"<50 MB>" is longer than 1024 characters`).
 fn schema_message(error: &jsonschema::ValidationError<'_>) -> String {
-    use crate::diagnostics::MAX_QUOTED_CHARS;
+    use crate::model::diagnostics::MAX_QUOTED_CHARS;
     let message = error.to_string();
     let instance = error.instance();
     let quoted = instance.to_string();
@@ -683,7 +683,7 @@ mod tests {
 
     #[test]
     fn committed_schema_matches_the_types() {
-        let committed = include_str!("../schema/routes.schema.json");
+        let committed = include_str!("../../schema/routes.schema.json");
         assert!(
             committed == schema_text(),
             "schema/routes.schema.json is stale: run `capstan schema > schema/routes.schema.json`"

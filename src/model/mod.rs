@@ -13,6 +13,11 @@
 //! backslashes, are rendered with every backslash doubled, so that PCRE gets
 //! exactly the pattern written here.
 
+pub mod diagnostics;
+pub mod names;
+pub mod validate;
+pub mod yaml;
+
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;

@@ -71,12 +71,12 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
-use crate::diagnostics::excerpt;
+use crate::model::diagnostics::excerpt;
+use crate::model::validate;
 use crate::model::{
     self, Address, Auth, Domain, HeaderName, HeaderRules, HeaderValue, Mode, Name, PathMatch,
     PathRewrite, RedirectCode, Route, RoutesFile, UrlPath, User,
 };
-use crate::validate;
 
 /// At most this many query parameters per request.
 pub const MAX_PARAMS: usize = 100;
@@ -336,7 +336,7 @@ impl Reconfigure {
     fn validate_with(
         &self,
         table: &RoutesFile,
-        check: fn(&str, &RoutesFile) -> Result<(), crate::diagnostics::Diagnostics>,
+        check: fn(&str, &RoutesFile) -> Result<(), crate::model::diagnostics::Diagnostics>,
     ) -> Result<(), DfpError> {
         let mut file = table.clone();
         let offset = file.routes.len();

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Endpoint, RouteId, RoutesFile};
-use crate::swarm::{SwarmState, running_addresses};
+use crate::sources::swarm::{SwarmState, running_addresses};
 
 /// One task as a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +110,7 @@ pub fn with_label_routes(git: &RoutesFile, swarm: &SwarmState) -> (RoutesFile, V
     let mut table = git.clone();
     let mut warnings = Vec::new();
     for service in swarm.services.values() {
-        let Some(params) = crate::swarm::dfp_label_params(service) else {
+        let Some(params) = crate::sources::swarm::dfp_label_params(service) else {
             continue;
         };
         let warn = |warnings: &mut Vec<Warning>, message: String| {
@@ -135,7 +135,7 @@ pub fn with_label_routes(git: &RoutesFile, swarm: &SwarmState) -> (RoutesFile, V
         for (name, users) in request.userlists {
             candidate.userlists.entry(name).or_insert(users);
         }
-        match crate::validate::check_semantics("labels", &candidate) {
+        match crate::model::validate::check_semantics("labels", &candidate) {
             Ok(()) => table = candidate,
             Err(problems) => warn(
                 &mut warnings,
@@ -202,7 +202,7 @@ pub fn assign_slots(tasks: &[TaskServer]) -> Vec<Option<&TaskServer>> {
 mod tests {
     use super::*;
     use crate::model::{Route, UrlPath};
-    use crate::swarm::{EndpointMode, NetworkInfo, ServiceInfo, ServiceMode, TaskInfo};
+    use crate::sources::swarm::{EndpointMode, NetworkInfo, ServiceInfo, ServiceMode, TaskInfo};
 
     fn network(id: &str, name: &str) -> (String, NetworkInfo) {
         (

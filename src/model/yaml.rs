@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use granit_parser::{Event, Parser, Span};
 
-use crate::diagnostics::{Diagnostic, FieldPath};
+use crate::model::diagnostics::{Diagnostic, FieldPath};
 
 /// 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -14,21 +14,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-use crate::apply::{ApplyError, Haproxy};
-use crate::diagnostics::Diagnostics;
-use crate::endpoints::{self, Endpoints, Warning};
+use crate::desired::servers::{self, Endpoints, Warning};
+use crate::haproxy::driver::{ApplyError, Haproxy};
 use crate::haproxy::process::MasterExit;
 use crate::metrics::{Metrics, ResultLabel};
 use crate::model::RoutesFile;
-use crate::overrides::{Drift, OverrideChange, OverrideSet, OverrideStore, merge};
+use crate::model::diagnostics::Diagnostics;
+use crate::model::validate;
 use crate::plan::{DesiredConfig, Method, Plan, plan};
 use crate::render::render_with;
 use crate::sources::git::{GitError, RemoteRepo};
+use crate::sources::overrides::{Drift, OverrideChange, OverrideSet, OverrideStore, merge};
+use crate::sources::swarm::{Swarm, SwarmState};
 use crate::state::{
     self, ApplyRecord, LastError, Outcome, RECORDED_CHANGES, RevisionInfo, State, StateDir, Timings,
 };
-use crate::swarm::{Swarm, SwarmState};
-use crate::validate;
 
 /// Where the desired routes come from.
 pub enum RoutesSource {
@@ -67,7 +67,7 @@ pub enum SourceError {
     MissingFile { file: String, branch: String },
     /// Refused from its size, before it is read.
     #[error("{0}")]
-    TooLarge(crate::diagnostics::Diagnostic),
+    TooLarge(crate::model::diagnostics::Diagnostic),
 }
 
 impl RoutesSource {
@@ -951,7 +951,7 @@ impl Reconciler {
         let mut warnings = Vec::new();
         let routes = match (&swarm, self.swarm.as_ref().is_some_and(|s| s.labels)) {
             (Some(state), true) => {
-                let (table, label_warnings) = endpoints::with_label_routes(&routes, state);
+                let (table, label_warnings) = servers::with_label_routes(&routes, state);
                 warnings.extend(label_warnings);
                 self.status().label_routes = table.routes[routes.routes.len()..]
                     .iter()
@@ -1001,8 +1001,7 @@ impl Reconciler {
         let mut warnings = git.warnings.clone();
         let endpoints = match (&git.swarm, &self.swarm) {
             (Some(state), Some(swarm)) => {
-                let (endpoints, route_warnings) =
-                    endpoints::resolve(&routes, state, &swarm.networks);
+                let (endpoints, route_warnings) = servers::resolve(&routes, state, &swarm.networks);
                 warnings.extend(route_warnings);
                 endpoints
             }
@@ -1301,7 +1300,7 @@ impl Reconciler {
         revision: RevisionInfo,
         stage: &str,
         message: String,
-        diagnostics: Vec<crate::diagnostics::Diagnostic>,
+        diagnostics: Vec<crate::model::diagnostics::Diagnostic>,
         marker: Option<String>,
         pending: Option<Plan>,
     ) {
@@ -1393,7 +1392,7 @@ impl ReconcileError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::overrides::{Action, Override};
+    use crate::sources::overrides::{Action, Override};
 
     fn remove(service: &str, created_at: &str) -> Override {
         Override {

@@ -1,0 +1,3 @@
+//! Sources → one desired state: the routes to serve and their servers.
+
+pub mod servers;

@@ -1,0 +1,32 @@
+//! HAProxy identifiers built from routes, named the way Docker Flow Proxy
+//! named them so that its users find their way around.
+
+use crate::model::Route;
+
+/// `go-demo-be8080`.
+pub fn backend(route: &Route) -> String {
+    format!("{}-be{}", route.key(), route.port)
+}
+
+/// `url_go-demo8080`, with `_<n>` when the route has several paths.
+pub fn path_acl(route: &Route, index: Option<usize>) -> String {
+    match index {
+        None => format!("url_{}{}", route.key(), route.port),
+        Some(i) => format!("url_{}{}_{i}", route.key(), route.port),
+    }
+}
+
+/// `domain_go-demo8080`.
+pub fn domain_acl(route: &Route) -> String {
+    format!("domain_{}{}", route.key(), route.port)
+}
+
+/// `tcp_5432`: the frontend of a tcp route.
+pub fn tcp_frontend(listen_port: u16) -> String {
+    format!("tcp_{listen_port}")
+}
+
+/// The frontend every http route shares.
+pub const HTTP_FRONTEND: &str = "services";
+/// The resolvers section used when `defaults.resolvers` is set.
+pub const RESOLVERS: &str = "docker";

@@ -78,7 +78,7 @@ fn marker(config: &HaproxyConfig) -> String {
 }
 
 /// A server as HAProxy's runtime API reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveServer {
     pub backend: String,
     pub server: String,
@@ -168,7 +168,7 @@ pub enum Method {
 }
 
 /// The changes that take live to desired, and how.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub method: Method,
     pub changes: Vec<Change>,

@@ -3,13 +3,15 @@
 //! arrive meanwhile coalesce into one more run, which fetches the latest
 //! desired state, so nothing is lost and the newest commit wins.
 
+mod status;
+
+use status::recent;
+pub use status::{AppliedInfo, FetchStatus, HaproxyStatus, Status};
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -23,216 +25,15 @@ use crate::model::diagnostics::Diagnostics;
 use crate::model::validate;
 use crate::plan::{DesiredConfig, Method, Plan, plan};
 use crate::render::render_with;
-use crate::sources::git::{GitError, RemoteRepo};
 use crate::sources::overrides::{Drift, OverrideChange, OverrideSet, OverrideStore, merge};
 use crate::sources::swarm::{Swarm, SwarmState};
+use crate::sources::{Fetched, RoutesSource};
 use crate::state::{
     self, ApplyRecord, LastError, Outcome, RECORDED_CHANGES, RevisionInfo, State, StateDir, Timings,
 };
 
-/// Where the desired routes come from.
-pub enum RoutesSource {
-    /// A file in a git repository, at the tip of a branch.
-    Git {
-        url: String,
-        repo: Arc<Mutex<RemoteRepo>>,
-        branch: String,
-        file: String,
-    },
-    /// A file on disk, re-read on every reconcile.
-    File(PathBuf),
-    /// The example table built into capstan.
-    Embedded,
-}
-
-/// Desired routes as fetched, before validation.
-#[derive(Debug, Clone)]
-pub struct Fetched {
-    pub revision: RevisionInfo,
-    /// The name diagnostics mention.
-    pub file_name: String,
-    pub text: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error(transparent)]
-    Git(#[from] GitError),
-    #[error("{path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{file} does not exist on branch {branch}")]
-    MissingFile { file: String, branch: String },
-    /// Refused from its size, before it is read.
-    #[error("{0}")]
-    TooLarge(crate::model::diagnostics::Diagnostic),
-}
-
-impl RoutesSource {
-    pub async fn fetch(&self) -> Result<Fetched, SourceError> {
-        match self {
-            RoutesSource::Git {
-                repo, branch, file, ..
-            } => {
-                let (repo, branch, file) = (repo.clone(), branch.clone(), file.clone());
-                tokio::task::spawn_blocking(move || {
-                    let repo = repo.lock().expect("git mutex");
-                    let revision = repo.fetch(&branch)?;
-                    let commit = revision.commit.clone().unwrap_or_default();
-                    let text = repo.read_file(&commit, &file)?.ok_or_else(|| {
-                        SourceError::MissingFile {
-                            file: file.clone(),
-                            branch: branch.clone(),
-                        }
-                    })?;
-                    Ok(Fetched {
-                        revision: RevisionInfo {
-                            label: revision.label(),
-                            commit: revision.commit,
-                        },
-                        file_name: file,
-                        text,
-                    })
-                })
-                .await
-                .expect("the git task does not panic")
-            }
-            RoutesSource::File(path) => {
-                let read = |source| SourceError::Read {
-                    path: path.clone(),
-                    source,
-                };
-                let name = path.display().to_string();
-                let size = tokio::fs::metadata(path).await.map_err(read)?.len();
-                if let Some(too_large) = validate::size_problem(&name, size) {
-                    return Err(SourceError::TooLarge(too_large));
-                }
-                let text = tokio::fs::read_to_string(path).await.map_err(read)?;
-                Ok(content_addressed(&name, text))
-            }
-            RoutesSource::Embedded => Ok(content_addressed(
-                "<embedded routes.yaml>",
-                crate::EMBEDDED_ROUTES.to_string(),
-            )),
-        }
-    }
-
-    pub fn describe(&self) -> SourceInfo {
-        match self {
-            RoutesSource::Git {
-                url, branch, file, ..
-            } => SourceInfo {
-                kind: "git",
-                location: url.clone(),
-                branch: Some(branch.clone()),
-                file: file.clone(),
-            },
-            RoutesSource::File(path) => SourceInfo {
-                kind: "file",
-                location: path.display().to_string(),
-                branch: None,
-                file: path.display().to_string(),
-            },
-            RoutesSource::Embedded => SourceInfo {
-                kind: "embedded",
-                location: "built into capstan".into(),
-                branch: None,
-                file: "routes.yaml".into(),
-            },
-        }
-    }
-}
-
-/// A file outside git is identified by a hash of its content.
-fn content_addressed(name: &str, text: String) -> Fetched {
-    let digest = Sha256::digest(text.as_bytes());
-    let short: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    Fetched {
-        revision: RevisionInfo {
-            label: format!("{name} (sha256 {short})"),
-            commit: None,
-        },
-        file_name: name.to_string(),
-        text,
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SourceInfo {
-    pub kind: &'static str,
-    pub location: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub branch: Option<String>,
-    pub file: String,
-}
-
-/// The state of git fetching, for status.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct FetchStatus {
-    pub last_success_at: Option<String>,
-    pub error: Option<String>,
-    pub consecutive_failures: u32,
-    /// Since when fetching fails: the desired state is unknown since then,
-    /// and capstan is not in sync whatever HAProxy serves.
-    pub failing_since: Option<String>,
-    /// Seconds until the next attempt, while failing.
-    pub retry_in_seconds: Option<u64>,
-}
-
-/// The HAProxy process capstan supervises, for status.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct HaproxyStatus {
-    /// Times HAProxy died and capstan started it again.
-    pub restarts: u64,
-    /// How the last death looked, e.g. `haproxy master 42 exited (signal: 9 (SIGKILL))`.
-    pub last_exit: Option<String>,
-    pub last_exit_at: Option<String>,
-}
-
-/// What `GET /v1/status` and `capstan status` show.
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    pub source: SourceInfo,
-    /// The newest revision fetched, valid or not.
-    pub desired: Option<RevisionInfo>,
-    /// The revision HAProxy serves.
-    pub applied: Option<AppliedInfo>,
-    /// HAProxy serves the newest desired revision, and that revision is
-    /// known (the last fetch succeeded).
-    pub in_sync: bool,
-    pub last_error: Option<LastError>,
-    pub fetch: FetchStatus,
-    pub haproxy: HaproxyStatus,
-    /// What the next apply would do; `nothing` when in sync.
-    pub pending_plan: Option<Plan>,
-    /// Overrides in force and how they differ from git.
-    pub overrides: Vec<Drift>,
-    /// Swarm-side problems with routes (a missing service, no running task).
-    pub warnings: Vec<Warning>,
-    /// Routes declared by `com.df.*` service labels (under git's, under overrides).
-    pub label_routes: Vec<String>,
-    /// The latest applies, newest first.
-    pub history: Vec<ApplyRecord>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AppliedInfo {
-    pub revision: RevisionInfo,
-    pub at: String,
-}
-
-/// The applies status shows, newest first.
-fn recent(state: &State) -> Vec<ApplyRecord> {
-    state.history.iter().take(STATUS_HISTORY).cloned().collect()
-}
-
 /// How long after a Docker event capstan looks at Swarm once more.
 const SWARM_FOLLOW_UP: Duration = Duration::from_millis(750);
-
-/// How many applies status shows.
-const STATUS_HISTORY: usize = 20;
 
 /// What the HTTP API shares with the loop.
 pub struct Shared {

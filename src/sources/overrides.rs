@@ -89,11 +89,10 @@ impl OverrideChange {
 }
 
 /// How one override shows against git, for status and diffs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drift {
     pub service: String,
-    /// `reconfigure` or `remove`.
-    pub kind: &'static str,
+    pub kind: DriftKind,
     /// Route ids git does not declare, added by the override.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub adds: Vec<String>,
@@ -107,6 +106,23 @@ pub struct Drift {
     pub redundant: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+}
+
+/// What an override does to git's routes of its service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftKind {
+    Reconfigure,
+    Remove,
+}
+
+impl std::fmt::Display for DriftKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DriftKind::Reconfigure => "reconfigure",
+            DriftKind::Remove => "remove",
+        })
+    }
 }
 
 /// Git's table with the live overrides laid over it, and how each differs.
@@ -123,7 +139,7 @@ pub fn merge(git: &RoutesFile, overrides: &OverrideSet, now: u64) -> Merged {
     for o in overrides.overrides.values().filter(|o| !o.is_expired(now)) {
         let mut d = Drift {
             service: o.service.clone(),
-            kind: "remove",
+            kind: DriftKind::Remove,
             adds: vec![],
             replaces: vec![],
             removes: vec![],
@@ -145,7 +161,7 @@ pub fn merge(git: &RoutesFile, overrides: &OverrideSet, now: u64) -> Merged {
                 routes: new,
                 userlists,
             } => {
-                d.kind = "reconfigure";
+                d.kind = DriftKind::Reconfigure;
                 let mut same = true;
                 for route in new {
                     let id = route.id().0;

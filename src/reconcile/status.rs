@@ -1,0 +1,72 @@
+//! What `GET /v1/status` shows and `capstan status` reads back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::desired::servers::Warning;
+use crate::plan::Plan;
+use crate::sources::SourceInfo;
+use crate::sources::overrides::Drift;
+use crate::state::{ApplyRecord, LastError, RevisionInfo, State};
+
+/// The state of git fetching, for status.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FetchStatus {
+    pub last_success_at: Option<String>,
+    pub error: Option<String>,
+    pub consecutive_failures: u32,
+    /// Since when fetching fails: the desired state is unknown since then,
+    /// and capstan is not in sync whatever HAProxy serves.
+    pub failing_since: Option<String>,
+    /// Seconds until the next attempt, while failing.
+    pub retry_in_seconds: Option<u64>,
+}
+
+/// The HAProxy process capstan supervises, for status.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HaproxyStatus {
+    /// Times HAProxy died and capstan started it again.
+    pub restarts: u64,
+    /// How the last death looked, e.g. `haproxy master 42 exited (signal: 9 (SIGKILL))`.
+    pub last_exit: Option<String>,
+    pub last_exit_at: Option<String>,
+}
+
+/// What `GET /v1/status` and `capstan status` show.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub source: SourceInfo,
+    /// The newest revision fetched, valid or not.
+    pub desired: Option<RevisionInfo>,
+    /// The revision HAProxy serves.
+    pub applied: Option<AppliedInfo>,
+    /// HAProxy serves the newest desired revision, and that revision is
+    /// known (the last fetch succeeded).
+    pub in_sync: bool,
+    pub last_error: Option<LastError>,
+    pub fetch: FetchStatus,
+    pub haproxy: HaproxyStatus,
+    /// What the next apply would do; `nothing` when in sync.
+    pub pending_plan: Option<Plan>,
+    /// Overrides in force and how they differ from git.
+    pub overrides: Vec<Drift>,
+    /// Swarm-side problems with routes (a missing service, no running task).
+    pub warnings: Vec<Warning>,
+    /// Routes declared by `com.df.*` service labels (under git's, under overrides).
+    pub label_routes: Vec<String>,
+    /// The latest applies, newest first.
+    pub history: Vec<ApplyRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppliedInfo {
+    pub revision: RevisionInfo,
+    pub at: String,
+}
+
+/// How many applies status shows.
+const STATUS_HISTORY: usize = 20;
+
+/// The applies status shows, newest first.
+pub(super) fn recent(state: &State) -> Vec<ApplyRecord> {
+    state.history.iter().take(STATUS_HISTORY).cloned().collect()
+}

@@ -3,8 +3,6 @@
 //! JSON answers as Docker Flow Proxy; each change becomes a persisted
 //! override on top of git, and the answer is sent once it serves (or failed).
 
-use std::time::Duration;
-
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,12 +10,9 @@ use serde_json::Value;
 
 use super::ApiState;
 use crate::dfp::{self, AnswerStatus};
-use crate::reconcile::{OverrideError, unix_now};
+use crate::reconcile::{APPLY_TIMEOUT, OverrideError, unix_now};
 use crate::sources::overrides::{Action, Override, OverrideChange};
 use crate::state;
-
-/// How long a `reload` caller waits for the reconcile.
-const APPLY_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn answer(code: StatusCode, body: Value) -> Response {
     (code, axum::Json(body)).into_response()
@@ -42,7 +37,7 @@ fn authorized(state: &ApiState, headers: &HeaderMap) -> Result<(), Box<Response>
 /// Persists an override change, then waits until a reconcile including it
 /// finished: the answer tells whether HAProxy serves it.
 async fn submit(state: &ApiState, change: OverrideChange) -> Result<(), Box<Response>> {
-    state.shared.change_override(change).await.map_err(|e| {
+    state.reconciler.change_override(change).await.map_err(|e| {
         let code = if e.is_client_error() {
             StatusCode::BAD_REQUEST
         } else {
@@ -87,7 +82,7 @@ pub async fn reconfigure(
         // A conflict with git or other overrides: say it in Docker Flow
         // Proxy's parameter names when the request's own routes are at fault.
         if response.status() == StatusCode::BAD_REQUEST {
-            let mut table = state.shared.routes_without(&service);
+            let mut table = state.reconciler.routes_without(&service);
             let ids: Vec<_> = request.routes.iter().map(|r| r.id()).collect();
             table.routes.retain(|r| !ids.contains(&r.id()));
             if let Err(e) = request.validate_in(&table) {
@@ -114,13 +109,7 @@ pub async fn remove(
         Err(response) => return *response,
     };
     let service = request.service_name.clone();
-    let in_git = state
-        .shared
-        .git_routes
-        .lock()
-        .expect("git mutex")
-        .as_ref()
-        .is_some_and(|git| git.routes.iter().any(|r| r.service.as_str() == service));
+    let in_git = state.reconciler.git_declares(&service);
     // A service only an override added goes with its override; one git
     // declares is hidden by a remove override until that is deleted.
     let change = if in_git {
@@ -151,9 +140,9 @@ pub async fn reload(State(state): State<ApiState>, headers: HeaderMap) -> Respon
     // re-fetches git and reconciles (retrying even a config that failed
     // before), and answers once that is done. OK only when HAProxy serves
     // git's newest revision.
-    let run = state.shared.request_reload();
+    let run = state.reconciler.request_reload();
     let completion =
-        tokio::time::timeout(APPLY_TIMEOUT, state.shared.wait_for_run_after(run)).await;
+        tokio::time::timeout(APPLY_TIMEOUT, state.reconciler.wait_for_run_after(run)).await;
     match completion {
         Ok(c) => match c.error.or(c.fetch_error) {
             None => answer(StatusCode::OK, serde_json::json!({"Status": "OK"})),
@@ -170,12 +159,7 @@ pub async fn config(
     State(state): State<ApiState>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    let applied = state
-        .shared
-        .applied_routes
-        .lock()
-        .expect("routes mutex")
-        .clone();
+    let applied = state.reconciler.applied_routes();
     let Some((_, routes)) = applied else {
         return nok(StatusCode::SERVICE_UNAVAILABLE, "nothing applied yet");
     };

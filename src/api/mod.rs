@@ -15,7 +15,7 @@ mod dfp;
 
 use crate::metrics::ResultLabel;
 use crate::model::{RoutesFile, User};
-use crate::reconcile::Shared;
+use crate::reconcile::ReconcilerHandle;
 use crate::sources::overrides::{Action, OverrideSet};
 use crate::webhook::WebhookSecret;
 
@@ -37,7 +37,7 @@ pub enum ApiAuth {
 /// What the handlers need.
 #[derive(Clone)]
 pub struct ApiState {
-    pub shared: Arc<Shared>,
+    pub reconciler: Arc<ReconcilerHandle>,
     /// Verifies push webhooks; `None` accepts any push (warned at startup).
     pub webhook_secret: Option<Arc<WebhookSecret>>,
     /// Pushes to other branches are acknowledged and ignored.
@@ -196,20 +196,8 @@ async fn limit_query(request: axum::extract::Request, next: axum::middleware::Ne
 }
 
 async fn list_overrides(State(state): State<ApiState>) -> Response {
-    let mut set = state
-        .shared
-        .overrides
-        .lock()
-        .expect("overrides mutex")
-        .set
-        .clone();
-    let drift = state
-        .shared
-        .status
-        .lock()
-        .expect("status mutex")
-        .overrides
-        .clone();
+    let mut set = state.reconciler.overrides();
+    let drift = state.reconciler.status().overrides;
     if state.auth.is_none() {
         redact_overrides(&mut set);
     }
@@ -227,22 +215,14 @@ async fn delete_override(
     if let Some(denied) = state.unauthorized(&headers) {
         return denied;
     }
-    let exists = state
-        .shared
-        .overrides
-        .lock()
-        .expect("overrides mutex")
-        .set
-        .overrides
-        .contains_key(&service);
-    if !exists {
+    if !state.reconciler.has_override(&service) {
         return json_response(
             StatusCode::NOT_FOUND,
             json!({"error": format!("no override for service {service}")}),
         );
     }
     let change = crate::sources::overrides::OverrideChange::Delete(service.clone());
-    match state.shared.change_override(change).await {
+    match state.reconciler.change_override(change).await {
         Ok(()) => json_response(
             StatusCode::OK,
             json!({"status": "deleted", "service": service}),
@@ -263,31 +243,13 @@ fn json_response(code: StatusCode, value: serde_json::Value) -> Response {
 }
 
 async fn status(State(state): State<ApiState>) -> Response {
-    let status = state.shared.status.lock().expect("status mutex").clone();
-    (StatusCode::OK, axum::Json(status)).into_response()
+    (StatusCode::OK, axum::Json(state.reconciler.status())).into_response()
 }
 
 async fn live(State(state): State<ApiState>) -> Response {
-    let applied = state
-        .shared
-        .applied_routes
-        .lock()
-        .expect("routes mutex")
-        .clone();
-    let mut overrides = state
-        .shared
-        .overrides
-        .lock()
-        .expect("overrides mutex")
-        .set
-        .clone();
-    let warnings = state
-        .shared
-        .status
-        .lock()
-        .expect("status mutex")
-        .warnings
-        .clone();
+    let applied = state.reconciler.applied_routes();
+    let mut overrides = state.reconciler.overrides();
+    let warnings = state.reconciler.status().warnings;
     match applied {
         Some((revision, mut routes)) => {
             // Without credentials configured, anyone reading this is anonymous.
@@ -318,7 +280,7 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.shared.metrics.encode(),
+        state.reconciler.metrics().encode(),
     )
         .into_response()
 }
@@ -326,8 +288,8 @@ async fn metrics(State(state): State<ApiState>) -> Response {
 async fn webhook(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
     let count = |result: &'static str| {
         state
-            .shared
-            .metrics
+            .reconciler
+            .metrics()
             .webhook_requests
             .get_or_create(&ResultLabel { result })
             .inc();
@@ -353,7 +315,7 @@ async fn webhook(State(state): State<ApiState>, headers: HeaderMap, body: Bytes)
         );
     }
     count("accepted");
-    let _ = state.shared.request_fetch();
+    let _ = state.reconciler.request_fetch();
     json_response(
         StatusCode::ACCEPTED,
         json!({ "status": "reconcile triggered" }),

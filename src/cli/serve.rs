@@ -257,7 +257,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tracing::info!(networks = ?args.swarm_networks, "Swarm discovery on");
     }
     let api_state = ApiState {
-        shared: reconciler.shared.clone(),
+        reconciler: reconciler.handle(),
         webhook_secret,
         branch: args.repo.as_ref().map(|_| args.branch.clone()),
         auth,

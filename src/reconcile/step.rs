@@ -1,0 +1,333 @@
+//! The decisions of one reconcile, without I/O: what to build on after a
+//! fetch, how overrides lay over git, the desired config, and whether to
+//! apply it. The loop in `mod.rs` gathers the inputs and carries out the
+//! answer.
+
+use std::path::Path;
+
+use crate::desired::servers::{self, Endpoints, Warning};
+use crate::model::RoutesFile;
+use crate::model::diagnostics::Diagnostics;
+use crate::model::validate;
+use crate::plan::{DesiredConfig, LiveState, Plan, plan};
+use crate::render::render_with;
+use crate::sources::Fetched;
+use crate::sources::overrides::{Drift, OverrideSet, merge};
+use crate::sources::swarm::SwarmState;
+use crate::state::RevisionInfo;
+
+/// What a reconcile builds on after asking the source.
+#[derive(Debug)]
+pub enum Fetch<E> {
+    /// The source answered.
+    Fresh(Fetched),
+    /// The source failed: the last fetch is used (overrides still apply on
+    /// top of it), but the desired state is unknown.
+    Stale { last: Fetched, error: E },
+    /// The source failed and nothing was fetched before.
+    Unknown(E),
+}
+
+/// Falls back to the last fetch when fetching failed.
+pub fn after_fetch<E>(result: Result<Fetched, E>, last: Option<&Fetched>) -> Fetch<E> {
+    match (result, last) {
+        (Ok(fetched), _) => Fetch::Fresh(fetched),
+        (Err(error), Some(last)) => Fetch::Stale {
+            last: last.clone(),
+            error,
+        },
+        (Err(error), None) => Fetch::Unknown(error),
+    }
+}
+
+/// Swarm's services and the networks the proxy shares with them.
+pub struct SwarmView {
+    pub state: SwarmState,
+    pub networks: Vec<String>,
+}
+
+/// git's routes for one reconcile, with Swarm's view of them.
+pub struct GitDesired {
+    pub revision: RevisionInfo,
+    pub file_name: String,
+    /// git's routes, plus the routes of `com.df.*` labels.
+    pub routes: RoutesFile,
+    pub swarm: Option<SwarmView>,
+    pub warnings: Vec<Warning>,
+}
+
+/// The overrides laid over git's table.
+#[derive(Debug)]
+pub struct Overlay {
+    pub routes: RoutesFile,
+    /// The overrides in force: without the stale ones.
+    pub overrides: OverrideSet,
+    /// How each override in force differs from git.
+    pub drift: Vec<Drift>,
+    /// Overrides that expired or that git now declares itself: to drop.
+    pub stale: Vec<String>,
+}
+
+/// Lays the overrides not expired at `now` over `git` (overrides win).
+pub fn overlay(git: &RoutesFile, overrides: &OverrideSet, now: u64) -> Overlay {
+    let merged = merge(git, overrides, now);
+    let stale: Vec<String> = overrides
+        .overrides
+        .values()
+        .filter(|o| o.is_expired(now))
+        .map(|o| o.service.clone())
+        .chain(
+            merged
+                .drift
+                .iter()
+                .filter(|d| d.redundant)
+                .map(|d| d.service.clone()),
+        )
+        .collect();
+    let mut in_force = overrides.clone();
+    for service in &stale {
+        in_force.overrides.remove(service);
+    }
+    Overlay {
+        routes: merged.routes,
+        overrides: in_force,
+        drift: merged.drift.into_iter().filter(|d| !d.redundant).collect(),
+        stale,
+    }
+}
+
+/// Overrides can make git's table invalid (a path two services claim).
+pub fn check_overlay(overlay: &Overlay) -> Result<(), Diagnostics> {
+    validate::check_semantics("overrides", &overlay.routes)
+}
+
+/// A desired config with what was merged into it.
+pub struct Assembled {
+    pub routes: RoutesFile,
+    /// The override set laid over git.
+    pub overrides: OverrideSet,
+    pub desired: DesiredConfig,
+    pub warnings: Vec<Warning>,
+}
+
+/// The desired config for `routes`, each route served by its Swarm tasks.
+pub fn assemble(
+    git: &GitDesired,
+    routes: RoutesFile,
+    overrides: OverrideSet,
+    admin_socket: &Path,
+) -> Assembled {
+    let mut warnings = git.warnings.clone();
+    let endpoints = match &git.swarm {
+        Some(swarm) => {
+            let (endpoints, route_warnings) =
+                servers::resolve(&routes, &swarm.state, &swarm.networks);
+            warnings.extend(route_warnings);
+            endpoints
+        }
+        None => Endpoints::new(),
+    };
+    let desired = DesiredConfig::new(render_with(&routes, &endpoints), admin_socket);
+    Assembled {
+        routes,
+        overrides,
+        desired,
+        warnings,
+    }
+}
+
+/// What to do with a desired config.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Carry out the plan (nothing, when live already matches).
+    Apply(Plan),
+    /// HAProxy rejected this exact config before: retrying every poll would
+    /// be a reload storm. Wait for a new desired state (or a forced reload).
+    AlreadyFailed(Plan),
+}
+
+/// Plans `desired` against `live`, unless HAProxy already rejected it
+/// (`failed_marker`) and the reconcile is not `force`d.
+pub fn decide(
+    desired: &DesiredConfig,
+    live: &LiveState,
+    failed_marker: Option<&str>,
+    force: bool,
+) -> Decision {
+    let plan = plan(desired, live);
+    if !force && !plan.is_empty() && failed_marker == Some(desired.marker.as_str()) {
+        Decision::AlreadyFailed(plan)
+    } else {
+        Decision::Apply(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::validate::load;
+    use crate::plan::Method;
+    use crate::sources::overrides::{Action, Override};
+
+    const GIT: &str = "version: 1\nroutes:\n  - service: go-demo\n    port: 8080\n    paths: [/demo]\n  - service: shop\n    port: 3000\n    paths: [/shop]\n";
+
+    fn git() -> RoutesFile {
+        load("routes.yaml", GIT).expect("valid")
+    }
+
+    fn fetched(label: &str) -> Fetched {
+        Fetched {
+            revision: RevisionInfo {
+                label: label.into(),
+                commit: None,
+            },
+            file_name: "routes.yaml".into(),
+            text: GIT.into(),
+        }
+    }
+
+    fn reconfigure(service: &str, port: u16, path: &str, expires_at: Option<u64>) -> Override {
+        let yaml = format!(
+            "version: 1\nroutes:\n  - service: {service}\n    port: {port}\n    paths: [{path}]\n"
+        );
+        Override {
+            service: service.into(),
+            action: Action::Reconfigure {
+                routes: load("override", &yaml).expect("valid").routes,
+                userlists: Default::default(),
+            },
+            created_at: "t".into(),
+            expires_at,
+        }
+    }
+
+    fn set(overrides: Vec<Override>) -> OverrideSet {
+        OverrideSet {
+            overrides: overrides
+                .into_iter()
+                .map(|o| (o.service.clone(), o))
+                .collect(),
+        }
+    }
+
+    fn backend_of<'a>(routes: &'a RoutesFile, path: &str) -> Vec<(&'a str, u16)> {
+        routes
+            .routes
+            .iter()
+            .filter(|r| r.paths.iter().any(|p| p.0 == path))
+            .map(|r| (r.service.as_str(), r.port))
+            .collect()
+    }
+
+    fn desired(routes: &RoutesFile) -> DesiredConfig {
+        let git = GitDesired {
+            revision: fetched("r").revision,
+            file_name: "routes.yaml".into(),
+            routes: routes.clone(),
+            swarm: None,
+            warnings: vec![],
+        };
+        assemble(
+            &git,
+            routes.clone(),
+            OverrideSet::default(),
+            Path::new("/run/admin.sock"),
+        )
+        .desired
+    }
+
+    #[test]
+    fn a_failed_fetch_falls_back_to_the_last_fetch_or_is_unknown() {
+        let last = fetched("r1");
+        match after_fetch::<&str>(Ok(fetched("r2")), Some(&last)) {
+            Fetch::Fresh(f) => assert_eq!(f.revision.label, "r2"),
+            other => panic!("expected fresh, got {other:?}"),
+        }
+        match after_fetch(Err("unreachable"), Some(&last)) {
+            Fetch::Stale { last, error } => {
+                assert_eq!(last.revision.label, "r1");
+                assert_eq!(error, "unreachable");
+            }
+            other => panic!("expected the last fetch, got {other:?}"),
+        }
+        assert!(matches!(
+            after_fetch(Err("unreachable"), None),
+            Fetch::Unknown("unreachable")
+        ));
+    }
+
+    #[test]
+    fn overrides_win_over_git_and_show_as_drift() {
+        let overrides = set(vec![reconfigure("go-demo", 8080, "/v2", None)]);
+        let overlay = overlay(&git(), &overrides, 100);
+        assert!(backend_of(&overlay.routes, "/demo").is_empty());
+        assert_eq!(backend_of(&overlay.routes, "/v2"), [("go-demo", 8080)]);
+        assert_eq!(backend_of(&overlay.routes, "/shop"), [("shop", 3000)]);
+        assert_eq!(overlay.drift.len(), 1);
+        assert_eq!(overlay.drift[0].service, "go-demo");
+        assert_eq!(overlay.drift[0].replaces.len(), 1);
+        assert!(overlay.stale.is_empty());
+        assert!(check_overlay(&overlay).is_ok());
+    }
+
+    #[test]
+    fn a_remove_override_hides_git_routes() {
+        let remove = Override {
+            service: "shop".into(),
+            action: Action::Remove,
+            created_at: "t".into(),
+            expires_at: None,
+        };
+        let overlay = overlay(&git(), &set(vec![remove]), 100);
+        assert!(backend_of(&overlay.routes, "/shop").is_empty());
+        assert_eq!(overlay.drift[0].removes.len(), 1);
+    }
+
+    #[test]
+    fn expired_and_redundant_overrides_are_stale_and_not_in_force() {
+        let overrides = set(vec![
+            reconfigure("go-demo", 9090, "/demo", Some(50)),
+            reconfigure("shop", 3000, "/shop", None),
+            reconfigure("new", 7000, "/new", Some(500)),
+        ]);
+        let overlay = overlay(&git(), &overrides, 100);
+        let mut stale = overlay.stale.clone();
+        stale.sort();
+        assert_eq!(stale, ["go-demo", "shop"]);
+        assert_eq!(
+            overlay.overrides.overrides.keys().collect::<Vec<_>>(),
+            ["new"]
+        );
+        assert_eq!(backend_of(&overlay.routes, "/demo"), [("go-demo", 8080)]);
+        assert_eq!(overlay.drift.len(), 1, "only `new` drifts from git");
+    }
+
+    #[test]
+    fn an_override_that_breaks_git_is_refused() {
+        let overrides = set(vec![reconfigure("other", 4000, "/shop", None)]);
+        assert!(check_overlay(&overlay(&git(), &overrides, 100)).is_err());
+    }
+
+    #[test]
+    fn a_config_haproxy_rejected_is_not_retried_unless_forced() {
+        let desired = desired(&git());
+        let live = LiveState::default();
+        let marker = desired.marker.clone();
+        let Decision::AlreadyFailed(plan) = decide(&desired, &live, Some(&marker), false) else {
+            panic!("the failed config must not be applied again");
+        };
+        assert_eq!(plan.method, Method::Reload);
+        assert!(matches!(
+            decide(&desired, &live, Some(&marker), true),
+            Decision::Apply(_)
+        ));
+        assert!(matches!(
+            decide(&desired, &live, Some("another config"), false),
+            Decision::Apply(_)
+        ));
+        assert!(matches!(
+            decide(&desired, &live, None, false),
+            Decision::Apply(_)
+        ));
+    }
+}

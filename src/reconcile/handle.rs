@@ -10,12 +10,12 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot, watch};
 
 use super::status::Status;
+use super::step::{check_overlay, overlay};
 use super::unix_now;
 use crate::metrics::Metrics;
 use crate::model::RoutesFile;
 use crate::model::diagnostics::Diagnostics;
-use crate::model::validate;
-use crate::sources::overrides::{OverrideChange, OverrideSet, OverrideStore, StoreError, merge};
+use crate::sources::overrides::{OverrideChange, OverrideSet, OverrideStore, StoreError};
 use crate::state::RevisionInfo;
 
 /// How long a caller waits for its change to be applied.
@@ -199,7 +199,7 @@ impl ReconcilerHandle {
     pub fn routes_without(&self, service: &str) -> RoutesFile {
         let mut set = self.overrides();
         set.overrides.remove(service);
-        merge(&self.git_table(), &set, unix_now()).routes
+        overlay(&self.git_table(), &set, unix_now()).routes
     }
 
     fn git_table(&self) -> RoutesFile {
@@ -271,9 +271,7 @@ impl ReconcilerHandle {
             return;
         }
         let git = self.git_table();
-        let check = |set: &OverrideSet| {
-            validate::check_semantics("overrides", &merge(&git, set, unix_now()).routes)
-        };
+        let check = |set: &OverrideSet| check_overlay(&overlay(&git, set, unix_now()));
         let mut overrides = lock(&self.overrides);
         let mut candidate = overrides.set.clone();
         for (change, _) in &batch {

@@ -1244,8 +1244,5 @@ mod tests {
         assert!(!ReconcileError::Rejected.is_transient());
         assert!(!ReconcileError::Invalid.is_transient());
         assert!(!ReconcileError::AlreadyFailed.is_transient());
-        assert!(ApplyError::Check("x".into()).is_rejection());
-        assert!(!ApplyError::PortInUse(80).is_rejection());
-        assert!(!ApplyError::Start("x".into()).is_rejection());
     }
 }

@@ -128,6 +128,14 @@ impl Setup {
         }
     }
 
+    /// A setup whose config, of generation `gen-1`, sends every request to
+    /// one server on `server_port`.
+    fn serving(server_port: u16) -> Self {
+        let setup = Self::new();
+        setup.write_config("gen-1", server_port, "");
+        setup
+    }
+
     /// Writes a config of generation `generation` whose default backend
     /// `app` has one server, `s1`, on `server_port`; `extra` is appended.
     fn write_config(&self, generation: &str, server_port: u16, extra: &str) {
@@ -172,11 +180,18 @@ backend app
     }
 }
 
+/// Stops HAProxy at the end of a test, letting connections finish.
+async fn stop(supervisor: Supervisor) {
+    supervisor
+        .stop(StopMode::Soft, Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn start_then_show_proc_and_show_info() {
     let a = http_backend("backend-A").await;
-    let setup = Setup::new();
-    setup.write_config("gen-1", a, "");
+    let setup = Setup::serving(a);
     let started = Instant::now();
     let (supervisor, _reaper) = setup.start().await;
     eprintln!("started and ready in {:?}", started.elapsed());
@@ -224,8 +239,7 @@ async fn start_then_show_proc_and_show_info() {
 async fn set_server_addr_moves_traffic_without_a_reload() {
     let a = http_backend("backend-A").await;
     let b = http_backend("backend-B").await;
-    let setup = Setup::new();
-    setup.write_config("gen-1", a, "");
+    let setup = Setup::serving(a);
     let (supervisor, _reaper) = setup.start().await;
     let admin = &setup.admin();
     assert_eq!(body(setup.frontend, "/").await, "backend-A");
@@ -291,8 +305,7 @@ async fn set_server_addr_moves_traffic_without_a_reload() {
 async fn a_valid_reload_starts_a_new_worker_serving_the_new_routes() {
     let a = http_backend("backend-A").await;
     let b = http_backend("backend-B").await;
-    let setup = Setup::new();
-    setup.write_config("gen-1", a, "");
+    let setup = Setup::serving(a);
     let (supervisor, _reaper) = setup.start().await;
     let old_worker = supervisor.master().show_proc().await.unwrap().workers[0].pid;
     assert_eq!(get(setup.frontend, "/b").await.unwrap().1, "backend-A");
@@ -338,17 +351,13 @@ async fn a_valid_reload_starts_a_new_worker_serving_the_new_routes() {
         "reload confirmed by show proc in {:?}; new route served after {serving:?}",
         outcome.duration
     );
-    supervisor
-        .stop(StopMode::Soft, Duration::from_secs(5))
-        .await
-        .unwrap();
+    stop(supervisor).await;
 }
 
 #[tokio::test]
 async fn a_failed_reload_is_reported_and_the_old_worker_keeps_serving() {
     let a = http_backend("backend-A").await;
-    let setup = Setup::new();
-    setup.write_config("gen-1", a, "");
+    let setup = Setup::serving(a);
     let (supervisor, _reaper) = setup.start().await;
     let old_worker = supervisor.master().show_proc().await.unwrap().workers[0].pid;
 
@@ -389,16 +398,12 @@ async fn a_failed_reload_is_reported_and_the_old_worker_keeps_serving() {
     assert!(reload.outcome.succeeded, "{reload:?}");
     assert_eq!(reload.outcome.after.failed_reloads, 0);
     assert_eq!(body(setup.frontend, "/").await, "backend-A");
-    supervisor
-        .stop(StopMode::Soft, Duration::from_secs(5))
-        .await
-        .unwrap();
+    stop(supervisor).await;
 }
 
 #[tokio::test]
 async fn check_config_rejects_a_broken_file_with_haproxys_message() {
-    let setup = Setup::new();
-    setup.write_config("gen-1", free_port(), "");
+    let setup = Setup::serving(free_port());
     check_config(&haproxy_bin(), &setup.config).await.unwrap();
 
     let broken = setup.dir.path().join("broken.cfg");
@@ -432,8 +437,7 @@ async fn check_config_rejects_a_broken_file_with_haproxys_message() {
 #[tokio::test]
 async fn injection_is_refused_before_anything_is_sent() {
     let a = http_backend("backend-A").await;
-    let setup = Setup::new();
-    setup.write_config("gen-1", a, "");
+    let setup = Setup::serving(a);
     let (supervisor, _reaper) = setup.start().await;
     let admin = &setup.admin();
     let before = admin.show_servers_state().await.unwrap();
@@ -469,17 +473,13 @@ async fn injection_is_refused_before_anything_is_sent() {
     assert_eq!(admin.show_servers_state().await.unwrap(), before);
     assert_eq!(supervisor.master().show_proc().await.unwrap().reloads, 0);
     assert_eq!(body(setup.frontend, "/").await, "backend-A");
-    supervisor
-        .stop(StopMode::Soft, Duration::from_secs(5))
-        .await
-        .unwrap();
+    stop(supervisor).await;
 }
 
 #[tokio::test]
 async fn haproxy_outlives_its_supervisor_and_is_attached_again() {
     let a = http_backend("backend-A").await;
-    let setup = Setup::new();
-    setup.write_config("gen-1", a, "");
+    let setup = Setup::serving(a);
     // A stale pid file, as after a crash: nothing to attach to, so it starts.
     std::fs::write(&setup.paths.pid_file, "999999999\n").unwrap();
     let supervisor = Supervisor::start_or_attach(&haproxy_bin(), &setup.config, &setup.paths)
@@ -538,8 +538,7 @@ async fn a_stop_that_outlasts_its_timeout_ends_in_sigkill() {
     // a soft stop waits for it.
     let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_port = silent.local_addr().unwrap().port();
-    let setup = Setup::new();
-    setup.write_config("gen-1", silent_port, "");
+    let setup = Setup::serving(silent_port);
     let (supervisor, _reaper) = setup.start().await;
     let mut client = TcpStream::connect(("127.0.0.1", setup.frontend))
         .await
@@ -576,8 +575,7 @@ async fn a_stop_that_outlasts_its_timeout_ends_in_sigkill() {
 #[tokio::test]
 async fn master_cli_is_reachable_on_its_own() {
     let a = http_backend("backend-A").await;
-    let setup = Setup::new();
-    setup.write_config("gen-1", a, "");
+    let setup = Setup::serving(a);
     let (supervisor, _reaper) = setup.start().await;
     let cli =
         MasterCli::new(&setup.paths.master_socket).with_reload_deadline(Duration::from_secs(5));
@@ -594,10 +592,7 @@ async fn master_cli_is_reachable_on_its_own() {
         1,
         "same master"
     );
-    supervisor
-        .stop(StopMode::Soft, Duration::from_secs(5))
-        .await
-        .unwrap();
+    stop(supervisor).await;
 }
 
 #[tokio::test]
@@ -605,8 +600,7 @@ async fn stop_right_after_an_outside_reload_still_stops() {
     // A signal reaching the master while it re-executes for a reload is
     // lost: `stop` must not depend on the first one.
     let a = http_backend("backend-A").await;
-    let setup = Setup::new();
-    setup.write_config("gen-1", a, "");
+    let setup = Setup::serving(a);
     for _ in 0..3 {
         let (supervisor, _reaper) = setup.start().await;
         let master_pid = supervisor.master_pid();

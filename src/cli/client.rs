@@ -158,14 +158,14 @@ pub fn overrides(
     command: OverridesCommand,
 ) -> Result<ExitCode> {
     let url = format!("{}/v1/overrides", url.trim_end_matches('/'));
-    let answer = |credentials| get::<OverridesAnswer>(&url, credentials, "the overrides");
+    let answer = || get::<OverridesAnswer>(&url, credentials, "the overrides");
     match command {
         OverridesCommand::List { json: true } => {
             let body = block_on(get_json(&url, credentials))?;
             println!("{}", serde_json::to_string_pretty(&body)?);
         }
         OverridesCommand::List { json: false } => {
-            let OverridesAnswer { overrides, drift } = answer(credentials)?;
+            let OverridesAnswer { overrides, drift } = answer()?;
             print!(
                 "{}",
                 report::overrides(&OverrideSet { overrides }, &drift, unix_now())
@@ -173,7 +173,7 @@ pub fn overrides(
         }
         OverridesCommand::Export => {
             let set = OverrideSet {
-                overrides: answer(credentials)?.overrides,
+                overrides: answer()?.overrides,
             };
             if api::has_fingerprints(&set) {
                 eprintln!(

@@ -17,7 +17,7 @@ use capstan::{EMBEDDED_ROUTES, render};
 
 mod cli;
 
-use cli::serve;
+use cli::{client, serve};
 
 /// Declarative GitOps reconciler for HAProxy on Docker Swarm.
 ///
@@ -65,9 +65,9 @@ enum Command {
         )]
         url: String,
         #[command(flatten)]
-        credentials: serve::Credentials,
+        credentials: client::Credentials,
         #[command(subcommand)]
-        command: serve::OverridesCommand,
+        command: client::OverridesCommand,
     },
     /// Validate, render and show what applying a routes file would change
     /// against a proxy with nothing running.
@@ -114,7 +114,7 @@ enum Command {
         /// Credentials for --live, when the API requires them. Without
         /// them, capstan shows password fingerprints, which are compared.
         #[command(flatten)]
-        credentials: serve::Credentials,
+        credentials: client::Credentials,
         /// Head revision; the working tree when omitted.
         #[arg(long)]
         head: Option<String>,
@@ -159,12 +159,12 @@ fn main() -> ExitCode {
             Ok(diff(&base, head.as_deref(), &repo, &file, format))
         }
         Command::Serve(args) => serve::run(*args),
-        Command::Status { url, json } => serve::status(&url, json),
+        Command::Status { url, json } => client::status(&url, json),
         Command::Overrides {
             url,
             credentials,
             command,
-        } => serve::overrides(&url, &credentials, command),
+        } => client::overrides(&url, &credentials, command),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
@@ -256,7 +256,7 @@ const DIFF_CHANGES: u8 = 2;
 
 enum Base {
     Revision(String),
-    Live(String, serve::Credentials),
+    Live(String, client::Credentials),
 }
 
 fn diff(base: &Base, head: Option<&str>, repo: &Path, file: &str, format: Format) -> ExitCode {
@@ -325,7 +325,7 @@ fn diff_report(
         }
         Base::Live(url, credentials) => {
             let (live, overrides, warnings) =
-                serve::live_snapshot(url, credentials).map_err(|e| DiffError {
+                client::live_snapshot(url, credentials).map_err(|e| DiffError {
                     message: format!("{e:#}"),
                     diagnostics: None,
                 })?;

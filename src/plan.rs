@@ -28,10 +28,7 @@ impl DesiredConfig {
     /// Adds what a supervised HAProxy needs beyond the routes: the admin
     /// socket capstan drives and the generation marker.
     pub fn new(mut config: HaproxyConfig, admin_socket: &Path) -> Self {
-        config.global_mut().line(format!(
-            "stats socket {} mode 600 level admin expose-fd listeners",
-            admin_socket.display()
-        ));
+        config.global_mut().line(stats_socket_line(admin_socket));
         let marker = marker(&config);
         config
             .global_mut()
@@ -42,6 +39,16 @@ impl DesiredConfig {
     pub fn text(&self) -> String {
         self.config.to_string()
     }
+}
+
+/// The `global` line that opens the admin socket capstan drives. `expose-fd
+/// listeners` lets a reloading worker take the listening sockets over from
+/// the old one, so that no connection is refused during a reload.
+pub(crate) fn stats_socket_line(admin_socket: &Path) -> String {
+    format!(
+        "stats socket {} mode 600 level admin expose-fd listeners",
+        admin_socket.display()
+    )
 }
 
 /// A server address HAProxy can take at run time: an IP literal and a port.
@@ -87,12 +94,14 @@ pub struct LiveServer {
     pub state: ServerState,
 }
 
-/// A server's administrative state.
+/// A server's administrative state, as planned, observed (`show servers
+/// state`) and set (`set server ... state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServerState {
+    /// Takes traffic.
     Ready,
-    /// No new connections; current ones finish.
+    /// No new connections; current ones and persistent clients finish.
     Drain,
     /// Out of service (an unused slot).
     Maint,
@@ -406,6 +415,17 @@ mod tests {
         );
         assert_ne!(before.marker, after.marker);
         assert_eq!(plan(&after, &running(&before)).method, Method::Reload);
+    }
+
+    #[test]
+    fn the_admin_socket_line_lets_a_reload_take_the_listeners_over() {
+        assert_eq!(
+            stats_socket_line(Path::new("/run/capstan/admin.sock")),
+            "stats socket /run/capstan/admin.sock mode 600 level admin expose-fd listeners"
+        );
+        assert!(desired(ONE).text().contains(
+            "\n    stats socket /run/admin.sock mode 600 level admin expose-fd listeners\n"
+        ));
     }
 
     #[test]

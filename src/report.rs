@@ -1,13 +1,18 @@
 //! `capstan diff` output as text (a terminal), Markdown (a pull-request
-//! comment) and JSON (machines). The JSON shape is documented in the README
-//! and versioned by its `capstan_diff` field.
+//! comment) and JSON (machines), and the text of `capstan status` and
+//! `capstan overrides list`. The diff's JSON shape is documented in the
+//! README and versioned by its `capstan_diff` field.
 
 use std::fmt::Write;
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::diff::{ChangeKind, DiffReport, FieldChange, RouteChange};
 use crate::model::diagnostics::Diagnostics;
+use crate::reconcile::Status;
+use crate::sources::overrides::{Action, Drift, OverrideSet};
+use crate::state::{LastError, RevisionInfo};
 
 /// Version of the JSON output; bumped on any incompatible change.
 pub const JSON_VERSION: u32 = 1;
@@ -257,16 +262,7 @@ fn drift_lines(report: &DiffReport) -> Vec<String> {
         .drift
         .iter()
         .map(|d| {
-            let mut effects = Vec::new();
-            for (verb, ids) in [
-                ("adds", &d.adds),
-                ("replaces", &d.replaces),
-                ("hides", &d.removes),
-            ] {
-                if !ids.is_empty() {
-                    effects.push(format!("{verb} {}", ids.join(", ")));
-                }
-            }
+            let effects = drift_effects(d, ["adds", "replaces", "hides"]);
             let expires = d
                 .expires_at
                 .map(|t| format!(" (expires at unix {t})"))
@@ -279,6 +275,20 @@ fn drift_lines(report: &DiffReport) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// What an override does to git's routes, one phrase per kind of effect,
+/// each with its verb: for the routes it adds, replaces and hides.
+fn drift_effects(d: &Drift, [adds, replaces, hides]: [&str; 3]) -> Vec<String> {
+    [
+        (adds, &d.adds),
+        (replaces, &d.replaces),
+        (hides, &d.removes),
+    ]
+    .into_iter()
+    .filter(|(_, ids)| !ids.is_empty())
+    .map(|(verb, ids)| format!("{verb} {}", ids.join(", ")))
+    .collect()
 }
 
 /// Inline code that survives any content inside a Markdown table cell.
@@ -302,112 +312,26 @@ fn fence_for(body: &str) -> String {
     "`".repeat(longest.max(2) + 1)
 }
 
-/// What `capstan status` reads of `GET /v1/status`. Every field is optional
-/// so that an answer missing one (an error without diagnostics, an older or
-/// newer server) is still shown rather than refused.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct StatusView {
-    pub source: SourceView,
-    pub desired: Option<RevisionView>,
-    pub applied: Option<AppliedView>,
-    pub in_sync: bool,
-    pub last_error: Option<ErrorView>,
-    pub fetch: FetchView,
-    pub overrides: Vec<DriftView>,
-    pub warnings: Vec<WarningView>,
-    pub pending_plan: Option<PlanView>,
-    pub history: Vec<ApplyView>,
+/// In sync, and neither the last apply nor git fetching is failing:
+/// `capstan status` exits 0.
+pub fn is_healthy(status: &Status) -> bool {
+    status.in_sync && status.last_error.is_none() && status.fetch.error.is_none()
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct SourceView {
-    pub kind: String,
-    pub location: String,
-    pub branch: Option<String>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct RevisionView {
-    pub label: Option<String>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct AppliedView {
-    pub revision: Option<RevisionView>,
-    pub at: Option<String>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct ErrorView {
-    pub stage: String,
-    pub message: String,
-    pub diagnostics: Vec<DiagnosticView>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct DiagnosticView {
-    pub file: String,
-    pub line: Option<u64>,
-    pub column: Option<u64>,
-    pub field: String,
-    pub message: String,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct FetchView {
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct DriftView {
-    pub service: String,
-    pub kind: String,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct WarningView {
-    pub route: String,
-    pub message: String,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct PlanView {
-    pub method: String,
-    pub changes: Vec<Value>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct ApplyView {
-    pub at: String,
-    pub method: String,
-    pub outcome: String,
-    pub duration_ms: Option<u64>,
-    pub revision: Option<RevisionView>,
-}
-
-impl StatusView {
-    /// In sync, and neither the last apply nor git fetching is failing.
-    pub fn is_healthy(&self) -> bool {
-        self.in_sync && self.last_error.is_none() && self.fetch.error.is_none()
+/// The word the JSON shows for a unit variant (`reload`, `failed`).
+fn word(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(word)) => word,
+        _ => String::new(),
     }
+}
+
+fn label(revision: Option<&RevisionInfo>) -> &str {
+    revision.map_or("-", |r| r.label.as_str())
 }
 
 /// `capstan status` as text.
-pub fn status(status: &StatusView) -> String {
-    fn label(revision: Option<&RevisionView>) -> &str {
-        revision.and_then(|r| r.label.as_deref()).unwrap_or("-")
-    }
+pub fn status(status: &Status) -> String {
     let mut out = String::new();
     let source = &status.source;
     let _ = writeln!(
@@ -426,8 +350,8 @@ pub fn status(status: &StatusView) -> String {
     let _ = writeln!(
         out,
         "applied:  {} at {}",
-        label(applied.and_then(|a| a.revision.as_ref())),
-        applied.and_then(|a| a.at.as_deref()).unwrap_or("-")
+        label(applied.map(|a| &a.revision)),
+        applied.map_or("-", |a| a.at.as_str())
     );
     let in_sync = if status.in_sync { "yes" } else { "NO" };
     let _ = writeln!(out, "in sync:  {in_sync}");
@@ -435,19 +359,7 @@ pub fn status(status: &StatusView) -> String {
         let _ = writeln!(out, "fetch:    failing: {error}");
     }
     if let Some(error) = &status.last_error {
-        let _ = writeln!(out, "error:    [{}] {}", error.stage, error.message);
-        for d in &error.diagnostics {
-            let place = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "          {}:{}:{}: {}: {}",
-                d.file,
-                place(d.line),
-                place(d.column),
-                d.field,
-                d.message
-            );
-        }
+        last_error(&mut out, error);
     }
     for d in &status.overrides {
         let _ = writeln!(
@@ -463,7 +375,7 @@ pub fn status(status: &StatusView) -> String {
         let _ = writeln!(
             out,
             "pending:  {} ({} change(s))",
-            plan.method,
+            word(&plan.method),
             plan.changes.len()
         );
     }
@@ -473,13 +385,56 @@ pub fn status(status: &StatusView) -> String {
             out,
             "  {}  {:<7} {:<6} {:>5} ms  {}",
             record.at,
-            record.method,
-            record.outcome,
-            record
-                .duration_ms
-                .map(|ms| ms.to_string())
-                .unwrap_or_default(),
-            label(record.revision.as_ref())
+            word(&record.method),
+            word(&record.outcome),
+            record.duration_ms,
+            record.revision.label
+        );
+    }
+    out
+}
+
+fn last_error(out: &mut String, error: &LastError) {
+    let _ = writeln!(out, "error:    [{}] {}", error.stage, error.message);
+    for d in &error.diagnostics {
+        let _ = writeln!(
+            out,
+            "          {}:{}:{}: {}: {}",
+            d.file, d.line, d.column, d.field, d.message
+        );
+    }
+}
+
+/// `capstan overrides list` as text: each override in force and what it
+/// does against git, as of unix time `now`.
+pub fn overrides(set: &OverrideSet, drift: &[Drift], now: u64) -> String {
+    if set.overrides.is_empty() {
+        return "no overrides: HAProxy serves what git declares\n".to_string();
+    }
+    let mut out = String::new();
+    for (service, o) in &set.overrides {
+        let effects = drift
+            .iter()
+            .find(|d| d.service == *service)
+            .map(|d| drift_effects(d, ["adds", "replaces git's", "hides git's"]))
+            .unwrap_or_default();
+        let expires = o
+            .expires_at
+            .map(|t| format!(", expires in {}s", t.saturating_sub(now)))
+            .unwrap_or_default();
+        let kind = match o.action {
+            Action::Reconfigure { .. } => "reconfigure",
+            Action::Remove => "remove",
+        };
+        let _ = writeln!(
+            out,
+            "{service}: {kind} since {}{expires}: {}",
+            o.created_at,
+            if effects.is_empty() {
+                "no effect".to_string()
+            } else {
+                effects.join("; ")
+            }
         );
     }
     out
@@ -490,6 +445,7 @@ mod tests {
     use super::*;
     use crate::diff::Snapshot;
     use crate::model::validate::load;
+    use crate::sources::overrides::DriftKind;
 
     fn report() -> DiffReport {
         let base = load(
@@ -504,21 +460,103 @@ mod tests {
         )
     }
 
+    /// A status as `GET /v1/status` answers it after a failed reload.
+    fn failed_status() -> Status {
+        serde_json::from_value(json!({
+            "source": {"kind": "git", "location": "https://example.com/r.git", "branch": "main", "file": "routes.yaml"},
+            "desired": {"label": "main (1a2b3c4)", "commit": "1a2b3c4"},
+            "applied": null,
+            "in_sync": false,
+            "last_error": {"stage": "check", "message": "haproxy -c rejected the config", "at": "2026-11-25T11:22:33Z"},
+            "fetch": {"last_success_at": "2026-11-25T11:22:33Z", "error": null, "consecutive_failures": 0, "failing_since": null, "retry_in_seconds": null},
+            "haproxy": {"restarts": 0, "last_exit": null, "last_exit_at": null},
+            "pending_plan": {"method": "reload", "changes": [{"kind": "reload_running_config"}]},
+            "overrides": [],
+            "warnings": [],
+            "label_routes": [],
+            "history": [{
+                "revision": {"label": "main (1a2b3c4)", "commit": "1a2b3c4"},
+                "at": "now", "method": "reload", "changes": [], "changes_total": 0,
+                "outcome": "failed", "duration_ms": 12,
+                "timings": {"fetch_ms": 1, "plan_ms": 2, "check_ms": 9, "apply_ms": 9},
+            }],
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn status_shows_an_error_without_diagnostics() {
         // What a `haproxy -c` rejection looks like: no file:line diagnostics.
-        let view: StatusView = serde_json::from_value(json!({
-            "in_sync": false,
-            "last_error": {"stage": "check", "message": "haproxy -c rejected the config"},
-            "history": [{"at": "now", "method": "reload", "outcome": "failed"}],
-        }))
-        .unwrap();
+        let view = failed_status();
         let text = status(&view);
         assert!(
             text.contains("error:    [check] haproxy -c rejected the config"),
             "{text}"
         );
-        assert!(!view.is_healthy());
+        assert!(!is_healthy(&view));
+    }
+
+    #[test]
+    fn status_reads_back_what_the_server_writes() {
+        let mut written = failed_status();
+        written.overrides = vec![Drift {
+            service: "b".into(),
+            kind: DriftKind::Remove,
+            adds: vec![],
+            replaces: vec![],
+            removes: vec!["b:80".into()],
+            redundant: false,
+            expires_at: None,
+        }];
+        let read: Status = serde_json::from_str(&serde_json::to_string(&written).unwrap()).unwrap();
+        let text = status(&read);
+        assert_eq!(text, status(&written));
+        for line in [
+            "source:   git https://example.com/r.git (branch main)\n",
+            "desired:  main (1a2b3c4)\napplied:  - at -\nin sync:  NO\n",
+            "override: b (remove) — see `capstan overrides list`\n",
+            "pending:  reload (1 change(s))\n",
+            "  now  reload  failed    12 ms  main (1a2b3c4)\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in {text}");
+        }
+    }
+
+    #[test]
+    fn a_status_missing_what_older_servers_did_not_send_is_read() {
+        let status: Status = serde_json::from_value(json!({
+            "source": {"kind": "file", "location": "r.yaml", "file": "r.yaml"},
+            "in_sync": true,
+        }))
+        .unwrap();
+        assert!(is_healthy(&status));
+        assert!(super::status(&status).ends_with("last applies:\n"));
+    }
+
+    #[test]
+    fn overrides_list_says_what_each_does_against_git() {
+        let set: OverrideSet = serde_json::from_value(json!({"overrides": {
+            "a": {"service": "a", "kind": "remove", "created_at": "t0", "expires_at": 130},
+            "b": {"service": "b", "kind": "remove", "created_at": "t1"},
+        }}))
+        .unwrap();
+        let drift = [Drift {
+            service: "a".into(),
+            kind: DriftKind::Remove,
+            adds: vec![],
+            replaces: vec![],
+            removes: vec!["a:80".into(), "a:81".into()],
+            redundant: false,
+            expires_at: Some(130),
+        }];
+        assert_eq!(
+            overrides(&set, &drift, 100),
+            "a: remove since t0, expires in 30s: hides git's a:80, a:81\nb: remove since t1: no effect\n"
+        );
+        assert_eq!(
+            overrides(&OverrideSet::default(), &[], 0),
+            "no overrides: HAProxy serves what git declares\n"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! `capstan serve`, `capstan status` and the live side of `capstan diff`:
-//! the binary's wiring of sources, reconciler, HAProxy and the HTTP API.
+//! `capstan serve`: the binary's wiring of sources, reconciler, HAProxy and
+//! the HTTP API.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,23 +7,21 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
 use capstan::api::{self, ApiAuth, ApiState};
-use capstan::desired::servers::Warning;
-use capstan::diff::Snapshot;
 use capstan::haproxy::driver::Haproxy;
 use capstan::haproxy::process::RuntimePaths;
-use capstan::model::RoutesFile;
 use capstan::reconcile::{Reconciler, SwarmSource};
-use capstan::report::{self, StatusView};
 use capstan::sources::RoutesSource;
 use capstan::sources::git::{GitAuth, RemoteRepo};
-use capstan::sources::overrides::{OverrideSet, OverrideStore};
+use capstan::sources::overrides::OverrideStore;
 use capstan::sources::swarm::Swarm;
-use capstan::state::{RevisionInfo, StateDir};
+use capstan::state::StateDir;
 use capstan::webhook::WebhookSecret;
+
+use super::read_secret;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -171,16 +169,6 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn read_secret(path: &PathBuf) -> Result<String> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let secret = text.trim().to_string();
-    if secret.is_empty() {
-        bail!("{} is empty", path.display());
-    }
-    Ok(secret)
-}
-
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     init_logging(args.log_format);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -192,30 +180,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let state_dir = StateDir::open(&args.state_dir)?;
     let state = state_dir.load()?;
     let source = routes_source(&args, &state_dir)?;
-    let paths = RuntimePaths::in_dir(state_dir.run_dir());
-    let mut haproxy = match (&args.attach_master_socket, &args.attach_config) {
-        (Some(master), Some(config)) => Haproxy::attached(
-            args.haproxy.clone(),
-            config.clone(),
-            RuntimePaths {
-                master_socket: master.clone(),
-                ..paths
-            },
-        ),
-        _ => Haproxy::supervised(args.haproxy.clone(), state_dir.config_file(), paths),
-    };
+    let mut haproxy = haproxy(&args, &state_dir);
     if let Err(error) = haproxy.resume().await {
         tracing::error!(%error, "could not resume HAProxy with the last applied config");
     }
-    let webhook_secret = match &args.webhook_secret_file {
-        Some(path) => Some(Arc::new(WebhookSecret::new(
-            read_secret(path)?.into_bytes(),
-        ))),
-        None => {
-            tracing::warn!("no --webhook-secret-file: push webhooks are accepted unverified");
-            None
-        }
-    };
+    let webhook_secret = webhook_secret(&args)?;
     let overrides = OverrideStore::new(state_dir.root()).load()?;
     if !overrides.overrides.is_empty() {
         tracing::info!(
@@ -223,37 +192,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
             "overrides in force (see /v1/status)"
         );
     }
-    let auth = match (&args.api_token_file, &args.api_basic_auth_file) {
-        (Some(path), _) => Some(Arc::new(ApiAuth::Bearer(read_secret(path)?))),
-        (None, Some(path)) => Some(Arc::new(ApiAuth::Basic(read_secret(path)?))),
-        (None, None) => {
-            if args.listen.ip().is_loopback() {
-                tracing::info!("the reconfigure API is open (loopback only)");
-            } else {
-                tracing::warn!(
-                    listen = %args.listen,
-                    "THE RECONFIGURE API IS OPEN TO THE NETWORK: anyone who reaches it can change routes; set --api-token-file or --api-basic-auth-file"
-                );
-            }
-            None
-        }
-    };
+    let auth = api_auth(&args)?;
     let config_file = args
         .attach_config
         .clone()
         .unwrap_or_else(|| state_dir.config_file());
     let mut reconciler = Reconciler::new(source, state_dir, haproxy, state, overrides);
     if args.swarm {
-        let client = Swarm::connect().await.context("connecting to Docker")?;
-        let (tx, events) = tokio::sync::mpsc::channel(1);
-        let watcher = client.clone();
-        tokio::spawn(async move { watcher.watch(tx).await });
-        reconciler = reconciler.with_swarm(SwarmSource {
-            client,
-            networks: args.swarm_networks.clone(),
-            events,
-            labels: args.swarm_labels,
-        });
+        reconciler = reconciler.with_swarm(swarm_source(&args).await?);
         tracing::info!(networks = ?args.swarm_networks, "Swarm discovery on");
     }
     let api_state = ApiState {
@@ -274,20 +220,84 @@ async fn serve(args: ServeArgs) -> Result<()> {
         connection_cap(args.max_connections),
         args.api_header_timeout,
     );
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    };
     tokio::select! {
         () = reconciler.run(args.poll_interval) => {}
         () = api => {}
-        () = shutdown => tracing::info!("stopping; HAProxy keeps serving"),
+        () = shutdown() => tracing::info!("stopping; HAProxy keeps serving"),
     }
     Ok(())
+}
+
+/// The HAProxy capstan drives: one started elsewhere with `--attach-*`,
+/// else one it supervises in the state directory.
+fn haproxy(args: &ServeArgs, state_dir: &StateDir) -> Haproxy {
+    let paths = RuntimePaths::in_dir(state_dir.run_dir());
+    match (&args.attach_master_socket, &args.attach_config) {
+        (Some(master), Some(config)) => Haproxy::attached(
+            args.haproxy.clone(),
+            config.clone(),
+            RuntimePaths {
+                master_socket: master.clone(),
+                ..paths
+            },
+        ),
+        _ => Haproxy::supervised(args.haproxy.clone(), state_dir.config_file(), paths),
+    }
+}
+
+fn webhook_secret(args: &ServeArgs) -> Result<Option<Arc<WebhookSecret>>> {
+    match &args.webhook_secret_file {
+        Some(path) => Ok(Some(Arc::new(WebhookSecret::new(
+            read_secret(path)?.into_bytes(),
+        )))),
+        None => {
+            tracing::warn!("no --webhook-secret-file: push webhooks are accepted unverified");
+            Ok(None)
+        }
+    }
+}
+
+/// What the mutating API endpoints require; `None` leaves them open.
+fn api_auth(args: &ServeArgs) -> Result<Option<Arc<ApiAuth>>> {
+    Ok(match (&args.api_token_file, &args.api_basic_auth_file) {
+        (Some(path), _) => Some(Arc::new(ApiAuth::Bearer(read_secret(path)?))),
+        (None, Some(path)) => Some(Arc::new(ApiAuth::Basic(read_secret(path)?))),
+        (None, None) => {
+            if args.listen.ip().is_loopback() {
+                tracing::info!("the reconfigure API is open (loopback only)");
+            } else {
+                tracing::warn!(
+                    listen = %args.listen,
+                    "THE RECONFIGURE API IS OPEN TO THE NETWORK: anyone who reaches it can change routes; set --api-token-file or --api-basic-auth-file"
+                );
+            }
+            None
+        }
+    })
+}
+
+/// Docker Swarm, and a task that forwards its events to the reconciler.
+async fn swarm_source(args: &ServeArgs) -> Result<SwarmSource> {
+    let client = Swarm::connect().await.context("connecting to Docker")?;
+    let (tx, events) = tokio::sync::mpsc::channel(1);
+    let watcher = client.clone();
+    tokio::spawn(async move { watcher.watch(tx).await });
+    Ok(SwarmSource {
+        client,
+        networks: args.swarm_networks.clone(),
+        events,
+        labels: args.swarm_labels,
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 /// File descriptors kept for the reconciler (git, HAProxy's sockets,
@@ -427,222 +437,4 @@ fn routes_source(args: &ServeArgs, state_dir: &StateDir) -> Result<RoutesSource>
         branch: args.branch.clone(),
         file: args.file.clone(),
     })
-}
-
-fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?
-        .block_on(future)
-}
-
-/// The credentials a client command sends to capstan's API, when it requires
-/// them (`capstan serve --api-token-file` or `--api-basic-auth-file`).
-#[derive(Args, Default)]
-pub struct Credentials {
-    /// File holding the API bearer token, when the API requires one.
-    #[arg(long, env = "CAPSTAN_API_TOKEN_FILE", global = true)]
-    token_file: Option<PathBuf>,
-    /// File holding `user:password` for the API's basic auth, when it requires it.
-    #[arg(
-        long,
-        env = "CAPSTAN_API_BASIC_AUTH_FILE",
-        global = true,
-        conflicts_with = "token_file"
-    )]
-    basic_auth_file: Option<PathBuf>,
-}
-
-impl Credentials {
-    fn apply(&self, request: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder> {
-        Ok(match (&self.token_file, &self.basic_auth_file) {
-            (Some(path), _) => request.bearer_auth(read_secret(path)?),
-            (None, Some(path)) => {
-                let secret = read_secret(path)?;
-                let (user, password) = secret
-                    .split_once(':')
-                    .with_context(|| format!("{}: expected `user:password`", path.display()))?;
-                request.basic_auth(user, Some(password))
-            }
-            (None, None) => request,
-        })
-    }
-}
-
-async fn get_json(url: &str, credentials: &Credentials) -> Result<serde_json::Value> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let response = credentials
-        .apply(client.get(url))?
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    let code = response.status();
-    let body: serde_json::Value = response
-        .json()
-        .await
-        .with_context(|| format!("GET {url}: not JSON"))?;
-    if !code.is_success() {
-        // Errors say `error`; the Docker-Flow-Proxy-style 401 says `Message`.
-        let reason = ["error", "Message"]
-            .iter()
-            .find_map(|key| body.get(key)?.as_str())
-            .unwrap_or_default();
-        bail!("GET {url}: {code}: {reason}");
-    }
-    Ok(body)
-}
-
-/// What a running capstan serves, as the base of a diff, and the
-/// overrides in force there.
-pub fn live_snapshot(
-    url: &str,
-    credentials: &Credentials,
-) -> Result<(Snapshot, OverrideSet, Vec<Warning>)> {
-    let url = format!("{}/v1/live", url.trim_end_matches('/'));
-    let body = block_on(get_json(&url, credentials))?;
-    let revision: RevisionInfo = serde_json::from_value(body["revision"].clone())
-        .with_context(|| format!("{url}: no revision"))?;
-    let mut routes: RoutesFile = serde_json::from_value(body["routes"].clone())
-        .with_context(|| format!("{url}: no routes"))?;
-    let mut overrides: OverrideSet =
-        serde_json::from_value(serde_json::json!({ "overrides": body["overrides"] }))
-            .with_context(|| format!("{url}: no overrides"))?;
-    let warnings: Vec<Warning> =
-        serde_json::from_value(body["warnings"].clone()).unwrap_or_default();
-    // The API shows password fingerprints to clients without credentials:
-    // the diff compares fingerprints, whichever it sent (git's side too).
-    api::redact_routes(&mut routes);
-    api::redact_overrides(&mut overrides);
-    let snapshot = Snapshot::rendered(format!("live {}", revision.label), revision.commit, routes);
-    Ok((snapshot, overrides, warnings))
-}
-
-/// `capstan overrides list|export|delete`.
-pub fn overrides(
-    url: &str,
-    credentials: &Credentials,
-    command: OverridesCommand,
-) -> Result<ExitCode> {
-    let base = url.trim_end_matches('/');
-    match command {
-        OverridesCommand::List { json } => {
-            let body = block_on(get_json(&format!("{base}/v1/overrides"), credentials))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&body)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let drift = body["drift"].as_array().cloned().unwrap_or_default();
-            let overrides = body["overrides"].as_object().cloned().unwrap_or_default();
-            if overrides.is_empty() {
-                println!("no overrides: HAProxy serves what git declares");
-            }
-            for (service, o) in &overrides {
-                let d = drift.iter().find(|d| d["service"] == service.as_str());
-                let list = |key: &str| {
-                    d.and_then(|d| d[key].as_array())
-                        .map(|v| {
-                            v.iter()
-                                .filter_map(|x| x.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        })
-                        .filter(|s| !s.is_empty())
-                };
-                let mut effects = Vec::new();
-                for (key, verb) in [
-                    ("adds", "adds"),
-                    ("replaces", "replaces git's"),
-                    ("removes", "hides git's"),
-                ] {
-                    if let Some(ids) = list(key) {
-                        effects.push(format!("{verb} {ids}"));
-                    }
-                }
-                let expires = o["expires_at"]
-                    .as_u64()
-                    .map(|t| {
-                        format!(
-                            ", expires in {}s",
-                            t.saturating_sub(capstan::reconcile::unix_now())
-                        )
-                    })
-                    .unwrap_or_default();
-                println!(
-                    "{service}: {} since {}{expires}: {}",
-                    o["kind"].as_str().unwrap_or_default(),
-                    o["created_at"].as_str().unwrap_or_default(),
-                    if effects.is_empty() {
-                        "no effect".to_string()
-                    } else {
-                        effects.join("; ")
-                    }
-                );
-            }
-        }
-        OverridesCommand::Export => {
-            let body = block_on(get_json(&format!("{base}/v1/overrides"), credentials))?;
-            let set: capstan::sources::overrides::OverrideSet =
-                serde_json::from_value(serde_json::json!({ "overrides": body["overrides"] }))
-                    .context("reading the overrides")?;
-            if api::has_fingerprints(&set) {
-                eprintln!(
-                    "warning: the API showed password fingerprints, not hashes: put the real hashes in before committing (the API shows them to clients with credentials, when it requires them)"
-                );
-            }
-            print!("{}", capstan::sources::overrides::export(&set));
-        }
-        OverridesCommand::Delete { service } => {
-            let request = credentials
-                .apply(reqwest::Client::new().delete(format!("{base}/v1/overrides/{service}")))?;
-            block_on(async {
-                let response = request.send().await.context("DELETE override")?;
-                let code = response.status();
-                let body = response.text().await.unwrap_or_default();
-                if !code.is_success() {
-                    bail!("{code}: {body}");
-                }
-                println!("override of {service} deleted");
-                Ok(())
-            })?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-#[derive(clap::Subcommand)]
-pub enum OverridesCommand {
-    /// List the overrides in force and how they differ from git.
-    List {
-        /// Print the raw JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Print the overrides as routes.yaml entries, to commit to git.
-    Export,
-    /// Delete a service's override (git's routes serve again).
-    Delete { service: String },
-}
-
-/// Exit codes of `capstan status`.
-const STATUS_HEALTHY: u8 = 0;
-const STATUS_UNHEALTHY: u8 = 2;
-
-pub fn status(url: &str, json: bool) -> Result<ExitCode> {
-    let url = format!("{}/v1/status", url.trim_end_matches('/'));
-    let body = block_on(get_json(&url, &Credentials::default()))?;
-    let status: StatusView =
-        serde_json::from_value(body.clone()).with_context(|| format!("{url}: not a status"))?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
-    } else {
-        print!("{}", report::status(&status));
-    }
-    Ok(ExitCode::from(if status.is_healthy() {
-        STATUS_HEALTHY
-    } else {
-        STATUS_UNHEALTHY
-    }))
 }

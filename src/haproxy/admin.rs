@@ -5,17 +5,19 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
 
 use super::wire;
+use crate::plan::ServerState;
 
 /// How long one command may take.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest weight HAProxy accepts.
-pub const MAX_WEIGHT: u16 = 256;
+#[cfg(test)]
+pub(crate) const MAX_WEIGHT: u16 = 256;
 
 /// What can go wrong with an admin socket command.
 #[derive(Debug, Error)]
@@ -51,24 +53,12 @@ pub struct Info {
     pub version: String,
 }
 
-/// Administrative state of a server, as set with `set server ... state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Takes traffic.
-    Ready,
-    /// Keeps its current connections and persistent clients, gets no new ones.
-    Drain,
-    /// Out of service.
-    Maint,
-}
-
-impl State {
-    fn keyword(self) -> &'static str {
-        match self {
-            State::Ready => "ready",
-            State::Drain => "drain",
-            State::Maint => "maint",
-        }
+/// The word `set server ... state` takes for `state`.
+fn keyword(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Ready => "ready",
+        ServerState::Drain => "drain",
+        ServerState::Maint => "maint",
     }
 }
 
@@ -78,9 +68,9 @@ const ADMIN_MAINT: u32 = 0x01 | 0x02 | 0x04 | 0x20 | 0x40;
 /// Bits of `srv_admin_state` meaning drain: forced, inherited.
 const ADMIN_DRAIN: u32 = 0x08 | 0x10;
 
-/// One server in `show servers state`.
+/// One server's line in `show servers state`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerState {
+pub struct ServerRow {
     pub backend: String,
     pub server: String,
     /// The IP HAProxy connects to.
@@ -89,26 +79,27 @@ pub struct ServerState {
     /// `srv_op_state`: 0 stopped, 1 starting, 2 running, 3 stopping.
     pub op_state: u8,
     /// `srv_admin_state` bits: 0x01 forced maintenance, 0x08 forced drain,
-    /// 0x20 maintenance because DNS failed; see [`ServerState::state`].
+    /// 0x20 maintenance because DNS failed; see [`ServerRow::state`].
     pub admin_state: u32,
     /// The weight set by the config or `set weight` (`srv_uweight`).
     pub weight: u16,
 }
 
-impl ServerState {
+impl ServerRow {
     /// Operationally up (`srv_op_state` 2).
-    pub fn is_up(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_up(&self) -> bool {
         self.op_state == 2
     }
 
     /// The administrative state; maintenance wins over drain.
-    pub fn state(&self) -> State {
+    pub fn state(&self) -> ServerState {
         if self.admin_state & ADMIN_MAINT != 0 {
-            State::Maint
+            ServerState::Maint
         } else if self.admin_state & ADMIN_DRAIN != 0 {
-            State::Drain
+            ServerState::Drain
         } else {
-            State::Ready
+            ServerState::Ready
         }
     }
 
@@ -173,7 +164,7 @@ impl ServerState {
                         .map(|f| f.to_string())
                         .ok_or_else(|| fail(format!("too few fields in {line:?}")))
                 };
-                Ok(ServerState {
+                Ok(ServerRow {
                     backend: text(backend)?,
                     server: text(server)?,
                     address: text(address)?,
@@ -235,7 +226,8 @@ impl AdminSocket {
     }
 
     /// The socket's path.
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &std::path::Path {
         &self.path
     }
 
@@ -276,8 +268,8 @@ impl AdminSocket {
     }
 
     /// `show servers state`: every server of every backend.
-    pub async fn show_servers_state(&self) -> Result<Vec<ServerState>, AdminError> {
-        ServerState::parse_all(&self.command("show servers state").await?)
+    pub async fn show_servers_state(&self) -> Result<Vec<ServerRow>, AdminError> {
+        ServerRow::parse_all(&self.command("show servers state").await?)
     }
 
     /// `set server <backend>/<server> addr <ip> port <port>`. `ip` must be
@@ -308,18 +300,19 @@ impl AdminSocket {
         &self,
         backend: &str,
         server: &str,
-        state: State,
+        state: ServerState,
     ) -> Result<(), AdminError> {
         let target = server_ref(backend, server)?;
         self.expect(
-            &format!("set server {target} state {}", state.keyword()),
+            &format!("set server {target} state {}", keyword(state)),
             &[],
         )
         .await
     }
 
     /// `set weight <backend>/<server> <weight>`, 0 to [`MAX_WEIGHT`].
-    pub async fn set_weight(
+    #[cfg(test)]
+    pub(crate) async fn set_weight(
         &self,
         backend: &str,
         server: &str,
@@ -366,10 +359,10 @@ mod tests {
 
     #[test]
     fn parses_show_servers_state() {
-        let servers = ServerState::parse_all(SERVERS_STATE).unwrap();
+        let servers = ServerRow::parse_all(SERVERS_STATE).unwrap();
         assert_eq!(
             servers[0],
-            ServerState {
+            ServerRow {
                 backend: "be".into(),
                 server: "s1".into(),
                 address: "127.0.0.1".into(),
@@ -380,14 +373,14 @@ mod tests {
             }
         );
         assert!(servers[0].is_up());
-        assert_eq!(servers[0].state(), State::Drain);
+        assert_eq!(servers[0].state(), ServerState::Drain);
         assert_eq!(
             (servers[1].address.as_str(), servers[1].port),
             ("::1", 18082)
         );
         assert!(!servers[1].is_up());
-        assert_eq!(servers[1].state(), State::Maint);
-        assert_eq!(ServerState::parse_all(EMPTY_SERVERS_STATE).unwrap(), []);
+        assert_eq!(servers[1].state(), ServerState::Maint);
+        assert_eq!(ServerRow::parse_all(EMPTY_SERVERS_STATE).unwrap(), []);
     }
 
     #[test]
@@ -401,7 +394,7 @@ mod tests {
             &SERVERS_STATE.replace(" 18081 - 0 0 - - 0", ""),
         ] {
             assert!(
-                matches!(ServerState::parse_all(bad), Err(AdminError::Parse { .. })),
+                matches!(ServerRow::parse_all(bad), Err(AdminError::Parse { .. })),
                 "{bad:?}"
             );
         }
@@ -473,9 +466,9 @@ mod tests {
                 .await,
             admin.set_server_addr("be", "s1/x", "1.2.3.4", 80).await,
             admin
-                .set_server_state("be", "s1 state maint\n", State::Ready)
+                .set_server_state("be", "s1 state maint\n", ServerState::Ready)
                 .await,
-            admin.set_server_state("", "s1", State::Ready).await,
+            admin.set_server_state("", "s1", ServerState::Ready).await,
             admin.set_weight("be", "s 1", 1).await,
             admin.set_weight("be", "s1", MAX_WEIGHT + 1).await,
             admin
@@ -500,15 +493,15 @@ mod tests {
         let fake = fake_admin(path.clone(), "\n");
         let admin = AdminSocket::new(&path);
         admin
-            .set_server_state("be", "s1", State::Drain)
+            .set_server_state("be", "s1", ServerState::Drain)
             .await
             .unwrap();
         admin
-            .set_server_state("be", "s1", State::Maint)
+            .set_server_state("be", "s1", ServerState::Maint)
             .await
             .unwrap();
         admin
-            .set_server_state("be", "s1", State::Ready)
+            .set_server_state("be", "s1", ServerState::Ready)
             .await
             .unwrap();
         admin.set_weight("be", "s1", MAX_WEIGHT).await.unwrap();
@@ -546,7 +539,9 @@ mod tests {
         let admin = AdminSocket::new(&path);
         for result in [
             admin.set_server_addr("be", "nope", "127.0.0.1", 80).await,
-            admin.set_server_state("be", "nope", State::Ready).await,
+            admin
+                .set_server_state("be", "nope", ServerState::Ready)
+                .await,
             admin.set_weight("be", "nope", 1).await,
         ] {
             match result {

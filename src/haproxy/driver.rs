@@ -10,9 +10,11 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::haproxy::admin::{AdminSocket, State as AdminState};
+use crate::haproxy::admin::{AdminError, AdminSocket};
 use crate::haproxy::master::MasterCli;
-use crate::haproxy::process::{self, MasterExit, RuntimePaths, Supervisor};
+use crate::haproxy::process::{
+    self, CheckError, MasterExit, ProcessError, RuntimePaths, Supervisor,
+};
 use crate::plan::{
     self, Change, DesiredConfig, LiveServer, LiveState, MARKER_PREFIX, Method, Plan, ServerState,
 };
@@ -23,20 +25,52 @@ use crate::state::write_atomic;
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("haproxy -c rejected the new config:\n{0}")]
-    Check(String),
+    Check(#[source] CheckError),
     #[error("port {0} is already in use by another program; not reloading")]
     PortInUse(u16),
+    /// The reload could not be carried out or confirmed.
     #[error("HAProxy refused the new config; the previous one keeps serving:\n{0}")]
-    Reload(String),
+    Reload(#[source] ProcessError),
+    /// HAProxy did not load the new config; `alerts` are its `[ALERT]`
+    /// lines about it, when capstan holds its stderr.
+    #[error(
+        "HAProxy refused the new config; the previous one keeps serving:\n{}",
+        refusal(alerts)
+    )]
+    Refused { alerts: Vec<String> },
+    /// The reload seemed to succeed, but no worker reports the new config.
+    #[error(
+        "HAProxy refused the new config; the previous one keeps serving:\nthe new worker does not report {expected}"
+    )]
+    Unconfirmed { expected: String },
     #[error("runtime API: {0}")]
-    Runtime(String),
+    Runtime(#[source] AdminError),
+    /// A planned server address is not `ip:port`.
+    #[error("runtime API: bad address {0}")]
+    BadAddress(String),
     #[error("starting HAProxy: {0}")]
-    Start(String),
+    Start(#[source] ProcessError),
+    /// HAProxy is not running and capstan, attached, may not start it.
+    #[error(
+        "starting HAProxy: HAProxy does not answer on {} and capstan is attached, not supervising",
+        .0.display()
+    )]
+    NotSupervising(PathBuf),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
+}
+
+/// Why HAProxy refused a config, in its words if capstan has them.
+fn refusal(alerts: &[String]) -> String {
+    if alerts.is_empty() {
+        "the new config did not load (HAProxy wrote why to its own stderr)".to_string()
+    } else {
+        alerts.join("\n")
+    }
 }
 
 impl ApplyError {
@@ -53,8 +87,13 @@ impl ApplyError {
     pub fn stage(&self) -> &'static str {
         match self {
             ApplyError::Check(_) | ApplyError::PortInUse(_) => "check",
-            ApplyError::Runtime(_) => "runtime",
-            ApplyError::Reload(_) | ApplyError::Start(_) | ApplyError::Io { .. } => "reload",
+            ApplyError::Runtime(_) | ApplyError::BadAddress(_) => "runtime",
+            ApplyError::Reload(_)
+            | ApplyError::Refused { .. }
+            | ApplyError::Unconfirmed { .. }
+            | ApplyError::Start(_)
+            | ApplyError::NotSupervising(_)
+            | ApplyError::Io { .. } => "reload",
         }
     }
 }
@@ -72,11 +111,10 @@ pub struct Haproxy {
     supervisor: Option<Supervisor>,
 }
 
-/// How long one apply took.
+/// What one successful apply reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Applied {
-    pub duration: Duration,
-    /// Of which `haproxy -c` (reloads only).
+pub struct ApplyReport {
+    /// How long `haproxy -c` took (reloads only).
     pub check: Duration,
 }
 
@@ -119,7 +157,7 @@ impl Haproxy {
         }
         let supervisor = Supervisor::start_or_attach(&self.binary, &self.config_file, &self.paths)
             .await
-            .map_err(|e| ApplyError::Start(e.to_string()))?;
+            .map_err(ApplyError::Start)?;
         self.supervisor = Some(supervisor);
         Ok(())
     }
@@ -151,7 +189,7 @@ impl Haproxy {
         write(&candidate, text)?;
         let checked = process::check_config(&self.binary, &candidate).await;
         let _ = std::fs::remove_file(&candidate);
-        checked.map_err(|e| ApplyError::Check(e.to_string()))
+        checked.map_err(ApplyError::Check)
     }
 
     /// What HAProxy runs now: its generation marker, its servers' runtime
@@ -177,11 +215,7 @@ impl Haproxy {
             .unwrap_or_default()
             .into_iter()
             .map(|s| LiveServer {
-                state: match s.state() {
-                    AdminState::Ready => ServerState::Ready,
-                    AdminState::Drain => ServerState::Drain,
-                    AdminState::Maint => ServerState::Maint,
-                },
+                state: s.state(),
                 address: format!("{}:{}", s.address, s.port),
                 backend: s.backend,
                 server: s.server,
@@ -201,8 +235,7 @@ impl Haproxy {
         desired: &DesiredConfig,
         plan: &Plan,
         live: &LiveState,
-    ) -> Result<Applied, ApplyError> {
-        let started = Instant::now();
+    ) -> Result<ApplyReport, ApplyError> {
         let text = desired.text();
         let check = match plan.method {
             Method::Nothing | Method::Restart => {
@@ -217,14 +250,10 @@ impl Haproxy {
             }
             Method::Reload => self.reload(desired, &text, live).await?,
         };
-        Ok(Applied {
-            duration: started.elapsed(),
-            check,
-        })
+        Ok(ApplyReport { check })
     }
 
     async fn apply_runtime(&self, changes: &[Change]) -> Result<(), ApplyError> {
-        let runtime = |e: crate::haproxy::admin::AdminError| ApplyError::Runtime(e.to_string());
         // Addresses first, so that a slot is put in service at its new address.
         for change in changes {
             if let Change::SetServerAddress {
@@ -236,11 +265,11 @@ impl Haproxy {
                 let (ip, port) = address
                     .rsplit_once(':')
                     .and_then(|(ip, port)| Some((ip, port.parse::<u16>().ok()?)))
-                    .ok_or_else(|| ApplyError::Runtime(format!("bad address {address}")))?;
+                    .ok_or_else(|| ApplyError::BadAddress(address.clone()))?;
                 self.admin
                     .set_server_addr(backend, server, ip, port)
                     .await
-                    .map_err(runtime)?;
+                    .map_err(ApplyError::Runtime)?;
             }
         }
         for change in changes {
@@ -250,22 +279,17 @@ impl Haproxy {
                 state,
             } = change
             {
-                let admin_state = match state {
-                    ServerState::Ready => AdminState::Ready,
-                    ServerState::Drain => AdminState::Drain,
-                    ServerState::Maint => AdminState::Maint,
-                };
                 self.admin
-                    .set_server_state(backend, server, admin_state)
+                    .set_server_state(backend, server, *state)
                     .await
-                    .map_err(runtime)?;
+                    .map_err(ApplyError::Runtime)?;
                 if *state == ServerState::Ready {
                     // A new task serves at once; its health checks take over
                     // from here instead of first having to pass `rise` times.
                     self.admin
                         .command(&format!("set server {backend}/{server} health up"))
                         .await
-                        .map_err(runtime)?;
+                        .map_err(ApplyError::Runtime)?;
                 }
             }
         }
@@ -292,7 +316,7 @@ impl Haproxy {
         let check = check_started.elapsed();
         if let Err(e) = checked {
             let _ = std::fs::remove_file(&candidate);
-            return Err(ApplyError::Check(e.to_string()));
+            return Err(ApplyError::Check(e));
         }
         // `haproxy -c` passes a bind on a port someone else holds; the reload
         // would then fail and pause the old listeners. Probe new ports first.
@@ -335,10 +359,7 @@ impl Haproxy {
     async fn master_reload(&self) -> Result<(), ApplyError> {
         let (outcome, messages) = match &self.supervisor {
             Some(supervisor) => {
-                let reload = supervisor
-                    .reload()
-                    .await
-                    .map_err(|e| ApplyError::Reload(e.to_string()))?;
+                let reload = supervisor.reload().await.map_err(ApplyError::Reload)?;
                 (reload.outcome, reload.messages)
             }
             None => {
@@ -346,22 +367,18 @@ impl Haproxy {
                     .master
                     .reload()
                     .await
-                    .map_err(|e| ApplyError::Reload(e.to_string()))?;
+                    .map_err(|e| ApplyError::Reload(e.into()))?;
                 (outcome, Vec::new())
             }
         };
         if outcome.succeeded {
             return Ok(());
         }
-        let alerts: Vec<String> = messages
+        let alerts = messages
             .into_iter()
             .filter(|l| l.contains("[ALERT]"))
             .collect();
-        Err(ApplyError::Reload(if alerts.is_empty() {
-            "the new config did not load (HAProxy wrote why to its own stderr)".to_string()
-        } else {
-            alerts.join("\n")
-        }))
+        Err(ApplyError::Refused { alerts })
     }
 
     /// The new worker must report the desired marker: proof it loaded our file.
@@ -375,9 +392,7 @@ impl Haproxy {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(ApplyError::Reload(format!(
-                    "the new worker does not report {expected}"
-                )));
+                return Err(ApplyError::Unconfirmed { expected });
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -385,14 +400,11 @@ impl Haproxy {
 
     async fn start(&mut self) -> Result<(), ApplyError> {
         if !self.supervised {
-            return Err(ApplyError::Start(format!(
-                "HAProxy does not answer on {} and capstan is attached, not supervising",
-                self.paths.master_socket.display()
-            )));
+            return Err(ApplyError::NotSupervising(self.paths.master_socket.clone()));
         }
         let supervisor = Supervisor::start(&self.binary, &self.config_file, &self.paths)
             .await
-            .map_err(|e| ApplyError::Start(e.to_string()))?;
+            .map_err(ApplyError::Start)?;
         self.supervisor = Some(supervisor);
         Ok(())
     }
@@ -414,4 +426,55 @@ fn sibling(path: &Path, extension: &str) -> PathBuf {
 
 fn port_in_use(port: u16) -> bool {
     TcpListener::bind(("0.0.0.0", port)).is_err()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_config_haproxy_rejects_is_a_rejection() {
+        let rejected = ApplyError::Check(CheckError::Invalid {
+            path: "haproxy.cfg.new".into(),
+            output: "[ALERT] unknown keyword".into(),
+        });
+        assert!(rejected.is_rejection());
+        assert_eq!(rejected.stage(), "check");
+        assert!(!ApplyError::PortInUse(80).is_rejection());
+        let start = ApplyError::Start(ProcessError::AlreadyRunning("master.sock".into()));
+        assert!(!start.is_rejection());
+        assert_eq!(start.stage(), "reload");
+    }
+
+    #[test]
+    fn errors_keep_their_cause_and_their_words() {
+        use std::error::Error;
+        let error = ApplyError::Check(CheckError::Invalid {
+            path: "h.cfg.new".into(),
+            output: "[ALERT] bad".into(),
+        });
+        assert_eq!(
+            error.to_string(),
+            "haproxy -c rejected the new config:\nhaproxy -c rejected h.cfg.new:\n[ALERT] bad"
+        );
+        assert!(error.source().unwrap().is::<CheckError>());
+        let runtime = ApplyError::Runtime(AdminError::InvalidArgument("port 0".into()));
+        assert_eq!(runtime.stage(), "runtime");
+        assert!(runtime.source().unwrap().is::<AdminError>());
+        assert_eq!(
+            ApplyError::Refused { alerts: vec![] }.to_string(),
+            "HAProxy refused the new config; the previous one keeps serving:\nthe new config did not load (HAProxy wrote why to its own stderr)"
+        );
+        assert_eq!(
+            ApplyError::Refused {
+                alerts: vec!["[ALERT] a".into(), "[ALERT] b".into()]
+            }
+            .to_string(),
+            "HAProxy refused the new config; the previous one keeps serving:\n[ALERT] a\n[ALERT] b"
+        );
+        assert_eq!(
+            ApplyError::NotSupervising("/run/m.sock".into()).to_string(),
+            "starting HAProxy: HAProxy does not answer on /run/m.sock and capstan is attached, not supervising"
+        );
+    }
 }

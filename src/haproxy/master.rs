@@ -11,7 +11,7 @@
 //!   either a new current worker appears or `[failed: N]` becomes non-zero.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,9 +31,9 @@ const BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// Pause between two `show proc` while a reload is being confirmed.
 const RELOAD_POLL: Duration = Duration::from_millis(10);
 
-/// The default for [`MasterCli::with_reload_deadline`]: a reload of 10,000
-/// routes takes about 2.6 s; anything near this is stuck.
-pub const DEFAULT_RELOAD_DEADLINE: Duration = Duration::from_secs(30);
+/// How long [`MasterCli::reload`] waits for the outcome to show: a reload
+/// of 10,000 routes takes about 2.6 s; anything near this is stuck.
+const DEFAULT_RELOAD_DEADLINE: Duration = Duration::from_secs(30);
 
 /// What can go wrong talking to the master CLI.
 #[derive(Debug, Error)]
@@ -210,13 +210,15 @@ impl MasterCli {
     }
 
     /// How long [`reload`](Self::reload) waits for the outcome to show.
-    pub fn with_reload_deadline(mut self, deadline: Duration) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_reload_deadline(mut self, deadline: Duration) -> Self {
         self.reload_deadline = deadline;
         self
     }
 
     /// The socket's path.
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &std::path::Path {
         &self.path
     }
 

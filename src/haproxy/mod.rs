@@ -9,6 +9,9 @@
 //!   runtime changes that need no reload (server address, state, weight)
 //!   and reading the live state back.
 //!
+//! * [`driver`]: observes the live HAProxy and carries out a plan through
+//!   these, the I/O edge of the pipeline.
+//!
 //! Both sockets take one command per connection here. Every text sent is
 //! checked first: a newline or `;` would let a value start a second command.
 
@@ -17,4 +20,6 @@ pub mod driver;
 pub mod master;
 pub mod process;
 
+#[cfg(test)]
+mod tests;
 mod wire;

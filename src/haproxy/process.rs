@@ -24,13 +24,11 @@ use super::master::{MasterCli, MasterError, ProcInfo, ReloadOutcome};
 use super::wire;
 
 /// How many lines of HAProxy's stderr are kept.
-pub const STDERR_LINES: usize = 200;
+const STDERR_LINES: usize = 200;
 /// Longer lines are cut to this many bytes.
 const MAX_LINE: usize = 4096;
 /// How long [`Supervisor::start`] waits for the master CLI and a worker.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often [`Supervisor::stop`] repeats its signal.
-const RESIGNAL: Duration = Duration::from_millis(250);
 /// How long [`Supervisor::reload`] waits for the master's last message.
 const MESSAGES_SETTLE: Duration = Duration::from_millis(500);
 /// How often the liveness of a master capstan did not start is checked
@@ -43,7 +41,7 @@ pub struct RuntimePaths {
     /// The master CLI (`-S`), created by HAProxy with mode 600.
     pub master_socket: PathBuf,
     /// The admin socket: the config's `global` section must declare it,
-    /// see [`RuntimePaths::stats_socket_line`].
+    /// as the one capstan renders does ([`crate::plan::DesiredConfig::new`]).
     pub admin_socket: PathBuf,
     /// `-p`: holds the master's pid.
     pub pid_file: PathBuf,
@@ -60,15 +58,6 @@ impl RuntimePaths {
             admin_socket: dir.join("admin.sock"),
             pid_file: dir.join("haproxy.pid"),
         }
-    }
-
-    /// The `global` line that opens the admin socket:
-    /// `stats socket <admin_socket> mode 600 level admin`.
-    pub fn stats_socket_line(&self) -> String {
-        format!(
-            "stats socket {} mode 600 level admin",
-            self.admin_socket.display()
-        )
     }
 }
 
@@ -143,13 +132,6 @@ pub enum ProcessError {
     Master(#[from] MasterError),
     #[error(transparent)]
     Admin(#[from] AdminError),
-    /// Signalling the master failed.
-    #[error("cannot signal haproxy master {pid}: {source}")]
-    Signal {
-        pid: u32,
-        #[source]
-        source: io::Error,
-    },
     /// A file of the runtime paths could not be created or read.
     #[error("{path}: {source}")]
     Io {
@@ -157,25 +139,6 @@ pub enum ProcessError {
         #[source]
         source: io::Error,
     },
-}
-
-/// How to stop HAProxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopMode {
-    /// SIGUSR1: stop listening, let current connections finish (bounded by
-    /// `hard-stop-after`).
-    Soft,
-    /// SIGTERM: close everything now.
-    Hard,
-}
-
-/// How HAProxy ended after [`Supervisor::stop`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stopped {
-    /// It exited on the requested signal.
-    Exited,
-    /// It was still running at the timeout and got SIGKILL.
-    Killed,
 }
 
 /// A reload through the [`Supervisor`], with what HAProxy printed meanwhile.
@@ -272,13 +235,12 @@ impl std::fmt::Display for MasterExit {
 #[derive(Debug)]
 pub struct Supervisor {
     master: MasterCli,
-    admin: AdminSocket,
     master_pid: u32,
-    /// True when this supervisor started the master (its process group is ours to kill).
-    started: bool,
     /// Set once when the master exits; watched by a task that waits on it.
     exit: watch::Receiver<Option<MasterExit>>,
     watcher: JoinHandle<()>,
+    /// HAProxy's stderr, kept when this supervisor started the master (and
+    /// its process group is ours); `None` for one found running.
     stderr: Option<StderrRing>,
     reader: Option<JoinHandle<()>>,
 }
@@ -345,36 +307,7 @@ impl Supervisor {
         {
             return Err(ProcessError::AlreadyRunning(paths.master_socket.clone()));
         }
-        for path in [&paths.master_socket, &paths.admin_socket, &paths.pid_file] {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .map_err(|source| ProcessError::Io {
-                        path: dir.to_path_buf(),
-                        source,
-                    })?;
-            }
-        }
-        let mut master_arg = paths.master_socket.clone().into_os_string();
-        master_arg.push(",mode,600");
-        let mut child = Command::new(haproxy_bin)
-            .arg("-W")
-            .arg("-S")
-            .arg(master_arg)
-            .arg("-f")
-            .arg(config)
-            .arg("-p")
-            .arg(&paths.pid_file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(false)
-            .spawn()
-            .map_err(|source| ProcessError::Spawn {
-                bin: haproxy_bin.to_path_buf(),
-                source,
-            })?;
+        let mut child = spawn_master(haproxy_bin, config, paths).await?;
         let ring = StderrRing::default();
         let mut reader = child
             .stderr
@@ -407,9 +340,7 @@ impl Supervisor {
                     let (exit, watcher) = watch_child(child, master_pid);
                     return Ok(Self {
                         master: MasterCli::new(&paths.master_socket),
-                        admin,
                         master_pid,
-                        started: true,
                         exit,
                         watcher,
                         stderr: Some(ring),
@@ -452,9 +383,7 @@ impl Supervisor {
         let (exit, watcher) = watch_pid(proc_info.master_pid);
         Ok(Self {
             master,
-            admin,
             master_pid: proc_info.master_pid,
-            started: false,
             exit,
             watcher,
             stderr: None,
@@ -497,11 +426,6 @@ impl Supervisor {
         }
     }
 
-    /// True when this supervisor found HAProxy running rather than started it.
-    pub fn is_attached(&self) -> bool {
-        !self.started
-    }
-
     /// Resolves when the master exits: at once for a child of capstan's,
     /// within [`LIVENESS_POLL`] for one found running. The future owns what
     /// it needs, so the supervisor stays usable meanwhile.
@@ -521,25 +445,9 @@ impl Supervisor {
         }
     }
 
-    /// The master CLI.
-    pub fn master(&self) -> &MasterCli {
-        &self.master
-    }
-
-    /// The admin socket.
-    pub fn admin(&self) -> &AdminSocket {
-        &self.admin
-    }
-
     /// The master process's pid.
     pub fn master_pid(&self) -> u32 {
         self.master_pid
-    }
-
-    /// The last [`STDERR_LINES`] lines HAProxy printed, oldest first; empty
-    /// for an attached HAProxy.
-    pub fn stderr_lines(&self) -> Vec<String> {
-        self.stderr.as_ref().map_or_else(Vec::new, |r| r.since(0))
     }
 
     /// Reloads through the master CLI (see [`MasterCli::reload`]) and
@@ -571,55 +479,46 @@ impl Supervisor {
         }
         Ok(SupervisedReload { outcome, messages })
     }
+}
 
-    /// Stops HAProxy: `mode`'s signal to the master (repeated, since one
-    /// that arrives during a reload is lost), then SIGKILL to the master and
-    /// its workers if it is still running after `timeout`.
-    pub async fn stop(
-        mut self,
-        mode: StopMode,
-        timeout: Duration,
-    ) -> Result<Stopped, ProcessError> {
-        let pid = self.master_pid;
-        let workers = self.master.show_proc().await.ok();
-        let signal = match mode {
-            StopMode::Soft => sys::SIGUSR1,
-            StopMode::Hard => sys::SIGTERM,
-        };
-        // A signal that reaches the master while it re-executes itself for a
-        // reload is lost (measured on 2.6): send it again until it exits.
-        let deadline = Instant::now() + timeout;
-        loop {
-            match sys::signal(pid, signal) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(sys::ESRCH) => return Ok(Stopped::Exited),
-                Err(source) => return Err(ProcessError::Signal { pid, source }),
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if self.wait_exit(left.min(RESIGNAL)).await {
-                tracing::info!(master_pid = pid, ?mode, "haproxy stopped");
-                return Ok(Stopped::Exited);
-            }
-            if Instant::now() >= deadline {
-                break;
-            }
+/// Spawns `haproxy -W -S <master_socket>,mode,600 -f <config> -p
+/// <pid_file>` in its own process group (so that it outlives capstan),
+/// creating the directories of `paths` first.
+async fn spawn_master(
+    haproxy_bin: &Path,
+    config: &Path,
+    paths: &RuntimePaths,
+) -> Result<Child, ProcessError> {
+    for path in [&paths.master_socket, &paths.admin_socket, &paths.pid_file] {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|source| ProcessError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
         }
-        tracing::warn!(master_pid = pid, ?timeout, "haproxy still running: SIGKILL");
-        if self.started {
-            let _ = sys::signal_group(pid, sys::SIGKILL);
-        }
-        let _ = sys::signal(pid, sys::SIGKILL);
-        for worker in workers.iter().flat_map(ProcInfo::all_workers) {
-            let _ = sys::signal(worker, sys::SIGKILL);
-        }
-        self.wait_exit(Duration::from_secs(2)).await;
-        Ok(Stopped::Killed)
     }
-
-    /// Whether the master exited within `timeout`.
-    async fn wait_exit(&mut self, timeout: Duration) -> bool {
-        tokio::time::timeout(timeout, self.exited()).await.is_ok()
-    }
+    let mut master_arg = paths.master_socket.clone().into_os_string();
+    master_arg.push(",mode,600");
+    Command::new(haproxy_bin)
+        .arg("-W")
+        .arg("-S")
+        .arg(master_arg)
+        .arg("-f")
+        .arg(config)
+        .arg("-p")
+        .arg(&paths.pid_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(false)
+        .spawn()
+        .map_err(|source| ProcessError::Spawn {
+            bin: haproxy_bin.to_path_buf(),
+            source,
+        })
 }
 
 /// One readiness probe: the master lists a worker, and the admin socket
@@ -639,6 +538,105 @@ async fn ready(master_socket: &Path, admin: &AdminSocket) -> Result<ProcInfo, St
     Ok(proc_info)
 }
 
+/// What only tests do with a supervisor: capstan itself never stops the
+/// HAProxy it supervises (HAProxy outlives capstan), nor reads back its
+/// whole stderr.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub(crate) use super::sys::is_running;
+
+    /// How often [`Supervisor::stop`] repeats its signal.
+    const RESIGNAL: Duration = Duration::from_millis(250);
+
+    /// How to stop HAProxy.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum StopMode {
+        /// SIGUSR1: stop listening, let current connections finish (bounded by
+        /// `hard-stop-after`).
+        Soft,
+        /// SIGTERM: close everything now.
+        Hard,
+    }
+
+    /// How HAProxy ended after [`Supervisor::stop`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Stopped {
+        /// It exited on the requested signal.
+        Exited,
+        /// It was still running at the timeout and got SIGKILL.
+        Killed,
+    }
+
+    impl Supervisor {
+        /// True when this supervisor found HAProxy running rather than started it.
+        pub(crate) fn is_attached(&self) -> bool {
+            self.stderr.is_none()
+        }
+
+        /// The master CLI.
+        pub(crate) fn master(&self) -> &MasterCli {
+            &self.master
+        }
+
+        /// The last [`STDERR_LINES`] lines HAProxy printed, oldest first; empty
+        /// for an attached HAProxy.
+        pub(crate) fn stderr_lines(&self) -> Vec<String> {
+            self.stderr.as_ref().map_or_else(Vec::new, |r| r.since(0))
+        }
+
+        /// Stops HAProxy: `mode`'s signal to the master (repeated, since one
+        /// that arrives during a reload is lost), then SIGKILL to the master and
+        /// its workers if it is still running after `timeout`.
+        pub(crate) async fn stop(
+            mut self,
+            mode: StopMode,
+            timeout: Duration,
+        ) -> io::Result<Stopped> {
+            let pid = self.master_pid;
+            let workers = self.master.show_proc().await.ok();
+            let signal = match mode {
+                StopMode::Soft => sys::SIGUSR1,
+                StopMode::Hard => sys::SIGTERM,
+            };
+            // A signal that reaches the master while it re-executes itself for a
+            // reload is lost (measured on 2.6): send it again until it exits.
+            let deadline = Instant::now() + timeout;
+            loop {
+                match sys::signal(pid, signal) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(sys::ESRCH) => return Ok(Stopped::Exited),
+                    Err(e) => return Err(e),
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if self.wait_exit(left.min(RESIGNAL)).await {
+                    tracing::info!(master_pid = pid, ?mode, "haproxy stopped");
+                    return Ok(Stopped::Exited);
+                }
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+            tracing::warn!(master_pid = pid, ?timeout, "haproxy still running: SIGKILL");
+            if !self.is_attached() {
+                let _ = sys::signal_group(pid, sys::SIGKILL);
+            }
+            let _ = sys::signal(pid, sys::SIGKILL);
+            for worker in workers.iter().flat_map(ProcInfo::all_workers) {
+                let _ = sys::signal(worker, sys::SIGKILL);
+            }
+            self.wait_exit(Duration::from_secs(2)).await;
+            Ok(Stopped::Killed)
+        }
+
+        /// Whether the master exited within `timeout`.
+        async fn wait_exit(&mut self, timeout: Duration) -> bool {
+            tokio::time::timeout(timeout, self.exited()).await.is_ok()
+        }
+    }
+}
+
 /// Signals and process liveness, Linux.
 mod sys {
     use std::ffi::OsStr;
@@ -647,9 +645,12 @@ mod sys {
 
     /// Linux signal numbers (x86, ARM, RISC-V).
     pub const SIGKILL: i32 = 9;
+    #[cfg(test)]
     pub const SIGUSR1: i32 = 10;
+    #[cfg(test)]
     pub const SIGTERM: i32 = 15;
     /// `kill(2)`: no such process.
+    #[cfg(test)]
     pub const ESRCH: i32 = 3;
 
     unsafe extern "C" {
@@ -667,6 +668,7 @@ mod sys {
 
     /// Sends `sig` to process `pid`. Pids 0 and 1 (which would mean our own
     /// group, or init) and pids beyond `i32` are refused.
+    #[cfg(test)]
     pub fn signal(pid: u32, sig: i32) -> io::Result<()> {
         kill_checked(checked_pid(pid)?, sig)
     }
@@ -716,10 +718,6 @@ mod tests {
         let paths = RuntimePaths::in_dir("/run/capstan");
         assert_eq!(paths.master_socket, Path::new("/run/capstan/master.sock"));
         assert_eq!(paths.pid_file, Path::new("/run/capstan/haproxy.pid"));
-        assert_eq!(
-            paths.stats_socket_line(),
-            "stats socket /run/capstan/admin.sock mode 600 level admin"
-        );
     }
 
     #[test]

@@ -41,19 +41,26 @@ pub struct Status {
     pub applied: Option<AppliedInfo>,
     /// HAProxy serves the newest desired revision, and that revision is
     /// known (the last fetch succeeded).
+    #[serde(default)]
     pub in_sync: bool,
     pub last_error: Option<LastError>,
+    #[serde(default)]
     pub fetch: FetchStatus,
+    #[serde(default)]
     pub haproxy: HaproxyStatus,
     /// What the next apply would do; `nothing` when in sync.
     pub pending_plan: Option<Plan>,
     /// Overrides in force and how they differ from git.
+    #[serde(default)]
     pub overrides: Vec<Drift>,
     /// Swarm-side problems with routes (a missing service, no running task).
+    #[serde(default)]
     pub warnings: Vec<Warning>,
     /// Routes declared by `com.df.*` service labels (under git's, under overrides).
+    #[serde(default)]
     pub label_routes: Vec<String>,
     /// The latest applies, newest first.
+    #[serde(default)]
     pub history: Vec<ApplyRecord>,
 }
 

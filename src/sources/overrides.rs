@@ -94,13 +94,13 @@ pub struct Drift {
     pub service: String,
     pub kind: DriftKind,
     /// Route ids git does not declare, added by the override.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adds: Vec<String>,
     /// Git's route ids the override serves differently.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replaces: Vec<String>,
     /// Git's route ids the override hides.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removes: Vec<String>,
     /// Git already declares exactly this: the override changes nothing.
     pub redundant: bool,

@@ -1,5 +1,6 @@
-//! `capstan::haproxy` against a real HAProxy (2.6) and real HTTP on
-//! loopback. HAProxy must be installed: `scripts/install-test-deps`.
+//! The process, master CLI and admin socket against a real HAProxy (2.6)
+//! and real HTTP on loopback. HAProxy must be installed:
+//! `scripts/install-test-deps`.
 //!
 //! Every HAProxy started here runs in its own process group, killed by a
 //! [`Reaper`] when the test ends, whatever happens.
@@ -7,11 +8,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use capstan::haproxy::admin::{AdminError, MAX_WEIGHT, State};
-use capstan::haproxy::master::{MasterCli, MasterError};
-use capstan::haproxy::process::{
-    CheckError, ProcessError, RuntimePaths, StopMode, Stopped, Supervisor, check_config,
-};
+use super::admin::{AdminError, AdminSocket, MAX_WEIGHT};
+use super::master::{MasterCli, MasterError};
+use super::process::testing::{StopMode, Stopped, is_running};
+use super::process::{CheckError, ProcessError, RuntimePaths, Supervisor, check_config};
+use crate::plan::{ServerState, stats_socket_line};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -107,16 +108,6 @@ impl Drop for Reaper {
     }
 }
 
-/// Whether `pid` is a live process (not a zombie).
-fn is_running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.trim().chars().next());
-        !matches!(state, None | Some('Z' | 'X'))
-    })
-}
-
 /// A temporary directory holding the sockets, pid file and config of one
 /// HAProxy, and the port of its frontend.
 struct Setup {
@@ -137,12 +128,20 @@ impl Setup {
         }
     }
 
+    /// A setup whose config, of generation `gen-1`, sends every request to
+    /// one server on `server_port`.
+    fn serving(server_port: u16) -> Self {
+        let setup = Self::new();
+        setup.write_config("gen-1", server_port, "");
+        setup
+    }
+
     /// Writes a config of generation `generation` whose default backend
     /// `app` has one server, `s1`, on `server_port`; `extra` is appended.
     fn write_config(&self, generation: &str, server_port: u16, extra: &str) {
         let text = format!(
             "global
-    {stats} expose-fd listeners
+    {stats}
     description {generation}
     hard-stop-after 5s
 
@@ -161,10 +160,15 @@ frontend web
 backend app
     server s1 127.0.0.1:{server_port}
 {extra}",
-            stats = self.paths.stats_socket_line(),
+            stats = stats_socket_line(&self.paths.admin_socket),
             frontend = self.frontend,
         );
         std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// The admin socket the config opens.
+    fn admin(&self) -> AdminSocket {
+        AdminSocket::new(&self.paths.admin_socket)
     }
 
     async fn start(&self) -> (Supervisor, Reaper) {
@@ -176,11 +180,18 @@ backend app
     }
 }
 
+/// Stops HAProxy at the end of a test, letting connections finish.
+async fn stop(supervisor: Supervisor) {
+    supervisor
+        .stop(StopMode::Soft, Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn start_then_show_proc_and_show_info() {
     let a = http_backend("backend-A").await;
-    let setup = Setup::new();
-    setup.write_config("gen-1", a, "");
+    let setup = Setup::serving(a);
     let started = Instant::now();
     let (supervisor, _reaper) = setup.start().await;
     eprintln!("started and ready in {:?}", started.elapsed());
@@ -194,18 +205,18 @@ async fn start_then_show_proc_and_show_info() {
     let pid_file = std::fs::read_to_string(&setup.paths.pid_file).unwrap();
     assert_eq!(pid_file.trim(), supervisor.master_pid().to_string());
 
-    let info = supervisor.admin().show_info().await.unwrap();
+    let info = setup.admin().show_info().await.unwrap();
     assert_eq!(info.pid, proc_info.workers[0].pid);
     assert_eq!(info.description.as_deref(), Some("gen-1"));
     assert!(info.version.starts_with("2."), "{}", info.version);
 
-    let servers = supervisor.admin().show_servers_state().await.unwrap();
+    let servers = setup.admin().show_servers_state().await.unwrap();
     assert_eq!(servers.len(), 1, "{servers:?}");
     let s1 = &servers[0];
     assert_eq!((s1.backend.as_str(), s1.server.as_str()), ("app", "s1"));
     assert_eq!((s1.address.as_str(), s1.port), ("127.0.0.1", a));
     assert!(s1.is_up());
-    assert_eq!((s1.state(), s1.weight), (State::Ready, 1));
+    assert_eq!((s1.state(), s1.weight), (ServerState::Ready, 1));
 
     assert_eq!(body(setup.frontend, "/").await, "backend-A");
     let stderr = supervisor.stderr_lines();
@@ -228,10 +239,9 @@ async fn start_then_show_proc_and_show_info() {
 async fn set_server_addr_moves_traffic_without_a_reload() {
     let a = http_backend("backend-A").await;
     let b = http_backend("backend-B").await;
-    let setup = Setup::new();
-    setup.write_config("gen-1", a, "");
+    let setup = Setup::serving(a);
     let (supervisor, _reaper) = setup.start().await;
-    let admin = supervisor.admin();
+    let admin = &setup.admin();
     assert_eq!(body(setup.frontend, "/").await, "backend-A");
     let before = supervisor.master().show_proc().await.unwrap();
 
@@ -248,20 +258,20 @@ async fn set_server_addr_moves_traffic_without_a_reload() {
 
     admin.set_weight("app", "s1", 42).await.unwrap();
     admin
-        .set_server_state("app", "s1", State::Drain)
+        .set_server_state("app", "s1", ServerState::Drain)
         .await
         .unwrap();
     let s1 = admin.show_servers_state().await.unwrap().remove(0);
-    assert_eq!((s1.weight, s1.state()), (42, State::Drain));
+    assert_eq!((s1.weight, s1.state()), (42, ServerState::Drain));
     admin
-        .set_server_state("app", "s1", State::Maint)
+        .set_server_state("app", "s1", ServerState::Maint)
         .await
         .unwrap();
     let s1 = admin.show_servers_state().await.unwrap().remove(0);
-    assert_eq!(s1.state(), State::Maint);
+    assert_eq!(s1.state(), ServerState::Maint);
     assert_eq!(get(setup.frontend, "/").await.unwrap().0, 503);
     admin
-        .set_server_state("app", "s1", State::Ready)
+        .set_server_state("app", "s1", ServerState::Ready)
         .await
         .unwrap();
     admin.set_weight("app", "s1", MAX_WEIGHT).await.unwrap();
@@ -277,7 +287,7 @@ async fn set_server_addr_moves_traffic_without_a_reload() {
         "{err}"
     );
     let err = admin
-        .set_server_state("nope", "s1", State::Ready)
+        .set_server_state("nope", "s1", ServerState::Ready)
         .await
         .unwrap_err();
     assert!(
@@ -295,8 +305,7 @@ async fn set_server_addr_moves_traffic_without_a_reload() {
 async fn a_valid_reload_starts_a_new_worker_serving_the_new_routes() {
     let a = http_backend("backend-A").await;
     let b = http_backend("backend-B").await;
-    let setup = Setup::new();
-    setup.write_config("gen-1", a, "");
+    let setup = Setup::serving(a);
     let (supervisor, _reaper) = setup.start().await;
     let old_worker = supervisor.master().show_proc().await.unwrap().workers[0].pid;
     assert_eq!(get(setup.frontend, "/b").await.unwrap().1, "backend-A");
@@ -333,7 +342,7 @@ async fn a_valid_reload_starts_a_new_worker_serving_the_new_routes() {
     assert_eq!(body(setup.frontend, "/b").await, "backend-B");
     let serving = started.elapsed();
     assert_eq!(body(setup.frontend, "/").await, "backend-A");
-    let info = supervisor.admin().show_info().await.unwrap();
+    let info = setup.admin().show_info().await.unwrap();
     assert_eq!(
         (info.pid, info.description.as_deref()),
         (new_worker, Some("gen-2"))
@@ -342,17 +351,13 @@ async fn a_valid_reload_starts_a_new_worker_serving_the_new_routes() {
         "reload confirmed by show proc in {:?}; new route served after {serving:?}",
         outcome.duration
     );
-    supervisor
-        .stop(StopMode::Soft, Duration::from_secs(5))
-        .await
-        .unwrap();
+    stop(supervisor).await;
 }
 
 #[tokio::test]
 async fn a_failed_reload_is_reported_and_the_old_worker_keeps_serving() {
     let a = http_backend("backend-A").await;
-    let setup = Setup::new();
-    setup.write_config("gen-1", a, "");
+    let setup = Setup::serving(a);
     let (supervisor, _reaper) = setup.start().await;
     let old_worker = supervisor.master().show_proc().await.unwrap().workers[0].pid;
 
@@ -380,7 +385,7 @@ async fn a_failed_reload_is_reported_and_the_old_worker_keeps_serving() {
     assert!(said_why(&supervisor.stderr_lines()));
 
     assert_eq!(body(setup.frontend, "/").await, "backend-A");
-    let info = supervisor.admin().show_info().await.unwrap();
+    let info = setup.admin().show_info().await.unwrap();
     assert_eq!(
         (info.pid, info.description.as_deref()),
         (old_worker, Some("gen-1"))
@@ -393,16 +398,12 @@ async fn a_failed_reload_is_reported_and_the_old_worker_keeps_serving() {
     assert!(reload.outcome.succeeded, "{reload:?}");
     assert_eq!(reload.outcome.after.failed_reloads, 0);
     assert_eq!(body(setup.frontend, "/").await, "backend-A");
-    supervisor
-        .stop(StopMode::Soft, Duration::from_secs(5))
-        .await
-        .unwrap();
+    stop(supervisor).await;
 }
 
 #[tokio::test]
 async fn check_config_rejects_a_broken_file_with_haproxys_message() {
-    let setup = Setup::new();
-    setup.write_config("gen-1", free_port(), "");
+    let setup = Setup::serving(free_port());
     check_config(&haproxy_bin(), &setup.config).await.unwrap();
 
     let broken = setup.dir.path().join("broken.cfg");
@@ -436,10 +437,9 @@ async fn check_config_rejects_a_broken_file_with_haproxys_message() {
 #[tokio::test]
 async fn injection_is_refused_before_anything_is_sent() {
     let a = http_backend("backend-A").await;
-    let setup = Setup::new();
-    setup.write_config("gen-1", a, "");
+    let setup = Setup::serving(a);
     let (supervisor, _reaper) = setup.start().await;
-    let admin = supervisor.admin();
+    let admin = &setup.admin();
     let before = admin.show_servers_state().await.unwrap();
 
     for result in [
@@ -473,17 +473,13 @@ async fn injection_is_refused_before_anything_is_sent() {
     assert_eq!(admin.show_servers_state().await.unwrap(), before);
     assert_eq!(supervisor.master().show_proc().await.unwrap().reloads, 0);
     assert_eq!(body(setup.frontend, "/").await, "backend-A");
-    supervisor
-        .stop(StopMode::Soft, Duration::from_secs(5))
-        .await
-        .unwrap();
+    stop(supervisor).await;
 }
 
 #[tokio::test]
 async fn haproxy_outlives_its_supervisor_and_is_attached_again() {
     let a = http_backend("backend-A").await;
-    let setup = Setup::new();
-    setup.write_config("gen-1", a, "");
+    let setup = Setup::serving(a);
     // A stale pid file, as after a crash: nothing to attach to, so it starts.
     std::fs::write(&setup.paths.pid_file, "999999999\n").unwrap();
     let supervisor = Supervisor::start_or_attach(&haproxy_bin(), &setup.config, &setup.paths)
@@ -515,14 +511,13 @@ async fn haproxy_outlives_its_supervisor_and_is_attached_again() {
         .unwrap();
     assert_eq!(attached.master_pid(), master_pid);
     assert_eq!(attached.master().path(), setup.paths.master_socket);
-    assert_eq!(attached.admin().path(), setup.paths.admin_socket);
 
     // Reloads still work though nobody reads the master's stderr any more.
     setup.write_config("gen-2", a, "");
     let reload = attached.reload().await.unwrap();
     assert!(reload.outcome.succeeded, "{reload:?}");
     assert!(reload.messages.is_empty());
-    let info = attached.admin().show_info().await.unwrap();
+    let info = setup.admin().show_info().await.unwrap();
     assert_eq!(info.description.as_deref(), Some("gen-2"));
     assert_eq!(body(setup.frontend, "/").await, "backend-A");
 
@@ -543,8 +538,7 @@ async fn a_stop_that_outlasts_its_timeout_ends_in_sigkill() {
     // a soft stop waits for it.
     let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_port = silent.local_addr().unwrap().port();
-    let setup = Setup::new();
-    setup.write_config("gen-1", silent_port, "");
+    let setup = Setup::serving(silent_port);
     let (supervisor, _reaper) = setup.start().await;
     let mut client = TcpStream::connect(("127.0.0.1", setup.frontend))
         .await
@@ -581,8 +575,7 @@ async fn a_stop_that_outlasts_its_timeout_ends_in_sigkill() {
 #[tokio::test]
 async fn master_cli_is_reachable_on_its_own() {
     let a = http_backend("backend-A").await;
-    let setup = Setup::new();
-    setup.write_config("gen-1", a, "");
+    let setup = Setup::serving(a);
     let (supervisor, _reaper) = setup.start().await;
     let cli =
         MasterCli::new(&setup.paths.master_socket).with_reload_deadline(Duration::from_secs(5));
@@ -599,10 +592,7 @@ async fn master_cli_is_reachable_on_its_own() {
         1,
         "same master"
     );
-    supervisor
-        .stop(StopMode::Soft, Duration::from_secs(5))
-        .await
-        .unwrap();
+    stop(supervisor).await;
 }
 
 #[tokio::test]
@@ -610,8 +600,7 @@ async fn stop_right_after_an_outside_reload_still_stops() {
     // A signal reaching the master while it re-executes for a reload is
     // lost: `stop` must not depend on the first one.
     let a = http_backend("backend-A").await;
-    let setup = Setup::new();
-    setup.write_config("gen-1", a, "");
+    let setup = Setup::serving(a);
     for _ in 0..3 {
         let (supervisor, _reaper) = setup.start().await;
         let master_pid = supervisor.master_pid();

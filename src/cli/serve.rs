@@ -11,18 +11,17 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
 use capstan::api::{self, ApiAuth, ApiState};
-use capstan::desired::servers::Warning;
 use capstan::diff::Snapshot;
 use capstan::haproxy::driver::Haproxy;
 use capstan::haproxy::process::RuntimePaths;
 use capstan::model::RoutesFile;
 use capstan::reconcile::{Reconciler, SwarmSource};
 use capstan::report::{self, StatusView};
-use capstan::sources::RoutesSource;
 use capstan::sources::git::{GitAuth, RemoteRepo};
 use capstan::sources::overrides::{OverrideSet, OverrideStore};
 use capstan::sources::swarm::Swarm;
-use capstan::state::{RevisionInfo, StateDir};
+use capstan::sources::{RevisionInfo, RoutesSource, Warning};
+use capstan::state::StateDir;
 use capstan::webhook::WebhookSecret;
 
 #[derive(Args)]

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-use crate::desired::servers::{self, Endpoints, Warning};
+use crate::desired::overlay::{Drift, lay_labels_under, merge};
+use crate::desired::servers::{self, TaskServers};
 use crate::haproxy::driver::{ApplyError, Haproxy};
 use crate::haproxy::process::MasterExit;
 use crate::metrics::{Metrics, ResultLabel};
@@ -25,11 +26,12 @@ use crate::model::diagnostics::Diagnostics;
 use crate::model::validate;
 use crate::plan::{DesiredConfig, Method, Plan, plan};
 use crate::render::render_with;
-use crate::sources::overrides::{Drift, OverrideChange, OverrideSet, OverrideStore, merge};
-use crate::sources::swarm::{Swarm, SwarmState};
-use crate::sources::{Fetched, RoutesSource};
+use crate::sources::overrides::{OverrideChange, OverrideSet, OverrideStore};
+use crate::sources::swarm::Swarm;
+use crate::sources::swarm_snapshot::SwarmState;
+use crate::sources::{Fetched, RevisionInfo, RoutesSource, Warning, labels};
 use crate::state::{
-    self, ApplyRecord, LastError, Outcome, RECORDED_CHANGES, RevisionInfo, State, StateDir, Timings,
+    self, ApplyRecord, LastError, Outcome, RECORDED_CHANGES, State, StateDir, Timings,
 };
 
 /// How long after a Docker event capstan looks at Swarm once more.
@@ -752,13 +754,10 @@ impl Reconciler {
         let mut warnings = Vec::new();
         let routes = match (&swarm, self.swarm.as_ref().is_some_and(|s| s.labels)) {
             (Some(state), true) => {
-                let (table, label_warnings) = servers::with_label_routes(&routes, state);
-                warnings.extend(label_warnings);
-                self.status().label_routes = table.routes[routes.routes.len()..]
-                    .iter()
-                    .map(|r| r.id().0)
-                    .collect();
-                table
+                let labelled = lay_labels_under(&routes, labels::label_routes(state));
+                warnings.extend(labelled.warnings);
+                self.status().label_routes = labelled.label_routes;
+                labelled.routes
             }
             _ => routes,
         };
@@ -806,7 +805,7 @@ impl Reconciler {
                 warnings.extend(route_warnings);
                 endpoints
             }
-            _ => Endpoints::new(),
+            _ => TaskServers::new(),
         };
         let desired = DesiredConfig::new(
             render_with(&routes, &endpoints),

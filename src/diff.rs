@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::model::{Route, RouteId, RoutesFile};
 
@@ -148,8 +147,7 @@ pub fn is_fingerprint(text: &str) -> bool {
 
 /// `hash 1a2b3c4d`: tells two password hashes apart without showing them.
 fn fingerprint(password_hash: &str) -> String {
-    let digest = Sha256::digest(password_hash.as_bytes());
-    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::util::sha256_hex_prefix(password_hash.as_bytes(), 4);
     format!("{FINGERPRINT_PREFIX}{hex}")
 }
 
@@ -258,11 +256,11 @@ pub struct DiffReport {
     /// Overrides in force on the live side (API changes git does not
     /// declare); only for a diff against a running capstan.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub drift: Vec<crate::sources::overrides::Drift>,
+    pub drift: Vec<crate::desired::overlay::Drift>,
     /// Swarm-side problems of the live routes (a missing service, no running
     /// task); only for a diff against a running capstan.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<crate::desired::servers::Warning>,
+    pub warnings: Vec<crate::sources::Warning>,
 }
 
 impl DiffReport {

@@ -18,6 +18,7 @@ pub mod render;
 pub mod report;
 pub mod sources;
 pub mod state;
+pub mod util;
 pub mod webhook;
 
 /// The route table built into the binary: the repository's own `routes.yaml`.

@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::render::{HaproxyConfig, Section, Server};
 
@@ -80,8 +79,7 @@ fn is_marker_line(line: &str) -> bool {
 }
 
 fn marker(config: &HaproxyConfig) -> String {
-    let digest = Sha256::digest(skeleton(config).to_string().as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    crate::util::sha256_hex_prefix(skeleton(config).to_string().as_bytes(), 8)
 }
 
 /// A server as HAProxy's runtime API reports it.

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::desired::servers::{self, Endpoints, TaskServer};
+use crate::desired::servers::{self, TaskServer, TaskServers};
 use crate::model::{Mode, PathMatch, Route, RoutesFile, names};
 
 /// A rendered config: sections in file order.
@@ -135,11 +135,11 @@ impl Section {
 /// Renders a validated routes file, each route's servers at its service's
 /// name (or its fixed `servers`).
 pub fn render(file: &RoutesFile) -> HaproxyConfig {
-    render_with(file, &Endpoints::new())
+    render_with(file, &TaskServers::new())
 }
 
 /// Renders with Swarm's tasks as the servers of the routes in `endpoints`.
-pub fn render_with(file: &RoutesFile, endpoints: &Endpoints) -> HaproxyConfig {
+pub fn render_with(file: &RoutesFile, endpoints: &TaskServers) -> HaproxyConfig {
     let mut routes: Vec<&Route> = file.routes.iter().collect();
     routes.sort_by_cached_key(|r| names::backend(r));
 

@@ -8,11 +8,13 @@ use std::fmt::Write;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::desired::overlay::Drift;
 use crate::diff::{ChangeKind, DiffReport, FieldChange, RouteChange};
 use crate::model::diagnostics::Diagnostics;
 use crate::reconcile::Status;
-use crate::sources::overrides::{Action, Drift, OverrideSet};
-use crate::state::{LastError, RevisionInfo};
+use crate::sources::RevisionInfo;
+use crate::sources::overrides::{Action, OverrideSet};
+use crate::state::LastError;
 
 /// Version of the JSON output; bumped on any incompatible change.
 pub const JSON_VERSION: u32 = 1;
@@ -443,9 +445,9 @@ pub fn overrides(set: &OverrideSet, drift: &[Drift], now: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desired::overlay::DriftKind;
     use crate::diff::Snapshot;
     use crate::model::validate::load;
-    use crate::sources::overrides::DriftKind;
 
     fn report() -> DiffReport {
         let base = load(

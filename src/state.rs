@@ -4,16 +4,18 @@
 //! old file or the new one, never a torn one.
 
 use std::collections::VecDeque;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::RoutesFile;
 use crate::model::diagnostics::Diagnostic;
 use crate::plan::{Change, Method};
+use crate::sources::RevisionInfo;
+use crate::util::write_atomic;
 
 /// How many applies the history keeps.
 pub const HISTORY_LIMIT: usize = 100;
@@ -30,25 +32,6 @@ pub enum StateError {
         path: PathBuf,
         source: serde_json::Error,
     },
-}
-
-/// Writes `bytes` to `path` so that readers see the old or the new content,
-/// never a mix, even across a crash.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// The state directory:
@@ -102,15 +85,6 @@ impl StateDir {
         let bytes = serde_json::to_vec_pretty(state).expect("state serializes");
         write_atomic(&path, &bytes).map_err(|source| StateError::Io { path, source })
     }
-}
-
-/// A revision of the routes, as status reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RevisionInfo {
-    /// `main (1a2b3c4)`, or a file path.
-    pub label: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit: Option<String>,
 }
 
 /// What HAProxy runs, as far as capstan applied it.
@@ -205,24 +179,7 @@ pub fn now() -> String {
 }
 
 fn rfc3339(unix_secs: u64) -> String {
-    let days = (unix_secs / 86_400) as i64;
-    let rem = unix_secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix_secs)).to_string()
 }
 
 #[cfg(test)]

@@ -63,7 +63,8 @@ pub fn verify_github(
         .trim()
         .strip_prefix("sha256=")
         .ok_or(WebhookError::MalformedSignature("expected sha256=<hex>"))?;
-    let signature = decode_hex(hex).ok_or(WebhookError::MalformedSignature("not hexadecimal"))?;
+    let signature =
+        hex::decode(hex).map_err(|_| WebhookError::MalformedSignature("not hexadecimal"))?;
     if signature.len() != 32 {
         return Err(WebhookError::MalformedSignature(
             "expected 64 hex digits (32 bytes)",
@@ -145,21 +146,6 @@ pub fn pushed_branch(body: &[u8]) -> Option<String> {
         .strip_prefix("refs/heads/")
         .filter(|branch| !branch.is_empty())
         .map(str::to_string)
-}
-
-/// Decodes hex digits (either case); `None` on an odd length or a non-hex
-/// character.
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    hex.as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            let digit = |c: u8| char::from(c).to_digit(16);
-            Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8)
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! `RemoteRepo` against real repositories made with the git CLI and served
-//! over `file://`.
+//! over `file://`, and over ssh by a local OpenSSH server.
 
 mod support;
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use capstan::sources::git::{GitAuth, GitError, RemoteRepo};
 use support::git;
@@ -271,4 +273,139 @@ fn remote_repo_can_move_into_spawn_blocking() {
     fn assert_send<T: Send + 'static>() {}
     assert_send::<RemoteRepo>();
     assert_send::<GitError>();
+}
+
+/// Runs a command to completion; its stdout.
+fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(output.status.success(), "{program} {args:?}: {output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// `ssh-keygen` of an unencrypted ed25519 key at `path`; its public half.
+fn keygen(path: &Path) -> String {
+    run(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            path.to_str().unwrap(),
+        ],
+    );
+    std::fs::read_to_string(path.with_extension("pub")).unwrap()
+}
+
+/// An OpenSSH server on a free local port, running as this user and
+/// accepting one client key. Killed on drop.
+struct Sshd {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+        keygen(dir.path().join("host_key").as_path());
+        let client = keygen(dir.path().join("client_key").as_path());
+        std::fs::write(path("authorized_keys"), client).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+             StrictModes no\nPidFile none\nSetEnv PATH={}\n",
+            path("host_key"),
+            path("authorized_keys"),
+            std::env::var("PATH").unwrap_or_default(),
+        );
+        std::fs::write(path("sshd_config"), config).unwrap();
+        // sshd started as root wants its privilege separation directory,
+        // which the service manager would otherwise create.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f", &path("sshd_config")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(path("sshd.log")).unwrap())
+            .spawn()
+            .expect("/usr/sbin/sshd (openssh-server, see scripts/install-test-deps)");
+        let sshd = Self { child, port, dir };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "sshd did not listen: {}",
+                std::fs::read_to_string(sshd.dir.path().join("sshd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sshd
+    }
+
+    /// The ssh URL of `repo` on this server, for this user.
+    fn url(&self, repo: &Path) -> String {
+        let user = run("id", &["-un"]);
+        format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            user.trim(),
+            self.port,
+            repo.display()
+        )
+    }
+
+    /// A known_hosts file naming the server as `name` with its key, hashed
+    /// by `ssh-keygen -H` as `HashKnownHosts yes` would write it.
+    fn hashed_known_hosts(&self, name: &str) -> PathBuf {
+        let key = std::fs::read_to_string(self.dir.path().join("host_key.pub")).unwrap();
+        let file = self.dir.path().join(format!("known_hosts-{name}"));
+        std::fs::write(&file, format!("{name} {key}")).unwrap();
+        run("ssh-keygen", &["-H", "-f", file.to_str().unwrap()]);
+        let hashed = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            hashed.starts_with("|1|") && !hashed.contains(name),
+            "{hashed}"
+        );
+        file
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn ssh_remote_with_a_hashed_known_hosts_file() {
+    let fixture = Fixture::new();
+    let commit = fixture.push_routes("routes: []\n");
+    let sshd = Sshd::start();
+    let key = sshd.dir.path().join("client_key");
+    let open = |known_hosts: PathBuf, cache: &str| {
+        let cache = fixture.cache.with_file_name(cache);
+        let auth = GitAuth::ssh_key(&key, known_hosts);
+        RemoteRepo::open(&sshd.url(&fixture.remote), &cache, auth).unwrap()
+    };
+
+    let known = sshd.hashed_known_hosts(&format!("[127.0.0.1]:{}", sshd.port));
+    let revision = open(known, "cache-known").fetch("main").unwrap();
+    assert_eq!(revision.commit.as_deref(), Some(commit.as_str()));
+
+    // The same server hashed under another port is another host.
+    let other = sshd.hashed_known_hosts(&format!("[127.0.0.1]:{}", sshd.port + 1));
+    let error = open(other, "cache-other").fetch("main").unwrap_err();
+    assert!(matches!(error, GitError::HostKey { .. }), "{error:?}");
+    assert!(error.to_string().contains("unknown host"), "{error}");
 }

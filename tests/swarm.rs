@@ -13,8 +13,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use capstan::sources::swarm::{
-    EndpointMode, ServiceInfo, ServiceMode, Swarm, TaskAddress, dfp_label_params, running_addresses,
+use capstan::sources::labels::dfp_label_params;
+use capstan::sources::swarm::Swarm;
+use capstan::sources::swarm_snapshot::{
+    EndpointMode, ServiceInfo, ServiceMode, TaskAddress, running_addresses,
 };
 use swarm_rig::*;
 use tokio::sync::mpsc;

@@ -13,13 +13,13 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use capstan::api;
-use capstan::desired::servers::Warning;
+use capstan::desired::overlay::Drift;
 use capstan::diff::Snapshot;
 use capstan::model::RoutesFile;
 use capstan::reconcile::{Status, unix_now};
 use capstan::report;
-use capstan::sources::overrides::{self, Drift, Override, OverrideSet};
-use capstan::state::RevisionInfo;
+use capstan::sources::overrides::{self, Override, OverrideSet};
+use capstan::sources::{RevisionInfo, Warning};
 
 use super::read_secret;
 

@@ -6,10 +6,9 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use serde::{Deserialize, Serialize};
-
 use crate::model::{Endpoint, RouteId, RoutesFile};
-use crate::sources::swarm::{SwarmState, running_addresses};
+use crate::sources::Warning;
+use crate::sources::swarm_snapshot::{SwarmState, running_addresses};
 
 /// One task as a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,14 +22,7 @@ pub struct TaskServer {
 }
 
 /// The task servers of every route routed to tasks.
-pub type Endpoints = BTreeMap<RouteId, Vec<TaskServer>>;
-
-/// A Swarm-side problem with one route.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Warning {
-    pub route: String,
-    pub message: String,
-}
+pub type TaskServers = BTreeMap<RouteId, Vec<TaskServer>>;
 
 /// Servers per route for `routes` in `swarm`. `proxy_networks` names the
 /// networks the proxy is attached to; empty means every network of the
@@ -39,8 +31,8 @@ pub fn resolve(
     routes: &RoutesFile,
     swarm: &SwarmState,
     proxy_networks: &[String],
-) -> (Endpoints, Vec<Warning>) {
-    let mut endpoints = Endpoints::new();
+) -> (TaskServers, Vec<Warning>) {
+    let mut by_route = TaskServers::new();
     let mut warnings = Vec::new();
     for route in &routes.routes {
         if route.endpoint != Endpoint::Tasks || !route.servers.is_empty() {
@@ -58,7 +50,7 @@ pub fn resolve(
                 "service `{}` does not exist in the Swarm",
                 route.service
             ));
-            endpoints.insert(id.clone(), Vec::new());
+            by_route.insert(id.clone(), Vec::new());
             continue;
         };
         let shared: Vec<String> = service
@@ -96,54 +88,9 @@ pub fn resolve(
         if !shared.is_empty() && servers.iter().all(|s| s.draining) {
             warn(format!("service `{}` has no running task", route.service));
         }
-        endpoints.insert(id.clone(), servers);
+        by_route.insert(id.clone(), servers);
     }
-    (endpoints, warnings)
-}
-
-/// Routes declared by Docker Flow Swarm Listener labels (`com.df.notify=true`,
-/// `com.df.servicePath=/x`, `com.df.port=8080`, ...), laid under git's: a
-/// label route whose id git declares too is ignored (git wins), one that
-/// conflicts with git's routes (a path twice) is left out with a warning.
-/// Overrides later apply on top of the result.
-pub fn with_label_routes(git: &RoutesFile, swarm: &SwarmState) -> (RoutesFile, Vec<Warning>) {
-    let mut table = git.clone();
-    let mut warnings = Vec::new();
-    for service in swarm.services.values() {
-        let Some(params) = crate::sources::swarm::dfp_label_params(service) else {
-            continue;
-        };
-        let warn = |warnings: &mut Vec<Warning>, message: String| {
-            warnings.push(Warning {
-                route: service.name.clone(),
-                message,
-            })
-        };
-        let request = match crate::dfp::parse_reconfigure(&params) {
-            Ok(request) => request,
-            Err(e) => {
-                warn(&mut warnings, format!("com.df labels ignored: {e}"));
-                continue;
-            }
-        };
-        let mut candidate = table.clone();
-        for route in request.routes {
-            if git.routes.iter().all(|r| r.id() != route.id()) {
-                candidate.routes.push(route);
-            }
-        }
-        for (name, users) in request.userlists {
-            candidate.userlists.entry(name).or_insert(users);
-        }
-        match crate::model::validate::check_semantics("labels", &candidate) {
-            Ok(()) => table = candidate,
-            Err(problems) => warn(
-                &mut warnings,
-                format!("com.df labels conflict with git's routes, ignored: {problems}"),
-            ),
-        }
-    }
-    (table, warnings)
+    (by_route, warnings)
 }
 
 /// Server slots a backend declares for `tasks` tasks: room to scale up to
@@ -202,7 +149,9 @@ pub fn assign_slots(tasks: &[TaskServer]) -> Vec<Option<&TaskServer>> {
 mod tests {
     use super::*;
     use crate::model::{Route, UrlPath};
-    use crate::sources::swarm::{EndpointMode, NetworkInfo, ServiceInfo, ServiceMode, TaskInfo};
+    use crate::sources::swarm_snapshot::{
+        EndpointMode, NetworkInfo, ServiceInfo, ServiceMode, TaskInfo,
+    };
 
     fn network(id: &str, name: &str) -> (String, NetworkInfo) {
         (
@@ -287,35 +236,6 @@ mod tests {
         );
         let (_, warnings) = resolve(&table(&["web"]), &state, &["other".into()]);
         assert!(warnings[0].message.contains("not attached"), "{warnings:?}");
-    }
-
-    #[test]
-    fn label_routes_fill_in_under_git() {
-        let mut state = swarm(vec![]);
-        let labelled = |name: &str, path: &str| {
-            let mut service = state.services["web"].clone();
-            service.name = name.into();
-            service.labels = BTreeMap::from([
-                ("com.df.notify".to_string(), "true".to_string()),
-                ("com.df.servicePath".to_string(), path.to_string()),
-                ("com.df.port".to_string(), "80".to_string()),
-            ]);
-            service
-        };
-        let (lbl, clash, git_too) = (
-            labelled("lbl", "/lbl"),
-            labelled("clash", "/web"),
-            labelled("web", "/other"),
-        );
-        state.services.insert("lbl".into(), lbl);
-        state.services.insert("clash".into(), clash);
-        state.services.insert("web".into(), git_too);
-        let (table, warnings) = with_label_routes(&table(&["web"]), &state);
-        let ids: Vec<String> = table.routes.iter().map(|r| r.id().0).collect();
-        assert_eq!(ids, ["web:80", "lbl:80"], "git's web:80 wins, lbl is added");
-        assert_eq!(table.routes[0].paths[0].0, "/web");
-        assert_eq!(warnings.len(), 1);
-        assert_eq!(warnings[0].route, "clash");
     }
 
     fn server(slot: u64, last: u8, draining: bool) -> TaskServer {

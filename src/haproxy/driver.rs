@@ -19,7 +19,7 @@ use crate::plan::{
     self, Change, DesiredConfig, LiveServer, LiveState, MARKER_PREFIX, Method, Plan, ServerState,
 };
 use crate::render::HaproxyConfig;
-use crate::state::write_atomic;
+use crate::util::write_atomic;
 
 /// Why an apply failed. Whatever the cause, the previous config keeps serving.
 #[derive(Debug, thiserror::Error)]

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 pub use handle::{APPLY_TIMEOUT, Completion, OverrideError, ReconcilerHandle};
 pub use status::{AppliedInfo, FetchStatus, HaproxyStatus, Status};
 
-use crate::desired::servers;
+use crate::desired::overlay::{check_overlay, lay_labels_under, overlay};
 use crate::haproxy::driver::{ApplyError, Haproxy};
 use crate::haproxy::process::MasterExit;
 use crate::metrics::ResultLabel;
@@ -33,12 +33,16 @@ use crate::model::validate;
 use crate::plan::{DesiredConfig, Method, Plan};
 use crate::sources::overrides::{OverrideSet, OverrideStore};
 use crate::sources::swarm::{Swarm, SwarmError};
-use crate::sources::{Fetched, RoutesSource, SourceError};
+use crate::sources::{Fetched, RevisionInfo, RoutesSource, SourceError, labels};
 use crate::state::{
-    self, ApplyRecord, LastError, Outcome, RECORDED_CHANGES, RevisionInfo, State, StateDir, Timings,
+    self, ApplyRecord, LastError, Outcome, RECORDED_CHANGES, State, StateDir, Timings,
 };
+use crate::util;
 use status::recent;
 use step::{Assembled, Decision, Fetch, GitDesired, SwarmView};
+
+/// The longest wait between retries of a failing reconcile (or `--poll-interval`).
+const RETRY_MAX: Duration = Duration::from_secs(64);
 
 /// How long after a Docker event capstan looks at Swarm once more.
 const SWARM_FOLLOW_UP: Duration = Duration::from_millis(750);
@@ -210,8 +214,8 @@ impl Reconciler {
             let failures = self
                 .transient_failures
                 .max(status.fetch.consecutive_failures);
-            let backoff =
-                (failures > 0).then(|| Duration::from_secs(1 << failures.min(6)).min(poll));
+            let backoff = (failures > 0)
+                .then(|| util::backoff(failures, Duration::from_secs(1), RETRY_MAX.min(poll)));
             status.fetch.retry_in_seconds = backoff.map(|b| b.as_secs());
             backoff.unwrap_or(poll)
         });
@@ -366,15 +370,11 @@ impl Reconciler {
         let labels = self.swarm.as_ref().is_some_and(|s| s.labels);
         let routes = match (&swarm, labels) {
             (Some(view), true) => {
-                let (table, label_warnings) = servers::with_label_routes(&routes, &view.state);
-                warnings.extend(label_warnings);
-                let label_routes = table.routes[routes.routes.len()..]
-                    .iter()
-                    .map(|r| r.id().0)
-                    .collect();
+                let labelled = lay_labels_under(&routes, labels::label_routes(&view.state));
+                warnings.extend(labelled.warnings);
                 self.handle
-                    .update_status(|status| status.label_routes = label_routes);
-                table
+                    .update_status(|status| status.label_routes = labelled.label_routes);
+                labelled.routes
             }
             _ => routes,
         };
@@ -391,11 +391,11 @@ impl Reconciler {
     /// desired config.
     fn assemble(&mut self, git: &GitDesired) -> Result<Assembled, ReconcileError> {
         let overrides = self.handle.overrides();
-        let overlay = step::overlay(&git.routes, &overrides, unix_now());
+        let overlay = overlay(&git.routes, &overrides, unix_now());
         self.handle.drop_stale(&overrides, &overlay.stale);
         let drift = overlay.drift.clone();
         self.handle.update_status(|status| status.overrides = drift);
-        if let Err(diagnostics) = step::check_overlay(&overlay) {
+        if let Err(diagnostics) = check_overlay(&overlay) {
             let message = format!(
                 "{} at {} conflicts with the overrides ({} problem(s)); still serving {}; remove the override or fix git",
                 git.file_name,
@@ -467,8 +467,8 @@ impl Reconciler {
         git: &GitDesired,
         overrides: &OverrideSet,
     ) -> Result<(), Verdict> {
-        let overlay = step::overlay(&git.routes, overrides, unix_now());
-        if let Err(diagnostics) = step::check_overlay(&overlay) {
+        let overlay = overlay(&git.routes, overrides, unix_now());
+        if let Err(diagnostics) = check_overlay(&overlay) {
             return Err(Verdict::Rejected(diagnostics.to_string()));
         }
         let assembled = step::assemble(

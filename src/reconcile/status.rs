@@ -2,11 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::desired::servers::Warning;
+use crate::desired::overlay::Drift;
 use crate::plan::Plan;
-use crate::sources::SourceInfo;
-use crate::sources::overrides::Drift;
-use crate::state::{ApplyRecord, LastError, RevisionInfo, State};
+use crate::sources::{RevisionInfo, SourceInfo, Warning};
+use crate::state::{ApplyRecord, LastError, State};
 
 /// The state of git fetching, for status.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -5,16 +5,13 @@
 
 use std::path::Path;
 
-use crate::desired::servers::{self, Endpoints, Warning};
+use crate::desired::servers::{self, TaskServers};
 use crate::model::RoutesFile;
-use crate::model::diagnostics::Diagnostics;
-use crate::model::validate;
 use crate::plan::{DesiredConfig, LiveState, Plan, plan};
 use crate::render::render_with;
-use crate::sources::Fetched;
-use crate::sources::overrides::{Drift, OverrideSet, merge};
-use crate::sources::swarm::SwarmState;
-use crate::state::RevisionInfo;
+use crate::sources::overrides::OverrideSet;
+use crate::sources::swarm_snapshot::SwarmState;
+use crate::sources::{Fetched, RevisionInfo, Warning};
 
 /// What a reconcile builds on after asking the source.
 #[derive(Debug)]
@@ -56,51 +53,6 @@ pub struct GitDesired {
     pub warnings: Vec<Warning>,
 }
 
-/// The overrides laid over git's table.
-#[derive(Debug)]
-pub struct Overlay {
-    pub routes: RoutesFile,
-    /// The overrides in force: without the stale ones.
-    pub overrides: OverrideSet,
-    /// How each override in force differs from git.
-    pub drift: Vec<Drift>,
-    /// Overrides that expired or that git now declares itself: to drop.
-    pub stale: Vec<String>,
-}
-
-/// Lays the overrides not expired at `now` over `git` (overrides win).
-pub fn overlay(git: &RoutesFile, overrides: &OverrideSet, now: u64) -> Overlay {
-    let merged = merge(git, overrides, now);
-    let stale: Vec<String> = overrides
-        .overrides
-        .values()
-        .filter(|o| o.is_expired(now))
-        .map(|o| o.service.clone())
-        .chain(
-            merged
-                .drift
-                .iter()
-                .filter(|d| d.redundant)
-                .map(|d| d.service.clone()),
-        )
-        .collect();
-    let mut in_force = overrides.clone();
-    for service in &stale {
-        in_force.overrides.remove(service);
-    }
-    Overlay {
-        routes: merged.routes,
-        overrides: in_force,
-        drift: merged.drift.into_iter().filter(|d| !d.redundant).collect(),
-        stale,
-    }
-}
-
-/// Overrides can make git's table invalid (a path two services claim).
-pub fn check_overlay(overlay: &Overlay) -> Result<(), Diagnostics> {
-    validate::check_semantics("overrides", &overlay.routes)
-}
-
 /// A desired config with what was merged into it.
 pub struct Assembled {
     pub routes: RoutesFile,
@@ -125,7 +77,7 @@ pub fn assemble(
             warnings.extend(route_warnings);
             endpoints
         }
-        None => Endpoints::new(),
+        None => TaskServers::new(),
     };
     let desired = DesiredConfig::new(render_with(&routes, &endpoints), admin_socket);
     Assembled {
@@ -167,7 +119,6 @@ mod tests {
     use super::*;
     use crate::model::validate::load;
     use crate::plan::Method;
-    use crate::sources::overrides::{Action, Override};
 
     const GIT: &str = "version: 1\nroutes:\n  - service: go-demo\n    port: 8080\n    paths: [/demo]\n  - service: shop\n    port: 3000\n    paths: [/shop]\n";
 
@@ -184,39 +135,6 @@ mod tests {
             file_name: "routes.yaml".into(),
             text: GIT.into(),
         }
-    }
-
-    fn reconfigure(service: &str, port: u16, path: &str, expires_at: Option<u64>) -> Override {
-        let yaml = format!(
-            "version: 1\nroutes:\n  - service: {service}\n    port: {port}\n    paths: [{path}]\n"
-        );
-        Override {
-            service: service.into(),
-            action: Action::Reconfigure {
-                routes: load("override", &yaml).expect("valid").routes,
-                userlists: Default::default(),
-            },
-            created_at: "t".into(),
-            expires_at,
-        }
-    }
-
-    fn set(overrides: Vec<Override>) -> OverrideSet {
-        OverrideSet {
-            overrides: overrides
-                .into_iter()
-                .map(|o| (o.service.clone(), o))
-                .collect(),
-        }
-    }
-
-    fn backend_of<'a>(routes: &'a RoutesFile, path: &str) -> Vec<(&'a str, u16)> {
-        routes
-            .routes
-            .iter()
-            .filter(|r| r.paths.iter().any(|p| p.0 == path))
-            .map(|r| (r.service.as_str(), r.port))
-            .collect()
     }
 
     fn desired(routes: &RoutesFile) -> DesiredConfig {
@@ -254,58 +172,6 @@ mod tests {
             after_fetch(Err("unreachable"), None),
             Fetch::Unknown("unreachable")
         ));
-    }
-
-    #[test]
-    fn overrides_win_over_git_and_show_as_drift() {
-        let overrides = set(vec![reconfigure("go-demo", 8080, "/v2", None)]);
-        let overlay = overlay(&git(), &overrides, 100);
-        assert!(backend_of(&overlay.routes, "/demo").is_empty());
-        assert_eq!(backend_of(&overlay.routes, "/v2"), [("go-demo", 8080)]);
-        assert_eq!(backend_of(&overlay.routes, "/shop"), [("shop", 3000)]);
-        assert_eq!(overlay.drift.len(), 1);
-        assert_eq!(overlay.drift[0].service, "go-demo");
-        assert_eq!(overlay.drift[0].replaces.len(), 1);
-        assert!(overlay.stale.is_empty());
-        assert!(check_overlay(&overlay).is_ok());
-    }
-
-    #[test]
-    fn a_remove_override_hides_git_routes() {
-        let remove = Override {
-            service: "shop".into(),
-            action: Action::Remove,
-            created_at: "t".into(),
-            expires_at: None,
-        };
-        let overlay = overlay(&git(), &set(vec![remove]), 100);
-        assert!(backend_of(&overlay.routes, "/shop").is_empty());
-        assert_eq!(overlay.drift[0].removes.len(), 1);
-    }
-
-    #[test]
-    fn expired_and_redundant_overrides_are_stale_and_not_in_force() {
-        let overrides = set(vec![
-            reconfigure("go-demo", 9090, "/demo", Some(50)),
-            reconfigure("shop", 3000, "/shop", None),
-            reconfigure("new", 7000, "/new", Some(500)),
-        ]);
-        let overlay = overlay(&git(), &overrides, 100);
-        let mut stale = overlay.stale.clone();
-        stale.sort();
-        assert_eq!(stale, ["go-demo", "shop"]);
-        assert_eq!(
-            overlay.overrides.overrides.keys().collect::<Vec<_>>(),
-            ["new"]
-        );
-        assert_eq!(backend_of(&overlay.routes, "/demo"), [("go-demo", 8080)]);
-        assert_eq!(overlay.drift.len(), 1, "only `new` drifts from git");
-    }
-
-    #[test]
-    fn an_override_that_breaks_git_is_refused() {
-        let overrides = set(vec![reconfigure("other", 4000, "/shop", None)]);
-        assert!(check_overlay(&overlay(&git(), &overrides, 100)).is_err());
     }
 
     #[test]

@@ -31,22 +31,22 @@ pub enum GitError {
         source: git2::Error,
     },
     /// A file could not be read at a revision.
-    #[error("{file} at {rev}: {message}")]
+    #[error("{file} at {rev}: {source}")]
     Unreadable {
         /// The revision (or commit id) the file was read at.
         rev: String,
         /// The path of the file inside the repository.
         file: String,
         /// What went wrong.
-        message: String,
+        source: ReadError,
     },
     /// The cache directory of a remote cannot be created, opened or used.
-    #[error("cache directory {path}: {message}")]
+    #[error("cache directory {path}: {source}")]
     Cache {
         /// The cache directory.
         path: PathBuf,
         /// What went wrong.
-        message: String,
+        source: CacheError,
     },
     /// The cache directory already mirrors another remote.
     #[error(
@@ -115,6 +115,37 @@ pub enum GitError {
     },
 }
 
+/// Why a file could not be read at a revision.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// libgit2 could not find or read the commit, tree or blob.
+    #[error("{}", .0.message())]
+    Git(#[source] git2::Error),
+    /// The working tree's file could not be read.
+    #[error("{0}")]
+    Io(#[source] std::io::Error),
+    /// Refused from its size, before it is loaded.
+    #[error("{}", .0.message)]
+    TooLarge(Box<crate::model::diagnostics::Diagnostic>),
+    #[error("not UTF-8 text")]
+    NotUtf8(#[source] std::string::FromUtf8Error),
+    #[error("a bare repository has no working tree")]
+    NoWorkingTree,
+}
+
+/// Why a cache directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("{0}")]
+    Create(#[source] std::io::Error),
+    /// What libgit2 said, redacted: it may quote the URL and its token, so
+    /// only the redacted text is kept.
+    #[error("{0}")]
+    Git(String),
+    #[error("neither empty nor a bare git repository; refusing to use it")]
+    NotARepository,
+}
+
 /// A resolved revision: what the user named and the commit it points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revision {
@@ -181,19 +212,19 @@ impl LocalRepo {
     /// revision, or `None` when the file does not exist there.
     pub fn read(&self, revision: &Revision, file: &str) -> Result<Option<String>, GitError> {
         let Some(commit) = &revision.commit else {
-            let unreadable = |message: String| GitError::Unreadable {
+            let unreadable = |source| GitError::Unreadable {
                 rev: revision.name.clone(),
                 file: file.to_string(),
-                message,
+                source,
             };
             let workdir = self
                 .repo
                 .workdir()
-                .ok_or_else(|| unreadable("a bare repository has no working tree".into()))?;
+                .ok_or_else(|| unreadable(ReadError::NoWorkingTree))?;
             return match std::fs::read_to_string(workdir.join(file)) {
                 Ok(text) => Ok(Some(text)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(unreadable(e.to_string())),
+                Err(e) => Err(unreadable(ReadError::Io(e))),
             };
         };
         read_at_commit(&self.repo, &revision.name, commit, file)
@@ -209,35 +240,33 @@ fn read_at_commit(
     commit: &str,
     file: &str,
 ) -> Result<Option<String>, GitError> {
-    let unreadable = |message: String| GitError::Unreadable {
+    let unreadable = |source| GitError::Unreadable {
         rev: rev_name.to_string(),
         file: file.to_string(),
-        message,
+        source,
     };
-    let oid = git2::Oid::from_str(commit).map_err(|e| unreadable(e.message().into()))?;
-    let tree = repo
-        .find_commit(oid)
-        .and_then(|c| c.tree())
-        .map_err(|e| unreadable(e.message().into()))?;
+    let git = |e| unreadable(ReadError::Git(e));
+    let oid = git2::Oid::from_str(commit).map_err(git)?;
+    let tree = repo.find_commit(oid).and_then(|c| c.tree()).map_err(git)?;
     let entry = match tree.get_path(Path::new(file)) {
         Ok(entry) => entry,
         Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
-        Err(e) => return Err(unreadable(e.message().into())),
+        Err(e) => return Err(git(e)),
     };
     // The size from the object header, before the blob is loaded: a huge
     // file is refused without holding it in memory.
     if let Ok((size, _)) = repo.odb().and_then(|odb| odb.read_header(entry.id()))
         && let Some(too_large) = crate::model::validate::size_problem(file, size as u64)
     {
-        return Err(unreadable(too_large.message));
+        return Err(unreadable(ReadError::TooLarge(Box::new(too_large))));
     }
     let blob = entry
         .to_object(repo)
         .and_then(|o| o.peel_to_blob())
-        .map_err(|e| unreadable(e.message().into()))?;
+        .map_err(git)?;
     String::from_utf8(blob.content().to_vec())
         .map(Some)
-        .map_err(|_| unreadable("not UTF-8 text".into()))
+        .map_err(|e| unreadable(ReadError::NotUtf8(e)))
 }
 
 /// The user name GitHub expects with an installation or personal token.
@@ -590,23 +619,22 @@ impl RemoteRepo {
         ssh: Option<SshEndpoint>,
     ) -> Result<Self, GitError> {
         set_network_timeouts();
-        let cache_error = |message: String| GitError::Cache {
+        let cache_error = |source| GitError::Cache {
             path: cache_dir.to_path_buf(),
-            message: auth.redact(&message),
+            source,
         };
+        let git = |e: git2::Error| cache_error(CacheError::Git(auth.redact(e.message())));
         let repo = match git2::Repository::open_bare(cache_dir) {
             Ok(repo) => repo,
             Err(e) if e.code() == git2::ErrorCode::NotFound && is_missing_or_empty(cache_dir) => {
-                std::fs::create_dir_all(cache_dir).map_err(|e| cache_error(e.to_string()))?;
-                git2::Repository::init_bare(cache_dir)
-                    .map_err(|e| cache_error(e.message().to_string()))?
+                std::fs::create_dir_all(cache_dir)
+                    .map_err(|e| cache_error(CacheError::Create(e)))?;
+                git2::Repository::init_bare(cache_dir).map_err(git)?
             }
             Err(e) if e.code() == git2::ErrorCode::NotFound => {
-                return Err(cache_error(
-                    "neither empty nor a bare git repository; refusing to use it".into(),
-                ));
+                return Err(cache_error(CacheError::NotARepository));
             }
-            Err(e) => return Err(cache_error(e.message().to_string())),
+            Err(e) => return Err(git(e)),
         };
         match repo.find_remote(REMOTE) {
             Ok(remote) if remote.url().ok() == Some(url) => {}
@@ -618,10 +646,9 @@ impl RemoteRepo {
                 });
             }
             Err(e) if e.code() == git2::ErrorCode::NotFound => {
-                repo.remote(REMOTE, url)
-                    .map_err(|e| cache_error(e.message().to_string()))?;
+                repo.remote(REMOTE, url).map_err(git)?;
             }
-            Err(e) => return Err(cache_error(e.message().to_string())),
+            Err(e) => return Err(git(e)),
         }
         Ok(Self {
             repo,
@@ -870,23 +897,60 @@ enum PresentedKey<'a> {
     Unavailable,
 }
 
-/// The plain entries of an OpenSSH known_hosts file.
+/// The entries of an OpenSSH known_hosts file.
 #[derive(Debug, Default)]
 struct KnownHosts {
     entries: Vec<KnownHost>,
-    /// Lines with hashed host names (`|1|salt|hash`), which are not read.
-    hashed: usize,
 }
 
 #[derive(Debug)]
 struct KnownHost {
-    /// Comma-separated patterns: `host`, `[host]:port`, `*`/`?` wildcards,
-    /// `!` negations.
-    patterns: Vec<String>,
+    hosts: HostField,
     key_type: String,
     key: Vec<u8>,
     /// A `@revoked` line: this key must be refused.
     revoked: bool,
+}
+
+/// The host field of a known_hosts line.
+#[derive(Debug, PartialEq, Eq)]
+enum HostField {
+    /// Comma-separated patterns: `host`, `[host]:port`, `*`/`?` wildcards,
+    /// `!` negations.
+    Patterns(Vec<String>),
+    /// `|1|salt|hash`, as `HashKnownHosts yes` (Debian's and Ubuntu's
+    /// default) and `ssh-keyscan -H` write it: the HMAC-SHA1 of one host
+    /// name (`host` or `[host]:port`) keyed with the salt.
+    Hashed { salt: Vec<u8>, hash: Vec<u8> },
+}
+
+impl HostField {
+    fn parse(field: &str) -> Option<Self> {
+        let Some(hashed) = field.strip_prefix("|1|") else {
+            return Some(Self::Patterns(
+                field.split(',').map(str::to_ascii_lowercase).collect(),
+            ));
+        };
+        let (salt, hash) = hashed.split_once('|')?;
+        let (salt, hash) = (base64_decode(salt)?, base64_decode(hash)?);
+        // OpenSSH ignores a line whose hash is not a SHA-1 digest.
+        (hash.len() == 20).then_some(Self::Hashed { salt, hash })
+    }
+
+    /// Whether the field names `name` (lowercase, in known_hosts form).
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            Self::Patterns(patterns) => host_matches(patterns, name),
+            Self::Hashed { salt, hash } => {
+                use hmac::Mac;
+                let Ok(mut mac) = hmac::Hmac::<sha1::Sha1>::new_from_slice(salt) else {
+                    return false;
+                };
+                mac.update(name.as_bytes());
+                mac.verify_slice(hash).is_ok()
+            }
+        }
+    }
 }
 
 impl KnownHosts {
@@ -918,18 +982,15 @@ impl KnownHosts {
                 let Some(next) = fields.next() else { continue };
                 first = next;
             }
-            if first.starts_with("|1|") {
-                hosts.hashed += 1;
-                continue;
-            }
             let (Some(key_type), Some(key)) = (fields.next(), fields.next()) else {
                 continue;
             };
-            let Some(key) = base64_decode(key) else {
+            let (Some(hosts_field), Some(key)) = (HostField::parse(first), base64_decode(key))
+            else {
                 continue;
             };
             hosts.entries.push(KnownHost {
-                patterns: first.split(',').map(str::to_ascii_lowercase).collect(),
+                hosts: hosts_field,
                 key_type: key_type.to_string(),
                 key,
                 revoked,
@@ -953,7 +1014,7 @@ impl KnownHosts {
         let for_host: Vec<&KnownHost> = self
             .entries
             .iter()
-            .filter(|entry| host_matches(&entry.patterns, &name.to_ascii_lowercase()))
+            .filter(|entry| entry.hosts.matches(&name.to_ascii_lowercase()))
             .collect();
         if for_host.iter().any(|e| e.revoked && matches(&e.key)) {
             return Err(format!(
@@ -978,7 +1039,7 @@ impl KnownHosts {
                 known.join(", ")
             ));
         }
-        let mut reason = format!(
+        Err(format!(
             "unknown host {name}: add its key to known_hosts \
              (e.g. `ssh-keyscan{} {}`, checked against the host's published fingerprints)",
             if endpoint.port == 22 {
@@ -987,20 +1048,7 @@ impl KnownHosts {
                 format!(" -p {}", endpoint.port)
             },
             endpoint.host
-        );
-        if self.hashed > 0 {
-            reason.push_str(&format!(
-                "; {} hashed (|1|) entr{} skipped: capstan reads only plain host names, \
-                 so do not use `ssh-keyscan -H` or HashKnownHosts",
-                self.hashed,
-                if self.hashed == 1 {
-                    "y was"
-                } else {
-                    "ies were"
-                }
-            ));
-        }
-        Err(reason)
+        ))
     }
 }
 
@@ -1028,32 +1076,19 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
     }
 }
 
-/// Standard base64 (with or without padding); `None` if malformed.
+/// Standard base64, padded or not, as OpenSSH reads it: the bits past the
+/// last whole byte are ignored.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// `None` if malformed.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
-    if text.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes() {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    use base64::Engine;
+    BASE64.decode(text).ok()
 }
 
 #[cfg(test)]
@@ -1105,12 +1140,18 @@ mod tests {
              bad64.example.com ssh-ed25519 !!!!\n"
         );
         let hosts = KnownHosts::parse(&text);
-        assert_eq!(hosts.hashed, 1);
+        // The hashed line is skipped: its "hash" is no SHA-1 digest.
         assert_eq!(hosts.entries.len(), 3);
-        assert_eq!(hosts.entries[0].patterns, ["github.com", "140.82.121.4"]);
+        assert_eq!(
+            hosts.entries[0].hosts,
+            HostField::Patterns(vec!["github.com".into(), "140.82.121.4".into()])
+        );
         assert_eq!(hosts.entries[0].key_type, "ssh-ed25519");
         assert_eq!(hosts.entries[0].key, key(GITHUB_ED25519));
-        assert_eq!(hosts.entries[1].patterns, ["[git.example.com]:2222"]);
+        assert_eq!(
+            hosts.entries[1].hosts,
+            HostField::Patterns(vec!["[git.example.com]:2222".into()])
+        );
         assert!(hosts.entries[2].revoked);
         assert!(!hosts.entries[0].revoked);
     }
@@ -1155,20 +1196,34 @@ mod tests {
         assert!(error.contains("ssh-keyscan -p 2222 github.com"), "{error}");
     }
 
+    /// `ssh-keygen -H` of `github.com ssh-ed25519 {GITHUB_ED25519}` and
+    /// `[git.example.com]:2222 ssh-ed25519 {OTHER_ED25519}`.
+    const HASHED: &str = "\
+        |1|yTQKEF+Soff6DCZpwOKwXu1pK4s=|wF+hoPTEAJTEY+dabyz1WYiYsHs= ssh-ed25519 \
+        AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n\
+        |1|vgkow3s90jdPsdtqrKYLw4wa8Ic=|KICwY8zVSbLfJJy42Y/vIA2vauw= ssh-ed25519 \
+        AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n";
+
     #[test]
-    fn unknown_host_error_mentions_skipped_hashed_entries() {
-        let hosts = KnownHosts::parse(&format!(
-            "|1|c2FsdA==|aGFzaA== ssh-ed25519 {GITHUB_ED25519}\n"
-        ));
-        let github = key(GITHUB_ED25519);
-        let error = hosts
-            .check(&endpoint("github.com", 22), &PresentedKey::Raw(&github))
-            .unwrap_err();
+    fn hashed_entries_match_their_host_and_port() {
+        let hosts = KnownHosts::parse(HASHED);
+        assert_eq!(hosts.entries.len(), 2);
+        let (github, other) = (key(GITHUB_ED25519), key(OTHER_ED25519));
+        let check =
+            |host, port, key: &[u8]| hosts.check(&endpoint(host, port), &PresentedKey::Raw(key));
+        assert_eq!(check("github.com", 22, &github), Ok(()));
+        assert_eq!(check("GitHub.com", 22, &github), Ok(()));
+        assert_eq!(check("git.example.com", 2222, &other), Ok(()));
+        let error = check("github.com", 22, &other).unwrap_err();
         assert!(
-            error.contains("1 hashed (|1|) entry was skipped"),
+            error.contains("does not match the ssh-ed25519 key"),
             "{error}"
         );
-        assert!(error.contains("ssh-keyscan -H"), "{error}");
+        let error = check("git.example.com", 22, &other).unwrap_err();
+        assert!(error.contains("unknown host git.example.com"), "{error}");
+        let revoked = KnownHosts::parse(&format!("@revoked {HASHED}"));
+        let error = revoked.check(&endpoint("github.com", 22), &PresentedKey::Raw(&github));
+        assert!(error.unwrap_err().contains("@revoked"));
     }
 
     #[test]

@@ -2,18 +2,27 @@
 //! hands plain data to the pure stages.
 
 pub mod git;
+pub mod labels;
 pub mod overrides;
 pub mod swarm;
+pub mod swarm_snapshot;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::model::validate;
 use crate::sources::git::{GitError, RemoteRepo};
-use crate::state::RevisionInfo;
+
+/// A problem with one route (or the labelled Swarm service that declares
+/// it) that leaves the rest serving: status and diffs list them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    /// The route id, or the service name for a service's labels.
+    pub route: String,
+    pub message: String,
+}
 
 /// Where the desired routes come from.
 pub enum RoutesSource {
@@ -28,6 +37,15 @@ pub enum RoutesSource {
     File(PathBuf),
     /// The example table built into capstan.
     Embedded,
+}
+
+/// A revision of the routes, as status reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionInfo {
+    /// `main (1a2b3c4)`, or a file path.
+    pub label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 /// Desired routes as fetched, before validation.
@@ -132,8 +150,7 @@ impl RoutesSource {
 
 /// A file outside git is identified by a hash of its content.
 fn content_addressed(name: &str, text: String) -> Fetched {
-    let digest = Sha256::digest(text.as_bytes());
-    let short: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let short = crate::util::sha256_hex_prefix(text.as_bytes(), 4);
     Fetched {
         revision: RevisionInfo {
             label: format!("{name} (sha256 {short})"),

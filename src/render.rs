@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::desired::DesiredState;
 use crate::desired::servers::{self, TaskServer, TaskServers};
 use crate::model::{Mode, PathMatch, Route, RoutesFile, names};
 
@@ -138,8 +139,13 @@ pub fn render(file: &RoutesFile) -> HaproxyConfig {
     render_with(file, &TaskServers::new())
 }
 
-/// Renders with Swarm's tasks as the servers of the routes in `endpoints`.
-pub fn render_with(file: &RoutesFile, endpoints: &TaskServers) -> HaproxyConfig {
+/// Renders the desired state: Swarm's tasks serve the routes they were
+/// resolved for.
+pub fn render_desired(desired: &DesiredState) -> HaproxyConfig {
+    render_with(&desired.routes, &desired.servers)
+}
+
+fn render_with(file: &RoutesFile, endpoints: &TaskServers) -> HaproxyConfig {
     let mut routes: Vec<&Route> = file.routes.iter().collect();
     routes.sort_by_cached_key(|r| names::backend(r));
 

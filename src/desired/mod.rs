@@ -1,4 +1,46 @@
-//! Sources → one desired state: the routes to serve and their servers.
+//! Sources → one desired state, pure: git's routes with the `com.df.*`
+//! label routes under them and the overrides over them ([`overlay`]), each
+//! route's servers from Swarm's tasks ([`servers`]).
 
 pub mod overlay;
 pub mod servers;
+
+use crate::model::RoutesFile;
+use crate::sources::Warning;
+use crate::sources::swarm_snapshot::SwarmState;
+use servers::TaskServers;
+
+/// What capstan wants HAProxy to serve: what the renderer takes.
+#[derive(Debug, Clone)]
+pub struct DesiredState {
+    /// git's routes, label routes under them, overrides over them.
+    pub routes: RoutesFile,
+    /// The servers of the routes Swarm's tasks serve; a route not here is
+    /// served at its service's name (or its fixed `servers`).
+    pub servers: TaskServers,
+    /// Routes that cannot be served as declared (no such service, no
+    /// running task, no shared network, unreadable labels).
+    pub warnings: Vec<Warning>,
+}
+
+impl DesiredState {
+    /// `routes` with no Swarm to look at.
+    pub fn new(routes: RoutesFile) -> Self {
+        Self {
+            routes,
+            servers: TaskServers::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// `routes` served by their services' running tasks in `swarm` on
+    /// `networks` (empty: any network but `ingress`).
+    pub fn with_tasks(routes: RoutesFile, swarm: &SwarmState, networks: &[String]) -> Self {
+        let (servers, warnings) = servers::resolve(&routes, swarm, networks);
+        Self {
+            routes,
+            servers,
+            warnings,
+        }
+    }
+}

@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use crate::desired::servers::{self, TaskServers};
+use crate::desired::DesiredState;
 use crate::model::RoutesFile;
 use crate::plan::{DesiredConfig, LiveState, Plan, plan};
-use crate::render::render_with;
+use crate::render::render_desired;
 use crate::sources::overrides::OverrideSet;
 use crate::sources::swarm_snapshot::SwarmState;
 use crate::sources::{Fetched, RevisionInfo, Warning};
@@ -69,19 +69,15 @@ pub fn assemble(
     overrides: OverrideSet,
     admin_socket: &Path,
 ) -> Assembled {
-    let mut warnings = git.warnings.clone();
-    let endpoints = match &git.swarm {
-        Some(swarm) => {
-            let (endpoints, route_warnings) =
-                servers::resolve(&routes, &swarm.state, &swarm.networks);
-            warnings.extend(route_warnings);
-            endpoints
-        }
-        None => TaskServers::new(),
+    let state = match &git.swarm {
+        Some(swarm) => DesiredState::with_tasks(routes, &swarm.state, &swarm.networks),
+        None => DesiredState::new(routes),
     };
-    let desired = DesiredConfig::new(render_with(&routes, &endpoints), admin_socket);
+    let desired = DesiredConfig::new(render_desired(&state), admin_socket);
+    let mut warnings = git.warnings.clone();
+    warnings.extend(state.warnings);
     Assembled {
-        routes,
+        routes: state.routes,
         overrides,
         desired,
         warnings,

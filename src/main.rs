@@ -346,7 +346,7 @@ fn diff_report(
     // the head that would serve is git's table with them laid over, and
     // each override is reported as drift.
     let merged =
-        capstan::desired::overlay::merge(&git_routes, &overrides, capstan::reconcile::unix_now());
+        capstan::desired::overlay::merge(&git_routes, &overrides, capstan::util::unix_now());
     let head = Snapshot::rendered(head.label, head.commit, merged.routes);
     let mut report = DiffReport::between(&base, &head);
     report.drift = merged.drift;

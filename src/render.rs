@@ -350,7 +350,7 @@ fn http_frontend(file: &RoutesFile, routes: &[&Route]) -> Section {
 /// (`^/x\x2eb` would match `/xyb`, `\x00` would end the word); each
 /// backslash doubled reaches PCRE as the one the user wrote, so the pattern
 /// means exactly what routes.yaml says.
-pub fn regex_word(pattern: &str) -> String {
+fn regex_word(pattern: &str) -> String {
     pattern.replace('\\', "\\\\")
 }
 

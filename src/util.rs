@@ -40,6 +40,13 @@ pub fn backoff(failures: u32, min: Duration, max: Duration) -> Duration {
     min.saturating_mul(2u32.saturating_pow(failures)).min(max)
 }
 
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

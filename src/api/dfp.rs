@@ -10,9 +10,10 @@ use serde_json::Value;
 
 use super::ApiState;
 use crate::dfp::{self, AnswerStatus};
-use crate::reconcile::{APPLY_TIMEOUT, OverrideError, unix_now};
+use crate::reconcile::{APPLY_TIMEOUT, OverrideError};
 use crate::sources::overrides::{Action, Override, OverrideChange};
 use crate::state;
+use crate::util::unix_now;
 
 fn answer(code: StatusCode, body: Value) -> Response {
     (code, axum::Json(body)).into_response()

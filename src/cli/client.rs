@@ -16,10 +16,11 @@ use capstan::api;
 use capstan::desired::overlay::Drift;
 use capstan::diff::Snapshot;
 use capstan::model::RoutesFile;
-use capstan::reconcile::{Status, unix_now};
+use capstan::reconcile::Status;
 use capstan::report;
 use capstan::sources::overrides::{self, Override, OverrideSet};
 use capstan::sources::{RevisionInfo, Warning};
+use capstan::util::unix_now;
 
 use super::read_secret;
 

@@ -10,13 +10,13 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot, watch};
 
 use super::status::Status;
-use super::unix_now;
 use crate::desired::overlay::{check_overlay, overlay};
 use crate::metrics::Metrics;
 use crate::model::RoutesFile;
 use crate::model::diagnostics::Diagnostics;
 use crate::sources::RevisionInfo;
 use crate::sources::overrides::{OverrideChange, OverrideSet, OverrideStore, StoreError};
+use crate::util::unix_now;
 
 /// How long a caller waits for its change to be applied.
 pub const APPLY_TIMEOUT: Duration = Duration::from_secs(120);

@@ -16,7 +16,7 @@ pub mod step;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -37,7 +37,7 @@ use crate::sources::{Fetched, RevisionInfo, RoutesSource, SourceError, labels};
 use crate::state::{
     self, ApplyRecord, LastError, Outcome, RECORDED_CHANGES, State, StateDir, Timings,
 };
-use crate::util;
+use crate::util::{self, unix_now};
 use status::recent;
 use step::{Assembled, Decision, Fetch, GitDesired, SwarmView};
 
@@ -748,13 +748,6 @@ fn release_freed_memory() {
         }
         malloc_trim(0);
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn millis(duration: Duration) -> u64 {

@@ -125,10 +125,7 @@ pub async fn remove(
     };
     let result = submit(&state, change).await;
     match result {
-        Ok(()) => answer(
-            StatusCode::OK,
-            serde_json::json!({"Status": "OK", "Message": "", "ServiceName": service}),
-        ),
+        Ok(()) => answer(StatusCode::OK, dfp::remove_answer(&service)),
         Err(response) => *response,
     }
 }
@@ -146,7 +143,7 @@ pub async fn reload(State(state): State<ApiState>, headers: HeaderMap) -> Respon
         tokio::time::timeout(APPLY_TIMEOUT, state.reconciler.wait_for_run_after(run)).await;
     match completion {
         Ok(c) => match c.error.or(c.fetch_error) {
-            None => answer(StatusCode::OK, serde_json::json!({"Status": "OK"})),
+            None => answer(StatusCode::OK, dfp::ok_answer()),
             Some(error) => nok(StatusCode::INTERNAL_SERVER_ERROR, &error),
         },
         Err(_) => nok(
@@ -165,28 +162,12 @@ pub async fn config(
         return nok(StatusCode::SERVICE_UNAVAILABLE, "nothing applied yet");
     };
     if params.iter().any(|(k, v)| k == "type" && v == "json") {
-        let mut services = serde_json::Map::new();
-        let mut by_service: std::collections::BTreeMap<&str, Vec<crate::model::Route>> =
-            Default::default();
-        for route in &routes.routes {
-            by_service
-                .entry(route.service.as_str())
-                .or_default()
-                .push(route.clone());
-        }
-        for (service, routes) in by_service {
-            let echo = dfp::service_echo(&routes);
-            services.insert(
-                service.to_string(),
-                dfp::reconfigure_answer(AnswerStatus::Ok, "", service, &echo),
-            );
-        }
-        return answer(StatusCode::OK, Value::Object(services));
+        return answer(StatusCode::OK, dfp::config_answer(&routes.routes));
     }
     let text = std::fs::read_to_string(&state.config_file).unwrap_or_default();
     (StatusCode::OK, text).into_response()
 }
 
 pub async fn ping() -> Response {
-    answer(StatusCode::OK, serde_json::json!({"Status": "OK"}))
+    answer(StatusCode::OK, dfp::ok_answer())
 }

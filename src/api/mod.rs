@@ -74,7 +74,7 @@ impl ApiState {
             (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Basic realm=\"capstan\", Bearer")],
-                axum::Json(json!({"Status": "NOK", "Message": "missing or wrong credentials"})),
+                axum::Json(crate::dfp::error_answer("missing or wrong credentials")),
             )
                 .into_response(),
         )
@@ -175,7 +175,9 @@ async fn limit_query(request: axum::extract::Request, next: axum::middleware::Ne
     if request.uri().query().is_some_and(|q| q.len() > QUERY_LIMIT) {
         return json_response(
             StatusCode::URI_TOO_LONG,
-            json!({"Status": "NOK", "Message": format!("the query string is longer than {QUERY_LIMIT} bytes")}),
+            crate::dfp::error_answer(&format!(
+                "the query string is longer than {QUERY_LIMIT} bytes"
+            )),
         );
     }
     next.run(request).await

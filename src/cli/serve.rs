@@ -13,6 +13,7 @@ use clap::{Args, ValueEnum};
 use capstan::api::{self, ApiAuth, ApiState};
 use capstan::haproxy::driver::Haproxy;
 use capstan::haproxy::process::RuntimePaths;
+use capstan::model::duration::parse_flag;
 use capstan::reconcile::{Reconciler, SwarmSource};
 use capstan::sources::RoutesSource;
 use capstan::sources::git::{GitAuth, RemoteRepo};
@@ -44,7 +45,7 @@ pub struct ServeArgs {
     #[arg(long, env = "CAPSTAN_STATE_DIR", default_value = "/var/lib/capstan")]
     state_dir: PathBuf,
     /// How often to pull the repository (also the longest retry backoff).
-    #[arg(long, env = "CAPSTAN_POLL_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "CAPSTAN_POLL_INTERVAL", default_value = "30s", value_parser = parse_flag)]
     poll_interval: Duration,
     /// Address of capstan's HTTP API (status, webhook, metrics).
     #[arg(long, env = "CAPSTAN_LISTEN", default_value = "127.0.0.1:8080")]
@@ -68,7 +69,7 @@ pub struct ServeArgs {
     api_basic_auth_file: Option<PathBuf>,
     /// Lifetime of overrides whose request sets no `ttl` (e.g. 24h); without
     /// it they last until removed or declared by git.
-    #[arg(long, env = "CAPSTAN_OVERRIDE_TTL", value_parser = parse_duration)]
+    #[arg(long, env = "CAPSTAN_OVERRIDE_TTL", value_parser = parse_flag)]
     override_ttl: Option<Duration>,
     /// File holding an https access token for the repository.
     #[arg(long, env = "CAPSTAN_GIT_TOKEN_FILE")]
@@ -118,7 +119,7 @@ pub struct ServeArgs {
     swarm_labels: bool,
     /// How long an API client has to send its request headers, and how long
     /// an idle keep-alive connection stays open; then capstan closes it.
-    #[arg(long, env = "CAPSTAN_API_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "CAPSTAN_API_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_flag)]
     api_header_timeout: Duration,
     /// Most API connections served at once; more wait in the kernel's listen
     /// backlog. Lowered at startup so that 64 file descriptors of the limit
@@ -134,26 +135,6 @@ pub struct ServeArgs {
 enum LogFormat {
     Text,
     Json,
-}
-
-/// `500ms`, `30s`, `5m`, `1h`; a bare number is seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 30s"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!(
-            "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
-        )),
-    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -14,14 +14,19 @@
 //! exactly the pattern written here.
 
 pub mod diagnostics;
+pub mod duration;
+pub mod grammar;
 pub mod names;
 pub mod validate;
 pub mod yaml;
 
 use std::collections::BTreeMap;
+use std::str::FromStr;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use grammar::InvalidValue;
 
 /// The only format version this build understands.
 pub const FORMAT_VERSION: u32 = 1;
@@ -67,7 +72,11 @@ impl RoutesFile {
 )]
 #[serde(transparent)]
 pub struct Name(
-    #[schemars(pattern(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"), length(min = 1, max = 63))] pub String,
+    #[schemars(
+        pattern(grammar::NAME.pattern()),
+        length(min = grammar::NAME.min_len(), max = grammar::NAME.max_len())
+    )]
+    pub String,
 );
 
 impl Name {
@@ -85,11 +94,21 @@ impl std::fmt::Display for Name {
 /// A duration in HAProxy's syntax: a number with an optional unit (us, ms, s, m, h, d; ms when omitted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
-pub struct Duration(#[schemars(pattern(r"^[0-9]{1,9}(us|ms|s|m|h|d)?$"))] pub String);
+pub struct Duration(#[schemars(pattern(duration::HAPROXY.pattern()))] pub String);
 
 impl Duration {
     fn of(s: &str) -> Self {
         Self(s.to_string())
+    }
+
+    /// A whole number of seconds: `60s`.
+    pub fn seconds(count: u64) -> Self {
+        Self(format!("{count}{}", duration::Unit::Seconds.suffix()))
+    }
+
+    /// How long it is; `None` when it is not in HAProxy's syntax.
+    pub fn to_std(&self) -> Option<std::time::Duration> {
+        duration::HAPROXY.parse(&self.0).ok()
     }
 }
 
@@ -182,15 +201,21 @@ impl Https {
 /// An absolute file system path without whitespace or quotes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
-pub struct FilePath(#[schemars(pattern(r"^/[A-Za-z0-9_./@+-]*$"), length(max = 4096))] pub String);
+pub struct FilePath(
+    #[schemars(
+        pattern(grammar::FILE_PATH.pattern()),
+        length(max = grammar::FILE_PATH.max_len())
+    )]
+    pub String,
+);
 
 /// `host:port` or `ip:port`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Address(
     #[schemars(
-        pattern(r"^([A-Za-z0-9][A-Za-z0-9_.-]*|\[[0-9A-Fa-f:]+\]):[0-9]{1,5}$"),
-        length(max = 300)
+        pattern(grammar::ADDRESS.pattern()),
+        length(max = grammar::ADDRESS.max_len())
     )]
     pub String,
 );
@@ -273,10 +298,21 @@ pub struct User {
     pub name: Name,
     /// A crypt(3) hash, e.g. from `mkpasswd -m sha-512`: `$6$...`, `$5$...`, `$2y$...`.
     #[schemars(
-        pattern(r"^\$(1|5|6|2[aby]|y)\$[A-Za-z0-9./$=,-]+$"),
-        length(max = 512)
+        pattern(grammar::PASSWORD_HASH.pattern()),
+        length(max = grammar::PASSWORD_HASH.max_len())
     )]
     pub password_hash: String,
+}
+
+impl User {
+    /// A user with a crypt(3) hash; anything else is refused (it may be a plaintext password).
+    pub fn new(name: Name, password_hash: &str) -> Result<Self, InvalidValue> {
+        grammar::PASSWORD_HASH.check(password_hash)?;
+        Ok(Self {
+            name,
+            password_hash: password_hash.to_string(),
+        })
+    }
 }
 
 /// One route: traffic matching its paths and domains goes to one port of one Swarm service.
@@ -489,7 +525,11 @@ impl PathMatch {
 )]
 #[serde(transparent)]
 pub struct UrlPath(
-    #[schemars(pattern(r"^[!$-&(-_a-~]+$"), length(min = 1, max = 1024))] pub String,
+    #[schemars(
+        pattern(grammar::PATH.pattern()),
+        length(min = grammar::PATH.min_len(), max = grammar::PATH.max_len())
+    )]
+    pub String,
 );
 
 impl std::fmt::Display for UrlPath {
@@ -505,8 +545,8 @@ impl std::fmt::Display for UrlPath {
 #[serde(transparent)]
 pub struct Domain(
     #[schemars(
-        pattern(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"),
-        length(max = 253)
+        pattern(grammar::DOMAIN.pattern()),
+        length(max = grammar::DOMAIN.max_len())
     )]
     pub String,
 );
@@ -541,16 +581,21 @@ pub enum RedirectCode {
 #[allow(dead_code)] // only its schema is used
 struct RedirectCodeSchema(u16);
 
+/// A status code HAProxy does not redirect with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0} is not a redirect code")]
+pub struct NotARedirectCode(pub u16);
+
 impl TryFrom<u16> for RedirectCode {
-    type Error = String;
-    fn try_from(code: u16) -> Result<Self, String> {
+    type Error = NotARedirectCode;
+    fn try_from(code: u16) -> Result<Self, NotARedirectCode> {
         Ok(match code {
             301 => Self::MovedPermanently,
             302 => Self::Found,
             303 => Self::SeeOther,
             307 => Self::TemporaryRedirect,
             308 => Self::PermanentRedirect,
-            other => return Err(format!("{other} is not a redirect code")),
+            other => return Err(NotARedirectCode(other)),
         })
     }
 }
@@ -600,7 +645,14 @@ impl HeaderRules {
 )]
 #[serde(transparent)]
 pub struct HeaderName(
-    #[schemars(pattern(r"^[A-Za-z0-9!&*+.^_`|~-]+$"), length(min = 1, max = 256))] pub String,
+    #[schemars(
+        pattern(grammar::HEADER_NAME.pattern()),
+        length(
+            min = grammar::HEADER_NAME.min_len(),
+            max = grammar::HEADER_NAME.max_len()
+        )
+    )]
+    pub String,
 );
 
 /// A literal header value: printable text; no double quotes, backslashes,
@@ -609,7 +661,33 @@ pub struct HeaderName(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct HeaderValue(
-    #[schemars(pattern(r#"^[^"\\%$\x00-\x1f\x7f]*$"#), length(max = 1024))] pub String,
+    #[schemars(
+        pattern(grammar::HEADER_VALUE.pattern()),
+        length(max = grammar::HEADER_VALUE.max_len())
+    )]
+    pub String,
+);
+
+/// The newtypes that hold exactly one [`grammar`]'s values.
+macro_rules! parsed_by_grammar {
+    ($($newtype:ident: $grammar:expr),* $(,)?) => {$(
+        impl FromStr for $newtype {
+            type Err = InvalidValue;
+            fn from_str(s: &str) -> Result<Self, InvalidValue> {
+                $grammar.check(s)?;
+                Ok(Self(s.to_string()))
+            }
+        }
+    )*};
+}
+
+parsed_by_grammar!(
+    Name: grammar::NAME,
+    Address: grammar::ADDRESS,
+    UrlPath: grammar::PATH,
+    Domain: grammar::DOMAIN,
+    HeaderName: grammar::HEADER_NAME,
+    HeaderValue: grammar::HEADER_VALUE,
 );
 
 /// `http-request replace-path`: paths matching `regex` become `replace` (`\1` is the first group).
@@ -618,11 +696,17 @@ pub struct HeaderValue(
 pub struct PathRewrite {
     /// A PCRE pattern: printable ASCII without spaces, quotes, `#` or
     /// backticks; it reaches PCRE exactly as written, backslashes included.
-    #[schemars(pattern(r"^[!$-&(-_a-~]+$"), length(min = 1, max = 1024))]
+    #[schemars(
+        pattern(grammar::PATH.pattern()),
+        length(min = grammar::PATH.min_len(), max = grammar::PATH.max_len())
+    )]
     pub regex: String,
     /// The new path: printable ASCII without spaces, quotes, `#`, backticks
     /// or `%`; a `\` only before a group number (`\1`).
-    #[schemars(pattern(r"^([!$&(-\[\]-_a-~]|\\[0-9])*$"), length(max = 1024))]
+    #[schemars(
+        pattern(grammar::PATH_REPLACE.pattern()),
+        length(max = grammar::PATH_REPLACE.max_len())
+    )]
     pub replace: String,
 }
 

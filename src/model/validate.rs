@@ -8,9 +8,9 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 
 use crate::model::diagnostics::{Diagnostic, Diagnostics, FieldPath, Segment, excerpt};
-use crate::model::names;
 use crate::model::yaml::{self, SourceMap};
 use crate::model::{Duration, FORMAT_VERSION, Mode, PathMatch, Route, RoutesFile};
+use crate::model::{duration, grammar, names};
 
 /// The JSON schema of `routes.yaml`, as committed in `schema/routes.schema.json`.
 pub fn schema() -> serde_json::Value {
@@ -296,35 +296,19 @@ pub fn literal_word_problem(value: &str) -> Option<String> {
 /// `host:port` with a port HAProxy accepts.
 fn address_problem(address: &str) -> Option<String> {
     let port = address.rsplit_once(':').map_or("", |(_, port)| port);
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => None,
-        _ => Some(format!(
-            "`{}`: the port must be 1 to 65535",
-            excerpt(address)
-        )),
-    }
+    grammar::port(port)
+        .is_none()
+        .then(|| format!("`{}`: the port must be 1 to 65535", excerpt(address)))
 }
 
-/// HAProxy's timers hold at most 2^31-1 ms, about 24.8 days.
+/// A timer longer than HAProxy's longest. One the schema refused already
+/// (not in HAProxy's syntax) is not reported again.
 fn duration_problem(duration: &Duration) -> Option<String> {
-    let text = duration.0.as_str();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let ms_per_unit: u64 = match unit {
-        "us" => return None,
-        "" | "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => 86_400_000,
-    };
-    (n.saturating_mul(ms_per_unit) > i32::MAX as u64).then(|| {
+    let too_long = duration.to_std().is_some_and(|d| d > duration::HAPROXY_MAX);
+    too_long.then(|| {
         format!(
             "`{}` is longer than HAProxy's longest timer (24 days)",
-            excerpt(text)
+            excerpt(&duration.0)
         )
     })
 }
@@ -393,66 +377,7 @@ fn check_route(
     report: &mut impl FnMut(FieldPath, String),
 ) {
     let at = route_path(index);
-    match route.mode {
-        Mode::Tcp => {
-            if route.listen_port.is_none() {
-                report(
-                    at.key("listen_port"),
-                    "a tcp route needs `listen_port`".into(),
-                );
-            }
-            let http_only = [
-                ("paths", !route.paths.is_empty()),
-                ("domains", !route.domains.is_empty()),
-                ("https_only", route.https_only),
-                ("redirect_code", route.redirect_code.is_some()),
-                ("auth", route.auth.is_some()),
-                ("request_headers", !route.request_headers.is_empty()),
-                ("response_headers", !route.response_headers.is_empty()),
-                ("rewrite_path", route.rewrite_path.is_some()),
-            ];
-            for (field, set) in http_only {
-                if set {
-                    report(
-                        at.key(field),
-                        format!("`{field}` applies to http routes only"),
-                    );
-                }
-            }
-            if route
-                .health_check
-                .as_ref()
-                .is_some_and(|h| h.path.is_some())
-            {
-                report(
-                    at.key("health_check").key("path"),
-                    "a tcp route is checked by connecting; `path` applies to http routes".into(),
-                );
-            }
-        }
-        Mode::Http => {
-            if route.listen_port.is_some() {
-                report(
-                    at.key("listen_port"),
-                    "`listen_port` applies to tcp routes; http routes share the http frontend"
-                        .into(),
-                );
-            }
-            if route.paths.is_empty() && route.domains.is_empty() {
-                report(
-                    at.key("paths"),
-                    "an http route needs `paths` or `domains` to know which requests it serves"
-                        .into(),
-                );
-            }
-            if route.timeouts.client.is_some() {
-                report(
-                    at.key("timeouts").key("client"),
-                    "applies to tcp routes; http routes use `defaults.timeouts.client`".into(),
-                );
-            }
-        }
-    }
+    check_mode(route, &at, report);
     for (i, path) in route.paths.iter().enumerate() {
         if route.path_match == PathMatch::Regex {
             if let Some(problem) = regex_problem(&path.0) {
@@ -514,6 +439,70 @@ fn check_route(
         }
         if let Some(problem) = literal_word_problem(&path.0) {
             report(at.key("health_check").key("path"), problem);
+        }
+    }
+}
+
+/// What a route's mode requires and rules out.
+fn check_mode(route: &Route, at: &FieldPath, report: &mut impl FnMut(FieldPath, String)) {
+    match route.mode {
+        Mode::Tcp => {
+            if route.listen_port.is_none() {
+                report(
+                    at.key("listen_port"),
+                    "a tcp route needs `listen_port`".into(),
+                );
+            }
+            let http_only = [
+                ("paths", !route.paths.is_empty()),
+                ("domains", !route.domains.is_empty()),
+                ("https_only", route.https_only),
+                ("redirect_code", route.redirect_code.is_some()),
+                ("auth", route.auth.is_some()),
+                ("request_headers", !route.request_headers.is_empty()),
+                ("response_headers", !route.response_headers.is_empty()),
+                ("rewrite_path", route.rewrite_path.is_some()),
+            ];
+            for (field, set) in http_only {
+                if set {
+                    report(
+                        at.key(field),
+                        format!("`{field}` applies to http routes only"),
+                    );
+                }
+            }
+            if route
+                .health_check
+                .as_ref()
+                .is_some_and(|h| h.path.is_some())
+            {
+                report(
+                    at.key("health_check").key("path"),
+                    "a tcp route is checked by connecting; `path` applies to http routes".into(),
+                );
+            }
+        }
+        Mode::Http => {
+            if route.listen_port.is_some() {
+                report(
+                    at.key("listen_port"),
+                    "`listen_port` applies to tcp routes; http routes share the http frontend"
+                        .into(),
+                );
+            }
+            if route.paths.is_empty() && route.domains.is_empty() {
+                report(
+                    at.key("paths"),
+                    "an http route needs `paths` or `domains` to know which requests it serves"
+                        .into(),
+                );
+            }
+            if route.timeouts.client.is_some() {
+                report(
+                    at.key("timeouts").key("client"),
+                    "applies to tcp routes; http routes use `defaults.timeouts.client`".into(),
+                );
+            }
         }
     }
 }

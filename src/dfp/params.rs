@@ -1,0 +1,428 @@
+//! A request's query, kept track of: which names are known, which carry a
+//! destination index (`port.2`), which values repeat or are empty, the
+//! limits, and which parameters nothing used.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::error::{DfpError, ParamProblem};
+use crate::model::Mode;
+
+/// At most this many query parameters per request.
+pub const MAX_PARAMS: usize = 100;
+/// At most this many bytes per parameter value.
+pub const MAX_VALUE_LEN: usize = 1024;
+/// Indexed destinations are numbered 1 to this.
+pub const MAX_DESTINATIONS: usize = 10;
+
+/// Parameter names longer than this are cut short in error messages.
+const MAX_SHOWN_NAME: usize = 64;
+
+/// Parameters that may carry a destination index.
+const DEST_PARAMS: &[&str] = &[
+    "port",
+    "servicePath",
+    "serviceDomain",
+    "srcPort",
+    "reqMode",
+    "httpsOnly",
+    "httpsRedirectCode",
+    "outboundHostname",
+    "reqPathSearchReplace",
+    "timeoutServer",
+    "timeoutTunnel",
+    "timeoutClient",
+];
+
+/// Service-level parameters.
+const SERVICE_PARAMS: &[&str] = &[
+    "serviceName",
+    "pathType",
+    "serviceDomainAlgo",
+    "users",
+    "usersPassEncrypted",
+    "addReqHeader",
+    "setReqHeader",
+    "delReqHeader",
+    "addResHeader",
+    "setResHeader",
+    "delResHeader",
+    "reqPathSearch",
+    "reqPathReplace",
+    "sessionType",
+    "aclName",
+    "distribute",
+    "replicas",
+    "shortName",
+    "isDefaultBackend",
+    "redirectWhenHttpProto",
+    "sslVerifyNone",
+    "ttl",
+];
+
+/// Docker Flow Proxy parameters capstan knows and refuses, with the reason.
+pub(super) const REJECTED: &[(&str, &str)] = &[
+    (
+        "httpsPort",
+        "capstan proxies to one port per destination; TLS backends are not supported",
+    ),
+    (
+        "serviceCert",
+        "certificates come from `defaults.https` in routes.yaml",
+    ),
+    (
+        "usersSecret",
+        "capstan reads no Docker secrets; send crypt(3) hashes in `users` with `usersPassEncrypted=true`",
+    ),
+    ("servicePathExclude", "capstan has no path exclusions"),
+    ("serviceHeader", "capstan does not route by request headers"),
+    ("redirectFromDomain", "capstan has no domain redirects"),
+    (
+        "discoveryType",
+        "capstan proxies to the service's address; set `defaults.resolvers` for DNS",
+    ),
+    (
+        "checkResolvers",
+        "set `defaults.resolvers` in routes.yaml instead",
+    ),
+    ("balanceGroup", "capstan has no balance groups"),
+    ("allowedMethods", "capstan does not filter methods"),
+    ("deniedMethods", "capstan does not filter methods"),
+    ("backendExtra", "raw HAProxy lines are never accepted"),
+    ("templateFePath", "capstan renders its own config"),
+    ("templateBePath", "capstan renders its own config"),
+];
+
+/// Parameters that only make sense on http destinations.
+const HTTP_ONLY: &[&str] = &[
+    "servicePath",
+    "serviceDomain",
+    "httpsOnly",
+    "httpsRedirectCode",
+    "reqPathSearchReplace",
+];
+
+/// Parameters that only make sense on tcp destinations.
+const TCP_ONLY: &[&str] = &["srcPort", "timeoutClient"];
+
+/// `port` for index 0, else `port.<index>`.
+pub(super) fn indexed(base: &str, index: usize) -> String {
+    if index == 0 {
+        base.to_string()
+    } else {
+        format!("{base}.{index}")
+    }
+}
+
+/// One parameter as sent, with a non-empty value.
+#[derive(Debug)]
+pub(super) struct Given {
+    /// Where it is filed: (name without index, index).
+    key: (&'static str, usize),
+    /// The name as sent: `port.2`.
+    pub(super) name: String,
+    pub(super) value: String,
+}
+
+impl Given {
+    pub(super) fn problem(&self, message: impl Into<String>) -> ParamProblem {
+        ParamProblem {
+            param: self.name.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Parses the value, recording a problem when it fails.
+    pub(super) fn parse<T>(
+        &self,
+        problems: &mut Vec<ParamProblem>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match parse(&self.value) {
+            Ok(value) => Some(value),
+            Err(message) => {
+                problems.push(self.problem(message));
+                None
+            }
+        }
+    }
+}
+
+/// The request's parameters by (name, destination index); index 0 is the
+/// unindexed value. Remembers which ones were used.
+pub(super) struct Params {
+    given: BTreeMap<(&'static str, usize), Given>,
+    used: RefCell<BTreeSet<(&'static str, usize)>>,
+}
+
+enum Class {
+    Known(&'static str, usize),
+    BadIndex,
+    Rejected,
+    Unknown,
+}
+
+fn classify(name: &str) -> Class {
+    if let Some(&known) = SERVICE_PARAMS
+        .iter()
+        .chain(DEST_PARAMS)
+        .find(|&&p| p == name)
+    {
+        return Class::Known(known, 0);
+    }
+    if REJECTED.iter().any(|(p, _)| *p == name) {
+        return Class::Rejected;
+    }
+    if let Some((base, index)) = name.rsplit_once('.')
+        && let Some(&known) = DEST_PARAMS.iter().find(|&&p| p == base)
+    {
+        let valid = !index.starts_with('0')
+            && index.len() <= 2
+            && index.bytes().all(|b| b.is_ascii_digit());
+        return match index.parse::<usize>() {
+            Ok(i) if valid && (1..=MAX_DESTINATIONS).contains(&i) => Class::Known(known, i),
+            _ => Class::BadIndex,
+        };
+    }
+    Class::Unknown
+}
+
+impl Params {
+    /// Checks names, sizes and characters. `lenient` (remove) accepts every
+    /// name of DFP's vocabulary, even those reconfigure rejects.
+    pub(super) fn read(params: &[(String, String)], lenient: bool) -> Result<Self, DfpError> {
+        if params.len() > MAX_PARAMS {
+            return Err(DfpError::TooManyParams {
+                count: params.len(),
+            });
+        }
+        let mut unsupported: Vec<String> = Vec::new();
+        let mut problems = Vec::new();
+        let mut given: BTreeMap<(&'static str, usize), Given> = BTreeMap::new();
+        for (name, value) in params {
+            let key = match classify(name) {
+                Class::Known(base, index) => (base, index),
+                Class::BadIndex => {
+                    problems.push(ParamProblem {
+                        param: shown(name),
+                        message: format!(
+                            "destinations are numbered 1 to {MAX_DESTINATIONS}: `{}` names none",
+                            shown(name)
+                        ),
+                    });
+                    continue;
+                }
+                Class::Rejected if lenient => continue,
+                Class::Rejected | Class::Unknown => {
+                    let name = shown(name);
+                    if !unsupported.contains(&name) {
+                        unsupported.push(name);
+                    }
+                    continue;
+                }
+            };
+            let problem = |message: String| ParamProblem {
+                param: name.clone(),
+                message,
+            };
+            if let Err(message) = printable(value) {
+                problems.push(problem(message));
+                continue;
+            }
+            if value.is_empty() {
+                continue;
+            }
+            match given.get(&key) {
+                Some(first) if first.value != *value => problems.push(problem(
+                    "is given more than once, with different values; send one value (lists are comma-separated)".into(),
+                )),
+                Some(_) => {}
+                None => {
+                    given.insert(
+                        key,
+                        Given {
+                            key,
+                            name: name.clone(),
+                            value: value.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        if !unsupported.is_empty() {
+            return Err(DfpError::Unsupported {
+                params: unsupported,
+            });
+        }
+        if !problems.is_empty() {
+            problems.dedup();
+            return Err(DfpError::Invalid { problems });
+        }
+        Ok(Self {
+            given,
+            used: RefCell::new(BTreeSet::new()),
+        })
+    }
+
+    /// A service-level parameter, without marking it used.
+    pub(super) fn service(&self, base: &'static str) -> Option<&Given> {
+        self.given.get(&(base, 0))
+    }
+
+    /// A service-level parameter, marked used.
+    pub(super) fn take(&self, base: &'static str) -> Option<&Given> {
+        let given = self.service(base)?;
+        self.mark(given);
+        Some(given)
+    }
+
+    /// A destination's own value, else the unindexed one; not marked used.
+    pub(super) fn lookup(&self, base: &'static str, index: usize) -> Option<&Given> {
+        self.given
+            .get(&(base, index))
+            .or_else(|| self.given.get(&(base, 0)))
+    }
+
+    /// Destination `index`'s value of `base`: its own, else the unindexed one
+    /// when `base` applies to its mode. An own (indexed) value that does not
+    /// apply is a problem; an unindexed one is left for other destinations.
+    pub(super) fn for_dest(
+        &self,
+        base: &'static str,
+        index: usize,
+        mode: Mode,
+        problems: &mut Vec<ParamProblem>,
+    ) -> Option<&Given> {
+        let applies = match mode {
+            Mode::Http => !TCP_ONLY.contains(&base),
+            Mode::Tcp => !HTTP_ONLY.contains(&base),
+        };
+        if index > 0
+            && let Some(own) = self.given.get(&(base, index))
+        {
+            self.mark(own);
+            if !applies {
+                let kind = if mode == Mode::Tcp {
+                    "http destinations; this one is reqMode=tcp"
+                } else {
+                    "reqMode=tcp destinations; this one is http"
+                };
+                problems.push(own.problem(format!("applies to {kind}")));
+                return None;
+            }
+            return Some(own);
+        }
+        let fallback = self.given.get(&(base, 0))?;
+        if !applies {
+            return None;
+        }
+        self.mark(fallback);
+        Some(fallback)
+    }
+
+    pub(super) fn mark(&self, given: &Given) {
+        self.used.borrow_mut().insert(given.key);
+    }
+
+    /// The destinations: every index given, and 0 when no index is, or when
+    /// the unindexed values make a destination of their own (`port` and one
+    /// of `servicePath`, `serviceDomain`, `srcPort`). Otherwise unindexed
+    /// values are only fallbacks.
+    pub(super) fn indices(&self) -> Vec<usize> {
+        let indexed: BTreeSet<usize> = self
+            .given
+            .keys()
+            .map(|&(_, i)| i)
+            .filter(|&i| i > 0)
+            .collect();
+        let mut indices = Vec::new();
+        let own = |base| self.given.contains_key(&(base, 0));
+        let complete =
+            own("port") && (own("servicePath") || own("serviceDomain") || own("srcPort"));
+        if indexed.is_empty() || complete {
+            indices.push(0);
+        }
+        indices.extend(indexed);
+        indices
+    }
+
+    /// Problems for every parameter that nothing used.
+    pub(super) fn unused(&self) -> Vec<ParamProblem> {
+        let used = self.used.borrow();
+        self.given
+            .iter()
+            .filter(|(key, _)| !used.contains(key))
+            .map(|(&(base, _), given)| {
+                let why = if HTTP_ONLY.contains(&base) || base_is_http_service(base) {
+                    "it applies to http destinations, and there is none it could apply to"
+                } else if TCP_ONLY.contains(&base) {
+                    "it applies to reqMode=tcp destinations, and there is none it could apply to"
+                } else if base == "usersPassEncrypted" {
+                    "it is only used with `users`"
+                } else {
+                    "nothing uses it"
+                };
+                given.problem(format!("has no effect: {why}"))
+            })
+            .collect()
+    }
+}
+
+/// Service-level parameters that only http destinations use.
+fn base_is_http_service(base: &str) -> bool {
+    matches!(
+        base,
+        "pathType"
+            | "serviceDomainAlgo"
+            | "users"
+            | "addReqHeader"
+            | "setReqHeader"
+            | "delReqHeader"
+            | "addResHeader"
+            | "setResHeader"
+            | "delResHeader"
+            | "reqPathSearch"
+            | "reqPathReplace"
+    )
+}
+
+/// Only printable ASCII, at most [`MAX_VALUE_LEN`] bytes.
+fn printable(value: &str) -> Result<(), String> {
+    if value.len() > MAX_VALUE_LEN {
+        return Err(format!(
+            "is {} bytes long; at most {MAX_VALUE_LEN} are accepted",
+            value.len()
+        ));
+    }
+    match value.chars().find(|c| !(' '..='~').contains(c)) {
+        None => Ok(()),
+        Some(c) => {
+            let what = match c {
+                '\n' => "a newline".to_string(),
+                '\r' => "a carriage return".to_string(),
+                '\t' => "a tab".to_string(),
+                '\0' => "a NUL byte".to_string(),
+                c if c.is_control() => format!("the control character U+{:04X}", c as u32),
+                c => format!("the non-ASCII character U+{:04X}", c as u32),
+            };
+            Err(format!("contains {what}: only printable ASCII is accepted"))
+        }
+    }
+}
+
+/// A parameter name fit for a message: cut short and escaped when needed.
+fn shown(name: &str) -> String {
+    let plain = name.len() <= MAX_SHOWN_NAME && name.bytes().all(|b| b.is_ascii_graphic());
+    if plain {
+        return name.to_string();
+    }
+    let mut out: String = name
+        .chars()
+        .take(MAX_SHOWN_NAME)
+        .flat_map(char::escape_default)
+        .collect();
+    if name.chars().count() > MAX_SHOWN_NAME {
+        out.push('…');
+    }
+    out
+}

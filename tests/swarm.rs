@@ -108,7 +108,9 @@ async fn snapshot_scale_watch_and_remove_a_service() {
     assert_eq!(info.networks, vec![network.id.clone()]);
     let state = swarm.snapshot().await.unwrap();
     let net = state
-        .network_by_name(&network.name)
+        .networks
+        .values()
+        .find(|n| n.name == network.name)
         .expect("network listed");
     assert_eq!(
         (net.id.as_str(), net.driver.as_str()),

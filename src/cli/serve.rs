@@ -402,12 +402,7 @@ fn routes_source(args: &ServeArgs, state_dir: &StateDir) -> Result<RoutesSource>
             token: read_secret(token_file)?,
         }
     } else if let Some(key) = &args.ssh_key {
-        GitAuth::SshKey {
-            username: "git".into(),
-            private_key: key.clone(),
-            passphrase: None,
-            known_hosts: args.known_hosts.clone(),
-        }
+        GitAuth::ssh_key(key.clone(), args.known_hosts.clone())
     } else {
         GitAuth::None
     };

@@ -301,28 +301,12 @@ pub enum GitAuth {
         private_key: PathBuf,
         /// The passphrase of the private key, if it has one.
         passphrase: Option<String>,
-        /// An OpenSSH known_hosts file with plain (not hashed) host names.
+        /// An OpenSSH known_hosts file, host names plain or hashed.
         known_hosts: PathBuf,
     },
 }
 
 impl GitAuth {
-    /// A GitHub token (user [`GITHUB_TOKEN_USERNAME`]).
-    pub fn github_token(token: impl Into<String>) -> Self {
-        Self::Token {
-            username: GITHUB_TOKEN_USERNAME.into(),
-            token: token.into(),
-        }
-    }
-
-    /// A GitLab token (user [`GITLAB_TOKEN_USERNAME`]).
-    pub fn gitlab_token(token: impl Into<String>) -> Self {
-        Self::Token {
-            username: GITLAB_TOKEN_USERNAME.into(),
-            token: token.into(),
-        }
-    }
-
     /// An ssh key without passphrase, for user [`SSH_USERNAME`].
     pub fn ssh_key(private_key: impl Into<PathBuf>, known_hosts: impl Into<PathBuf>) -> Self {
         Self::SshKey {
@@ -1095,6 +1079,13 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    fn github_token(token: &str) -> GitAuth {
+        GitAuth::Token {
+            username: GITHUB_TOKEN_USERNAME.into(),
+            token: token.into(),
+        }
+    }
+
     /// GitHub's published ed25519 host key.
     const GITHUB_ED25519: &str =
         "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
@@ -1321,14 +1312,20 @@ mod tests {
             "ssh://git@host:22/r"
         );
         assert_eq!(redact_url_userinfo("no url here"), "no url here");
-        let auth = GitAuth::github_token("s3cr3t");
+        let auth = github_token("s3cr3t");
         assert_eq!(auth.redact("token s3cr3t rejected"), "token *** rejected");
         assert_eq!(GitAuth::None.redact("s3cr3t"), "s3cr3t");
     }
 
     #[test]
     fn debug_hides_secrets() {
-        let token = format!("{:?}", GitAuth::gitlab_token("s3cr3t"));
+        let token = format!(
+            "{:?}",
+            GitAuth::Token {
+                username: GITLAB_TOKEN_USERNAME.into(),
+                token: "s3cr3t".into()
+            }
+        );
         assert!(
             token.contains("oauth2") && !token.contains("s3cr3t"),
             "{token}"
@@ -1346,7 +1343,7 @@ mod tests {
 
     #[test]
     fn token_is_offered_once_then_given_up() {
-        let auth = GitAuth::github_token("s3cr3t");
+        let auth = github_token("s3cr3t");
         let mut offered = Offered::default();
         let cred = credentials(
             &auth,
@@ -1444,8 +1441,7 @@ mod tests {
         let cache = tempfile::tempdir().unwrap();
         // `open` refuses a token over plain http; the fake server has no TLS.
         let repo =
-            RemoteRepo::open_cache(&url, cache.path(), GitAuth::github_token("s3cr3t"), None)
-                .unwrap();
+            RemoteRepo::open_cache(&url, cache.path(), github_token("s3cr3t"), None).unwrap();
         let error = repo.fetch("main").unwrap_err();
         drop(std::net::TcpStream::connect(addr));
         let requests = server.join().unwrap();
@@ -1474,8 +1470,7 @@ mod tests {
         let url = url.replace("http://", "http://x-access-token:s3cr3t@");
         let cache = tempfile::tempdir().unwrap();
         let repo =
-            RemoteRepo::open_cache(&url, cache.path(), GitAuth::github_token("s3cr3t"), None)
-                .unwrap();
+            RemoteRepo::open_cache(&url, cache.path(), github_token("s3cr3t"), None).unwrap();
         assert!(!repo.url().contains("s3cr3t"));
         let error = repo.fetch("main").unwrap_err();
         drop(std::net::TcpStream::connect(addr));
@@ -1499,7 +1494,7 @@ mod tests {
             Err(other) => panic!("{other}"),
             Ok(_) => panic!("{url} accepted"),
         };
-        let token = GitAuth::github_token("s3cr3t");
+        let token = github_token("s3cr3t");
         assert!(refused("http://s3cr3t@example.com/r", token.clone()).contains("plain http"));
         assert!(refused("git@github.com:o/r.git", token).contains("https:// URLs only"));
         let dir = tempfile::tempdir().unwrap();

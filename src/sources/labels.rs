@@ -2,7 +2,7 @@
 //! labelled `com.df.notify=true` declares its routes with `com.df.*` labels,
 //! read as the Docker Flow Proxy `reconfigure` parameters DFSL would send.
 //! Pure: a function of a Swarm snapshot. How label routes combine with git's
-//! is the business of [`crate::desired::overlay`].
+//! is the business of `desired::overlay`.
 
 use std::collections::BTreeMap;
 

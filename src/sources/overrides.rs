@@ -9,7 +9,7 @@
 //!   exactly what it says (it is then *redundant*).
 //!
 //! [`OverrideStore`] persists the set atomically; laying it over git is
-//! [`crate::desired::overlay::merge`].
+//! `desired::overlay::merge`.
 
 use std::collections::BTreeMap;
 use std::io;

@@ -111,16 +111,6 @@ pub struct TaskAddress {
     pub draining: bool,
 }
 
-impl SwarmState {
-    /// The network called `name`, if the Engine knows exactly one by that
-    /// name (names are not unique across scopes: then use ids).
-    pub fn network_by_name(&self, name: &str) -> Option<&NetworkInfo> {
-        let mut found = self.networks.values().filter(|n| n.name == name);
-        let first = found.next()?;
-        found.next().is_none().then_some(first)
-    }
-}
-
 /// The snapshot from the Engine's answers to `GET /services`, `GET /tasks`
 /// (raw JSON: bollard's `Task` model drops `NetworksAttachments`) and
 /// `GET /networks`.
@@ -519,34 +509,5 @@ mod tests {
         );
         assert_eq!(parse_ipv4_cidr("fd00::4/64"), None);
         assert_eq!(parse_ipv4_cidr(""), None);
-    }
-
-    #[test]
-    fn network_by_name_needs_a_unique_name() {
-        let net = |id: &str, name: &str, scope: &str| {
-            (
-                id.to_string(),
-                NetworkInfo {
-                    id: id.to_string(),
-                    name: name.to_string(),
-                    driver: "overlay".to_string(),
-                    scope: scope.to_string(),
-                },
-            )
-        };
-        let state = SwarmState {
-            services: BTreeMap::new(),
-            networks: BTreeMap::from([
-                net("a", "proxy", "swarm"),
-                net("b", "dup", "swarm"),
-                net("c", "dup", "local"),
-            ]),
-        };
-        assert_eq!(
-            state.network_by_name("proxy").map(|n| n.id.as_str()),
-            Some("a")
-        );
-        assert_eq!(state.network_by_name("dup"), None);
-        assert_eq!(state.network_by_name("none"), None);
     }
 }

@@ -354,6 +354,37 @@ mod tests {
     }
 
     #[test]
+    fn overrides_win_over_label_routes_and_git() {
+        let lbl = service(
+            "lbl",
+            &[
+                ("com.df.notify", "true"),
+                ("com.df.servicePath", "/lbl"),
+                ("com.df.port", "80"),
+            ],
+            vec![],
+        );
+        let state = SwarmState {
+            services: [(lbl.name.clone(), lbl)].into_iter().collect(),
+            networks: BTreeMap::new(),
+        };
+        let with_labels = lay_labels_under(&git(), label_routes(&state)).routes;
+        let overrides = set(vec![
+            reconfigure("lbl", vec![route("lbl", 80, "/new")], None),
+            reconfigure("a", vec![route("a", 80, "/aa")], None),
+        ]);
+        let overlay = overlay(&with_labels, &overrides, 0);
+        let path_of = |id: &str| {
+            let route = overlay.routes.routes.iter().find(|r| r.id().0 == id);
+            route.map(|r| r.paths[0].0.clone())
+        };
+        assert_eq!(path_of("lbl:80").as_deref(), Some("/new"));
+        assert_eq!(path_of("a:80").as_deref(), Some("/aa"));
+        assert_eq!(path_of("b:80").as_deref(), Some("/b"));
+        assert_eq!(overlay.drift.len(), 2);
+    }
+
+    #[test]
     fn expired_and_redundant_overrides_are_stale_and_not_in_force() {
         let overrides = set(vec![
             reconfigure("c", vec![route("c", 90, "/c")], Some(50)),

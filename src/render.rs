@@ -2,7 +2,7 @@
 //!
 //! The output is deterministic: routes, paths and domains are sorted, so the
 //! same table in any order renders byte-identically. HTTP routing precedence
-//! is computed, never taken from file order (see [`precedence`]).
+//! is computed, never taken from file order (see `precedence`).
 
 use std::fmt;
 

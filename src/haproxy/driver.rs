@@ -77,9 +77,10 @@ impl ApplyError {
     /// True when HAProxy rejected the config on its merits (`haproxy -c`):
     /// the same config would fail again, so it is remembered as failed.
     /// Every other failure (a port held by another program, a full disk,
-    /// HAProxy not starting) may go away and is retried.
+    /// HAProxy not starting, the haproxy binary missing) may go away and is
+    /// retried.
     pub fn is_rejection(&self) -> bool {
-        matches!(self, ApplyError::Check(_))
+        matches!(self, ApplyError::Check(CheckError::Invalid { .. }))
     }
 
     /// The stage that failed, as status reports it: `check` (the config was
@@ -444,6 +445,12 @@ mod tests {
         let start = ApplyError::Start(ProcessError::AlreadyRunning("master.sock".into()));
         assert!(!start.is_rejection());
         assert_eq!(start.stage(), "reload");
+        let unrunnable = ApplyError::Check(CheckError::Spawn {
+            bin: "/usr/sbin/haproxy".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+        assert!(!unrunnable.is_rejection(), "a missing binary is retried");
+        assert_eq!(unrunnable.stage(), "check");
     }
 
     #[test]

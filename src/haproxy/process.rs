@@ -427,7 +427,7 @@ impl Supervisor {
     }
 
     /// Resolves when the master exits: at once for a child of capstan's,
-    /// within [`LIVENESS_POLL`] for one found running. The future owns what
+    /// within `LIVENESS_POLL` for one found running. The future owns what
     /// it needs, so the supervisor stays usable meanwhile.
     pub fn exited(&self) -> impl std::future::Future<Output = MasterExit> + Send + 'static {
         let mut exit = self.exit.clone();

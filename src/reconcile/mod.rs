@@ -3,16 +3,17 @@
 //! arrive meanwhile coalesce into one more run, which fetches the latest
 //! desired state, so nothing is lost and the newest commit wins.
 //!
-//! * [`step`]: the decisions, pure (fallback after a failed fetch, overrides
-//!   over git, the desired config, the already-failed guard).
-//! * [`handle`]: what the API shares with the loop, behind methods.
-//! * [`status`]: what `GET /v1/status` shows.
+//! * `step`: the decisions, pure (fallback after a failed fetch, the
+//!   desired config, the already-failed guard); overrides meet git in
+//!   `desired::overlay`.
+//! * `handle`: what the API shares with the loop, behind methods.
+//! * `status`: what `GET /v1/status` shows.
 //! * this module: the I/O around them (sources, Swarm, HAProxy, the state
 //!   dir, metrics, logs).
 
 mod handle;
 mod status;
-pub mod step;
+mod step;
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -13,11 +13,35 @@ use serde_json::json;
 
 mod dfp;
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::desired::overlay::Drift;
 use crate::metrics::ResultLabel;
 use crate::model::{RoutesFile, User};
 use crate::reconcile::ReconcilerHandle;
-use crate::sources::overrides::{Action, OverrideSet};
+use crate::sources::overrides::{Action, Override, OverrideSet};
+use crate::sources::{RevisionInfo, Warning};
 use crate::webhook::WebhookSecret;
+
+/// `GET /v1/live`: what HAProxy serves, for `capstan diff --live`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LiveAnswer {
+    pub revision: RevisionInfo,
+    pub routes: RoutesFile,
+    pub overrides: BTreeMap<String, Override>,
+    #[serde(default)]
+    pub warnings: Vec<Warning>,
+}
+
+/// `GET /v1/overrides`: the overrides in force and how they differ from git.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OverridesAnswer {
+    pub overrides: BTreeMap<String, Override>,
+    #[serde(default)]
+    pub drift: Vec<Drift>,
+}
 
 /// Largest request body accepted (webhook payloads are far smaller).
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -189,10 +213,11 @@ async fn list_overrides(State(state): State<ApiState>) -> Response {
     if state.auth.is_none() {
         redact_overrides(&mut set);
     }
-    json_response(
-        StatusCode::OK,
-        json!({ "overrides": set.overrides, "drift": drift }),
-    )
+    let answer = OverridesAnswer {
+        overrides: set.overrides,
+        drift,
+    };
+    (StatusCode::OK, axum::Json(answer)).into_response()
 }
 
 async fn delete_override(
@@ -245,15 +270,13 @@ async fn live(State(state): State<ApiState>) -> Response {
                 redact_routes(&mut routes);
                 redact_overrides(&mut overrides);
             }
-            json_response(
-                StatusCode::OK,
-                json!({
-                    "revision": revision,
-                    "routes": routes,
-                    "overrides": overrides.overrides,
-                    "warnings": warnings,
-                }),
-            )
+            let answer = LiveAnswer {
+                revision,
+                routes,
+                overrides: overrides.overrides,
+                warnings,
+            };
+            (StatusCode::OK, axum::Json(answer)).into_response()
         }
         None => json_response(
             StatusCode::NOT_FOUND,

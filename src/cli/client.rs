@@ -2,24 +2,20 @@
 //! clients of a running capstan's API. Its answers are read as the types the
 //! server serializes them from, not by string keys.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use capstan::api;
-use capstan::desired::overlay::Drift;
+use capstan::api::{self, LiveAnswer, OverridesAnswer};
 use capstan::diff::Snapshot;
-use capstan::model::RoutesFile;
 use capstan::reconcile::Status;
 use capstan::report;
-use capstan::sources::overrides::{self, Override, OverrideSet};
-use capstan::sources::{RevisionInfo, Warning};
+use capstan::sources::Warning;
+use capstan::sources::overrides::{self, OverrideSet};
 use capstan::util::unix_now;
 
 use super::read_secret;
@@ -55,24 +51,6 @@ impl Credentials {
             (None, None) => request,
         })
     }
-}
-
-/// `GET /v1/live`.
-#[derive(Deserialize)]
-struct LiveAnswer {
-    revision: RevisionInfo,
-    routes: RoutesFile,
-    overrides: BTreeMap<String, Override>,
-    #[serde(default)]
-    warnings: Vec<Warning>,
-}
-
-/// `GET /v1/overrides`.
-#[derive(Deserialize)]
-struct OverridesAnswer {
-    overrides: BTreeMap<String, Override>,
-    #[serde(default)]
-    drift: Vec<Drift>,
 }
 
 fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {

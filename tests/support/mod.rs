@@ -46,6 +46,16 @@ impl Backend {
 
     /// On a given port (0: any free one).
     pub fn start_on(port: u16, name: &str) -> Self {
+        Self::listen(port, name, false)
+    }
+
+    /// A backend whose answer is `<name> <path>`, a newline, then the request
+    /// head it received (request line and headers, as sent by HAProxy).
+    pub fn start_echoing(name: &str) -> Self {
+        Self::listen(0, name, true)
+    }
+
+    fn listen(port: u16, name: &str, echo: bool) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .unwrap_or_else(|e| panic!("binding 127.0.0.1:{port}: {e}"));
         let port = listener.local_addr().unwrap().port();
@@ -58,7 +68,7 @@ impl Backend {
                 }
                 let Ok(stream) = stream else { continue };
                 let name = name.clone();
-                std::thread::spawn(move || serve_connection(stream, &name));
+                std::thread::spawn(move || serve_connection(stream, &name, echo));
             }
         });
         Self { port, stop }
@@ -77,7 +87,7 @@ impl Drop for Backend {
 }
 
 /// Answers requests on one connection (keep-alive aware) with `name`.
-fn serve_connection(mut stream: TcpStream, name: &str) {
+fn serve_connection(mut stream: TcpStream, name: &str, echo: bool) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -95,7 +105,11 @@ fn serve_connection(mut stream: TcpStream, name: &str) {
         let close = head.to_ascii_lowercase().contains("connection: close")
             || head.starts_with("GET / HTTP/1.0")
                 && !head.to_ascii_lowercase().contains("keep-alive");
-        let body = format!("{name} {path}");
+        let body = if echo {
+            format!("{name} {path}\n{head}")
+        } else {
+            format!("{name} {path}")
+        };
         let response = format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n{}\r\n{body}",
             body.len(),
@@ -123,6 +137,66 @@ pub fn http_get(port: u16, path: &str, host: &str) -> Option<(u16, String)> {
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())?;
     Some((status, body))
+}
+
+/// Sends `request` (a whole HTTP/1.1 request; say `Connection: close`) on a
+/// new connection: (status, the whole response, head and body).
+pub fn http_raw(port: u16, request: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, response))
+}
+
+/// `curl` over HTTPS to 127.0.0.1:`port` for `host` (sent as SNI and Host),
+/// certificates unchecked; `extra` are more curl arguments (`-H`, `-X`).
+/// Returns (status, the whole response: head and body).
+pub fn https_get(port: u16, path: &str, host: &str, extra: &[&str]) -> Option<(u16, String)> {
+    let output = Command::new("curl")
+        .args(["-sS", "-k", "-i", "--max-time", "5", "--resolve"])
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .args(extra)
+        .arg(format!("https://{host}:{port}{path}"))
+        .output()
+        .expect("curl runs (scripts/install-test-deps installs it)");
+    let response = String::from_utf8_lossy(&output.stdout).to_string();
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, response))
+}
+
+/// A self-signed certificate for `names` (the first is the CN) in `dir`:
+/// one PEM file with certificate and key, as HAProxy's `crt` reads it.
+pub fn self_signed_pem(dir: &Path, file: &str, names: &[&str]) -> PathBuf {
+    let (key, cert) = (
+        dir.join(format!("{file}.key")),
+        dir.join(format!("{file}.crt")),
+    );
+    let san = names
+        .iter()
+        .map(|n| format!("DNS:{n}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", &format!("/CN={}", names[0])])
+        .args(["-addext", &format!("subjectAltName={san}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{made:?}");
+    let mut pem = std::fs::read(&cert).unwrap();
+    pem.extend(std::fs::read(&key).unwrap());
+    let path = dir.join(file);
+    std::fs::write(&path, pem).unwrap();
+    path
 }
 
 /// A POST with a JSON body on a new connection: the status code.

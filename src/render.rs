@@ -243,18 +243,29 @@ struct Rule<'a> {
 
 /// Sort key of an http rule; smaller wins, because HAProxy takes the first
 /// `use_backend` that matches. In order:
-/// 1. routes with domains before catch-all routes (exact-only domains before wildcards);
-/// 2. exact paths, then prefixes longest first, then regexes, then the prefix `/`
-///    (and domain-only routes) last;
-/// 3. ties by path and route id, so that the order never depends on the file.
+/// 1. a higher `priority`, the route's explicit say;
+/// 2. paths under `/.well-known/` (ACME HTTP-01 challenges) before all
+///    others, so that they reach their service on every domain;
+/// 3. rules with a path other than the prefix `/` before rules that take a
+///    whole domain or `/`: a domain-only route does not shadow a path route,
+///    as in Docker Flow Proxy;
+/// 4. routes with domains before catch-all routes (exact-only domains before wildcards);
+/// 5. exact paths, then prefixes longest first, then regexes;
+/// 6. ties by path and route id, so that the order never depends on the file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Precedence {
+    priority: std::cmp::Reverse<i16>,
+    not_well_known: bool,
+    takes_everything: bool,
     domain_class: u8,
     path_class: u8,
     longer_first: std::cmp::Reverse<usize>,
     path: String,
     route_id: String,
 }
+
+/// Where ACME HTTP-01 challenges (and other RFC 8615 well-known URIs) live.
+const WELL_KNOWN: &str = "/.well-known/";
 
 fn precedence(route: &Route, path: Option<&str>) -> Precedence {
     let domain_class = if route.domains.is_empty() {
@@ -264,13 +275,21 @@ fn precedence(route: &Route, path: Option<&str>) -> Precedence {
     } else {
         1
     };
-    let path_class = match (path, route.path_match) {
-        (None, _) | (Some("/"), PathMatch::Prefix) => 3,
-        (Some(_), PathMatch::Exact) => 0,
-        (Some(_), PathMatch::Prefix) => 1,
-        (Some(_), PathMatch::Regex) => 2,
+    let takes_everything = matches!(
+        (path, route.path_match),
+        (None, _) | (Some("/"), PathMatch::Prefix)
+    );
+    let path_class = match route.path_match {
+        PathMatch::Exact => 0,
+        PathMatch::Prefix => 1,
+        PathMatch::Regex => 2,
     };
+    let well_known = route.path_match != PathMatch::Regex
+        && path.is_some_and(|p| p.starts_with(WELL_KNOWN) || p == WELL_KNOWN.trim_end_matches('/'));
     Precedence {
+        priority: std::cmp::Reverse(route.priority),
+        not_well_known: !well_known,
+        takes_everything,
         domain_class,
         path_class,
         longer_first: std::cmp::Reverse(path.map_or(0, str::len)),
@@ -292,6 +311,10 @@ fn http_frontend(file: &RoutesFile, routes: &[&Route]) -> Section {
     frontend
         .line("mode http")
         .line("option forwardfor")
+        // Tells services a request came over TLS, so that they build https
+        // redirects and secure cookies. On plain HTTP a value set by a TLS
+        // load balancer in front is left as it is (as Docker Flow Proxy does).
+        .line("http-request set-header X-Forwarded-Proto https if { ssl_fc }")
         // Tells keep-alive clients to close idle connections before a reload, which
         // is what makes reloads lose no request (see haproxy-2.6 notes in README).
         .line("option idle-close-on-response");
@@ -438,6 +461,10 @@ fn backend(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
             "http-request auth realm {realm} unless {{ http_auth({}) }}",
             auth.userlist
         ));
+        if !auth.forward_credentials {
+            // The header holds the user's password; the service has no use for it.
+            backend.line("http-request del-header Authorization");
+        }
     }
     if let Some(rewrite) = &route.rewrite_path {
         backend.line(format!(
@@ -593,6 +620,28 @@ mod tests {
             .map(|l| l.split(' ').next().unwrap())
             .collect();
         assert_eq!(order, ["site-be80", "apiv2-be80", "api-be80", "root-be80"]);
+    }
+
+    #[test]
+    fn well_known_first_domain_only_after_paths_priority_above_all() {
+        let cfg = render_text(
+            "version: 1\nroutes:\n  - service: whole\n    port: 80\n    domains: [whole.test]\n  - service: demo\n    port: 80\n    paths: [/demo]\n  - service: acme\n    port: 80\n    paths: [/.well-known/acme-challenge]\n  - service: root\n    port: 80\n    paths: [/]\n  - service: vip\n    port: 80\n    paths: [/]\n    domains: [vip.test]\n    priority: 5\n",
+        );
+        let order: Vec<&str> = cfg
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("use_backend "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "vip-be80",
+                "acme-be80",
+                "demo-be80",
+                "whole-be80",
+                "root-be80"
+            ]
+        );
     }
 
     #[test]

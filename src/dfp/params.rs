@@ -93,6 +93,36 @@ pub(super) const REJECTED: &[(&str, &str)] = &[
     ("templateBePath", "capstan renders its own config"),
 ];
 
+/// Parameters of Docker Flow Swarm Listener and of the other tools that read
+/// `com.df.*` labels (Docker Flow Monitor, the Swarm autoscalers). DFSL
+/// forwards every `com.df.*` label to every endpoint it notifies, so they
+/// arrive here; they are accepted and ignored, indexed (`alertIf.1`) or not.
+pub const FOREIGN: &[&str] = &[
+    // Docker Flow Swarm Listener
+    "notify",
+    "nodeInfo",
+    "nodeIP",
+    "reschedule",
+    // Docker Flow Monitor
+    "alertName",
+    "alertIf",
+    "alertFor",
+    "alertLabels",
+    "alertAnnotations",
+    "alertPersistent",
+    "scrapePort",
+    "scrapeNetwork",
+    "scrapeType",
+    "scrapeInterval",
+    "scrapeTimeout",
+    "metricType",
+    // Docker Flow Swarm autoscalers
+    "scaleMin",
+    "scaleMax",
+    "scaleDownBy",
+    "scaleUpBy",
+];
+
 /// Parameters that only make sense on http destinations.
 const HTTP_ONLY: &[&str] = &[
     "servicePath",
@@ -159,10 +189,15 @@ enum Class {
     Known(&'static str, usize),
     BadIndex,
     Rejected,
+    Foreign,
     Unknown,
 }
 
 fn classify(name: &str) -> Class {
+    let unindexed = name.split_once('.').map_or(name, |(base, _)| base);
+    if FOREIGN.contains(&unindexed) {
+        return Class::Foreign;
+    }
     if let Some(&known) = SERVICE_PARAMS
         .iter()
         .chain(DEST_PARAMS)
@@ -213,6 +248,10 @@ impl Params {
                     continue;
                 }
                 Class::Rejected if lenient => continue,
+                Class::Foreign => {
+                    log_foreign_once(&shown(name));
+                    continue;
+                }
                 Class::Rejected | Class::Unknown => {
                     let name = shown(name);
                     if !unsupported.contains(&name) {
@@ -365,6 +404,19 @@ impl Params {
                 given.problem(format!("has no effect: {why}"))
             })
             .collect()
+    }
+}
+
+/// Says at debug level, once per name and process, that a foreign parameter
+/// was ignored: DFSL sends them with every notification.
+fn log_foreign_once(name: &str) {
+    static LOGGED: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut logged = LOGGED.lock().unwrap_or_else(|e| e.into_inner());
+    if logged.len() < MAX_PARAMS && logged.insert(name.to_string()) {
+        tracing::debug!(
+            param = name,
+            "ignored: it belongs to another tool that reads com.df.* labels"
+        );
     }
 }
 

@@ -493,6 +493,7 @@ impl ServiceSettings {
             route.auth = Some(Auth {
                 userlist: service.clone(),
                 realm: None,
+                forward_credentials: false,
             });
         }
     }

@@ -95,9 +95,10 @@ pub(super) fn ttl_value(value: &str) -> Result<Duration, String> {
         })
 }
 
-/// The items of a comma list; empty items are an error.
+/// The items of a comma list, trimmed of spaces as DFP trims them
+/// (`usr1:hash, usr2:hash`); empty items are an error.
 fn items(value: &str) -> Result<Vec<&str>, String> {
-    let items: Vec<&str> = value.split(',').collect();
+    let items: Vec<&str> = value.split(',').map(|i| i.trim_matches(' ')).collect();
     if items.iter().any(|i| i.is_empty()) {
         return Err("has an empty item in its comma-separated list".into());
     }
@@ -235,7 +236,6 @@ fn not_literal(problem: InvalidValue) -> String {
 pub(super) fn header_values(value: &str) -> Result<BTreeMap<HeaderName, HeaderValue>, String> {
     let mut headers = BTreeMap::new();
     for item in items(value)? {
-        let item = item.trim_matches(' ');
         let Some((name, value)) = item.split_once(' ') else {
             return Err(format!("`{}` is not `Name Value`", excerpt(item)));
         };
@@ -258,7 +258,7 @@ pub(super) fn header_values(value: &str) -> Result<BTreeMap<HeaderName, HeaderVa
 pub(super) fn header_names(value: &str) -> Result<Vec<HeaderName>, String> {
     let mut names = Vec::new();
     for item in items(value)? {
-        let name = header_name(item.trim_matches(' '))?;
+        let name = header_name(item)?;
         if !names.contains(&name) {
             names.push(name);
         }

@@ -378,6 +378,11 @@ pub struct Route {
     /// Fixed server addresses instead of the service name: for backends outside Swarm.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<Address>,
+    /// Precedence over the computed order: rules of a route with a higher
+    /// priority are tried first (see README "Precedence"). Default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = -1000, max = 1000))]
+    pub priority: i16,
     /// With Swarm discovery on: `tasks` balances over every running task
     /// (a server per task, scaled at run time), `vip` sends everything to the
     /// service's name as Docker Flow Proxy did.
@@ -406,6 +411,10 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+fn is_zero(n: &i16) -> bool {
+    *n == 0
+}
+
 impl Route {
     /// A route named after its service with default settings: the smallest valid route.
     pub fn new(service: &str, port: u16) -> Self {
@@ -429,6 +438,7 @@ impl Route {
             sticky: false,
             health_check: None,
             servers: Vec::new(),
+            priority: 0,
             endpoint: Endpoint::Tasks,
         }
     }
@@ -615,6 +625,10 @@ pub struct Auth {
     /// The realm browsers show.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub realm: Option<Name>,
+    /// Pass the client's `Authorization` header on to the service. By
+    /// default HAProxy removes it once checked: it holds the password.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub forward_credentials: bool,
 }
 
 /// Header changes, applied in the order delete, set, add.

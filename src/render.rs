@@ -435,6 +435,9 @@ fn backend(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
             backend.line(format!("timeout {name} {value}"));
         }
     }
+    if let Some(option) = route.connection_mode.haproxy_option() {
+        backend.line(option);
+    }
     if route.sticky {
         if http {
             backend.line("cookie SERVERID insert indirect nocache");

@@ -268,6 +268,7 @@ fn every_parameter_family_renders_a_config_haproxy_accepts() {
         ("reqPathSearchReplace", "^/shop/(v[0-9]),/\\1"),
         ("timeoutServer", "60"),
         ("timeoutTunnel", "3600"),
+        ("connectionMode", "http-server-close"),
         ("sessionType", "sticky-server"),
         ("aclName", "10-shop"),
         ("distribute", "true"),
@@ -604,6 +605,11 @@ fn assert_renderer_lines(cfg: &str) {
 
 const NAMES: &[&str] = &[
     "serviceName",
+    "connectionMode",
+    "ignoreAuthorization.1",
+    "checkTcp",
+    "serviceDomainMatchAll",
+    "xForwardedProto",
     "port",
     "servicePath",
     "serviceDomain",
@@ -677,6 +683,7 @@ fn good_values(name: &str) -> &'static [&'static str] {
         "sessionType" => &["sticky-server"],
         "aclName" => &["00-api", "x"],
         "ttl" => &["10m", "3600", "1d"],
+        "connectionMode" => &["http-server-close", "httpclose", "http-keep-alive"],
         _ => &["true", "false"],
     }
 }

@@ -222,8 +222,8 @@ fn the_backend_never_sees_the_password_after_basic_auth() {
     reconfigure(
         &capstan,
         &format!(
-            "serviceName=app&servicePath=/app&port={}&users={users}&usersPassEncrypted=true",
-            app.port
+            "serviceName=app&servicePath.1=/app&port.1={port}&servicePath.2=/app/health&port.2={port}&ignoreAuthorization.2=true&users={users}&usersPassEncrypted=true",
+            port = app.port
         ),
     );
     // admin:capstan
@@ -248,6 +248,8 @@ fn the_backend_never_sees_the_password_after_basic_auth() {
         "{response}"
     );
     assert_eq!(http_get(http, "/app", "x").map(|r| r.0), Some(401));
+    // `ignoreAuthorization.2`: that destination is open.
+    assert_eq!(http_get(http, "/app/health", "x").map(|r| r.0), Some(200));
 
     // A route that says so passes the header on.
     let (code, response) = http_raw(http, &request("/keeps")).unwrap();

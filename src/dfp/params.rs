@@ -32,6 +32,8 @@ const DEST_PARAMS: &[&str] = &[
     "timeoutServer",
     "timeoutTunnel",
     "timeoutClient",
+    "ignoreAuthorization",
+    "checkTcp",
 ];
 
 /// Service-level parameters.
@@ -58,6 +60,9 @@ const SERVICE_PARAMS: &[&str] = &[
     "redirectWhenHttpProto",
     "sslVerifyNone",
     "ttl",
+    "connectionMode",
+    "xForwardedProto",
+    "serviceDomainMatchAll",
 ];
 
 /// Docker Flow Proxy parameters capstan knows and refuses, with the reason.
@@ -88,9 +93,54 @@ pub(super) const REJECTED: &[(&str, &str)] = &[
     ("balanceGroup", "capstan has no balance groups"),
     ("allowedMethods", "capstan does not filter methods"),
     ("deniedMethods", "capstan does not filter methods"),
-    ("backendExtra", "raw HAProxy lines are never accepted"),
-    ("templateFePath", "capstan renders its own config"),
-    ("templateBePath", "capstan renders its own config"),
+    (
+        "backendExtra",
+        "raw HAProxy lines would put unchecked text in haproxy.cfg; every setting has a routes.yaml field",
+    ),
+    (
+        "templateFePath",
+        "templates would put unchecked text in haproxy.cfg; capstan renders from routes.yaml fields",
+    ),
+    (
+        "templateBePath",
+        "templates would put unchecked text in haproxy.cfg; capstan renders from routes.yaml fields",
+    ),
+    (
+        "consulTemplateFePath",
+        "templates would put unchecked text in haproxy.cfg; capstan renders from routes.yaml fields",
+    ),
+    (
+        "consulTemplateBePath",
+        "templates would put unchecked text in haproxy.cfg; capstan renders from routes.yaml fields",
+    ),
+    (
+        "userDef",
+        "it is only read by custom templates, which capstan does not run",
+    ),
+    (
+        "serviceGroup",
+        "capstan has no tcp groups: give each tcp route its own `listen_port`",
+    ),
+    (
+        "srcHttpsPort",
+        "capstan has one HTTPS listener, `defaults.https.port` in routes.yaml",
+    ),
+    (
+        "verifyClientSsl",
+        "capstan does not verify client certificates",
+    ),
+    (
+        "clitcpka",
+        "capstan does not set TCP keep-alive on client connections",
+    ),
+    (
+        "skipCheck",
+        "it belongs to DFP's Consul mode; capstan checks what `health_check` in routes.yaml says",
+    ),
+    (
+        "proxyInstanceName",
+        "capstan does not filter by proxy instance: notify each capstan only of its own services",
+    ),
 ];
 
 /// Parameters of Docker Flow Swarm Listener and of the other tools that read
@@ -130,10 +180,11 @@ const HTTP_ONLY: &[&str] = &[
     "httpsOnly",
     "httpsRedirectCode",
     "reqPathSearchReplace",
+    "ignoreAuthorization",
 ];
 
 /// Parameters that only make sense on tcp destinations.
-const TCP_ONLY: &[&str] = &["srcPort", "timeoutClient"];
+const TCP_ONLY: &[&str] = &["srcPort", "timeoutClient", "checkTcp"];
 
 /// `port` for index 0, else `port.<index>`.
 pub(super) fn indexed(base: &str, index: usize) -> String {

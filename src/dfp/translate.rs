@@ -10,14 +10,16 @@ use super::error::{DfpError, ParamProblem};
 use super::params::{Given, Params, indexed};
 use super::regsub::{regsub_rewrite, search_replace_value};
 use super::values::{
-    acl_name_value, bool_value, count_value, domain_algo_value, domains_value, header_names,
-    header_values, mode_value, name_value, path_type_value, paths_value, port_value,
-    redirect_code_value, seconds_value, server_value, session_type_value, ttl_value, users_value,
+    acl_name_value, bool_value, connection_mode_value, count_value, domain_algo_value,
+    domains_value, header_names, header_values, mode_value, name_value, path_type_value,
+    paths_value, port_value, redirect_code_value, seconds_value, server_value, session_type_value,
+    ttl_value, users_value,
 };
 use crate::model::diagnostics::Diagnostics;
 use crate::model::validate;
 use crate::model::{
-    Auth, HeaderRules, Mode, Name, PathMatch, PathRewrite, Route, RoutesFile, User,
+    Auth, ConnectionMode, Domain, HeaderRules, HealthCheck, Mode, Name, PathMatch, PathRewrite,
+    Route, RoutesFile, User,
 };
 
 /// DFP parameter → the name it was sent as (`port.2`), for one route's settings.
@@ -159,6 +161,8 @@ fn field_param(top: &str, sub: &str) -> &'static str {
         ("timeouts", "client") => "timeoutClient",
         ("timeouts", _) => "timeoutServer",
         ("sticky", _) => "sessionType",
+        ("connection_mode", _) => "connectionMode",
+        ("health_check", _) => "checkTcp",
         ("servers", _) => "outboundHostname",
         _ => "serviceName",
     }
@@ -351,6 +355,9 @@ fn why_not(flag: &str) -> &'static str {
 /// `sticky` to all).
 struct ServiceSettings {
     path_match: PathMatch,
+    connection_mode: ConnectionMode,
+    /// `serviceDomainMatchAll`: every domain also matches its subdomains.
+    subdomains_too: bool,
     users: Vec<User>,
     request_headers: HeaderRules,
     response_headers: HeaderRules,
@@ -364,6 +371,8 @@ impl ServiceSettings {
     fn read(params: &Params, any_http: bool, problems: &mut Vec<ParamProblem>) -> Self {
         let mut settings = ServiceSettings {
             path_match: PathMatch::Prefix,
+            connection_mode: ConnectionMode::KeepAlive,
+            subdomains_too: false,
             users: Vec::new(),
             request_headers: HeaderRules::default(),
             response_headers: HeaderRules::default(),
@@ -385,6 +394,21 @@ impl ServiceSettings {
         }
         if let Some(given) = params.take("serviceDomainAlgo") {
             given.parse(problems, domain_algo_value);
+        }
+        if let Some(given) = params.take("connectionMode") {
+            settings.connection_mode = given
+                .parse(problems, connection_mode_value)
+                .unwrap_or_default();
+            settings
+                .sources
+                .insert("connectionMode", given.name.clone());
+        }
+        if let Some(given) = params.take("serviceDomainMatchAll") {
+            settings.subdomains_too = given.parse(problems, bool_value).unwrap_or(false);
+        }
+        // capstan always sets `X-Forwarded-Proto: https` on requests that came over TLS.
+        if let Some(given) = params.take("xForwardedProto") {
+            given.parse(problems, bool_value);
         }
         if let Some(users) = params.take("users") {
             settings.read_users(params, users, problems);
@@ -484,6 +508,7 @@ impl ServiceSettings {
             return;
         }
         route.path_match = self.path_match;
+        route.connection_mode = self.connection_mode;
         route.request_headers = self.request_headers.clone();
         route.response_headers = self.response_headers.clone();
         if route.rewrite_path.is_none() {
@@ -497,6 +522,18 @@ impl ServiceSettings {
             });
         }
     }
+}
+
+/// DFP's `serviceDomainMatchAll`: each exact domain also as `*.<domain>`.
+fn with_subdomains(domains: &mut Vec<Domain>) {
+    let wildcards: Vec<Domain> = domains
+        .iter()
+        .filter(|d| d.wildcard_suffix().is_none())
+        .map(|d| Domain(format!("*.{}", d.0)))
+        .collect();
+    domains.extend(wildcards);
+    domains.sort();
+    domains.dedup();
 }
 
 /// One destination being translated.
@@ -522,6 +559,23 @@ impl Dest<'_> {
         }
         self.read_own(&mut route, &mut sources, settings, problems);
         settings.apply(&mut route, &mut sources, service);
+        let open = self
+            .params
+            .for_dest("ignoreAuthorization", self.index, self.mode, problems)
+            .and_then(|g| g.parse(problems, bool_value));
+        if open == Some(true) {
+            route.auth = None;
+        }
+        let check = self
+            .params
+            .for_dest("checkTcp", self.index, self.mode, problems)
+            .and_then(|g| g.parse(problems, bool_value));
+        if check == Some(true) && route.health_check.is_none() {
+            route.health_check = Some(HealthCheck {
+                path: None,
+                interval: None,
+            });
+        }
         (route, sources)
     }
 
@@ -564,6 +618,9 @@ impl Dest<'_> {
         }
         if let Some(given) = domains {
             route.domains = given.parse(problems, domains_value).unwrap_or_default();
+            if settings.subdomains_too {
+                with_subdomains(&mut route.domains);
+            }
         }
         route.https_only = https_only
             .and_then(|g| g.parse(problems, bool_value))
@@ -1291,5 +1348,58 @@ mod tests {
                 params: vec!["foo".into()]
             })
         );
+    }
+
+    #[test]
+    fn listener_and_other_tools_parameters_are_ignored_misspellings_refused() {
+        let plain = ok("serviceName=a&port=80&servicePath=/a");
+        let with_labels = ok(
+            "serviceName=a&port=80&servicePath=/a&notify=true&alertName=mem&alertIf.1=@x&scrapePort=9100&scaleMax=3",
+        );
+        assert_eq!(with_labels.routes, plain.routes);
+        assert_eq!(
+            err("serviceName=a&port=80&servicePth=/a").params(),
+            ["servicePth"]
+        );
+        let r = ok(&format!(
+            "serviceName=a&port=80&servicePath=/a, /b&users=alice:{HASH}, bob:{HASH}&usersPassEncrypted=true"
+        ));
+        assert_eq!(r.routes[0].paths.len(), 2);
+        assert_eq!(r.userlists[&Name("a".into())].len(), 2);
+    }
+
+    #[test]
+    fn small_dfp_settings_map_to_route_fields() {
+        let r = ok(&format!(
+            "serviceName=a&port.1=80&servicePath.1=/a&port.2=81&servicePath.2=/health&ignoreAuthorization.2=true&users=alice:{HASH}&usersPassEncrypted=true&connectionMode=http-server-close&xForwardedProto=true"
+        ));
+        assert!(r.routes[0].auth.is_some());
+        assert!(r.routes[1].auth.is_none());
+        assert_eq!(r.routes[0].connection_mode, ConnectionMode::ServerClose);
+        assert!(config(&r).contains("    option http-server-close\n"));
+        bad(
+            "serviceName=a&port=80&servicePath=/a&connectionMode=http-tunnel",
+            "connectionMode",
+        );
+
+        let r = ok("serviceName=a&port=80&serviceDomain=a.com&serviceDomainMatchAll=true");
+        let domains: Vec<&str> = r.routes[0].domains.iter().map(|d| d.0.as_str()).collect();
+        assert_eq!(domains, ["*.a.com", "a.com"]);
+
+        let r = ok("serviceName=db&port=5432&reqMode=tcp&srcPort=15432&checkTcp=true");
+        assert!(r.routes[0].health_check.is_some());
+
+        for refused in [
+            "backendExtra",
+            "templateFePath",
+            "userDef",
+            "verifyClientSsl",
+        ] {
+            let message = bad(
+                &format!("serviceName=a&port=80&servicePath=/a&{refused}=x"),
+                refused,
+            );
+            assert!(message.contains(refused), "{message}");
+        }
     }
 }

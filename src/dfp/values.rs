@@ -13,8 +13,8 @@ use crate::model::duration::{self, DFP_SECONDS, TTL};
 use crate::model::grammar::{self, InvalidValue};
 use crate::model::validate;
 use crate::model::{
-    self, Address, Domain, HeaderName, HeaderValue, Mode, Name, PathMatch, RedirectCode, UrlPath,
-    User,
+    self, Address, ConnectionMode, Domain, HeaderName, HeaderValue, Mode, Name, PathMatch,
+    RedirectCode, UrlPath, User,
 };
 
 pub(super) fn name_value(value: &str) -> Result<Name, String> {
@@ -335,6 +335,22 @@ pub(super) fn domain_algo_value(value: &str) -> Result<(), String> {
         "hdr_beg(host)" | "hdr(host)" => Ok(()),
         other => Err(format!(
             "`{}` is not supported: capstan matches the whole host name (without its port), as `hdr(host)`",
+            excerpt(other)
+        )),
+    }
+}
+
+/// `connectionMode`, in HAProxy's words.
+pub(super) fn connection_mode_value(value: &str) -> Result<ConnectionMode, String> {
+    match value {
+        "http-keep-alive" => Ok(ConnectionMode::KeepAlive),
+        "http-server-close" => Ok(ConnectionMode::ServerClose),
+        "httpclose" | "forceclose" => Ok(ConnectionMode::Close),
+        "http-tunnel" => {
+            Err("`http-tunnel` no longer exists in HAProxy 2.x; use `http-keep-alive`".into())
+        }
+        other => Err(format!(
+            "`{}` is not a connection mode: `http-keep-alive`, `http-server-close` or `httpclose`",
             excerpt(other)
         )),
     }

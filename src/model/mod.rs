@@ -369,6 +369,11 @@ pub struct Route {
     /// Load-balancing algorithm, overriding `defaults.balance`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balance: Option<Balance>,
+    /// How HAProxy treats the connections of an http route: `keep_alive`
+    /// (HAProxy's default), `server_close` (close the connection to the
+    /// service after each response) or `close` (both sides).
+    #[serde(default, skip_serializing_if = "ConnectionMode::is_keep_alive")]
+    pub connection_mode: ConnectionMode,
     /// Keep a client on the server that answered it first (a cookie on HTTP routes).
     #[serde(default, skip_serializing_if = "is_false")]
     pub sticky: bool,
@@ -388,6 +393,34 @@ pub struct Route {
     /// service's name as Docker Flow Proxy did.
     #[serde(default, skip_serializing_if = "Endpoint::is_tasks")]
     pub endpoint: Endpoint,
+}
+
+/// HAProxy's HTTP connection mode for a route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionMode {
+    /// Keep both connections open between requests.
+    #[default]
+    KeepAlive,
+    /// `option http-server-close`: close the connection to the service after each response.
+    ServerClose,
+    /// `option httpclose`: close both connections after each response.
+    Close,
+}
+
+impl ConnectionMode {
+    fn is_keep_alive(&self) -> bool {
+        *self == ConnectionMode::KeepAlive
+    }
+
+    /// The backend option, when not HAProxy's default.
+    pub fn haproxy_option(self) -> Option<&'static str> {
+        match self {
+            ConnectionMode::KeepAlive => None,
+            ConnectionMode::ServerClose => Some("option http-server-close"),
+            ConnectionMode::Close => Some("option httpclose"),
+        }
+    }
 }
 
 /// How a route reaches its service's replicas.
@@ -435,6 +468,7 @@ impl Route {
             rewrite_path: None,
             timeouts: RouteTimeouts::default(),
             balance: None,
+            connection_mode: ConnectionMode::KeepAlive,
             sticky: false,
             health_check: None,
             servers: Vec::new(),

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::model::diagnostics::{Diagnostic, Diagnostics, FieldPath, Segment, excerpt};
 use crate::model::yaml::{self, SourceMap};
-use crate::model::{Duration, FORMAT_VERSION, Mode, PathMatch, Route, RoutesFile};
+use crate::model::{ConnectionMode, Duration, FORMAT_VERSION, Mode, PathMatch, Route, RoutesFile};
 use crate::model::{duration, grammar, names};
 
 /// The JSON schema of `routes.yaml`, as committed in `schema/routes.schema.json`.
@@ -462,6 +462,11 @@ fn check_mode(route: &Route, at: &FieldPath, report: &mut impl FnMut(FieldPath, 
                 ("request_headers", !route.request_headers.is_empty()),
                 ("response_headers", !route.response_headers.is_empty()),
                 ("rewrite_path", route.rewrite_path.is_some()),
+                (
+                    "connection_mode",
+                    route.connection_mode != ConnectionMode::KeepAlive,
+                ),
+                ("priority", route.priority != 0),
             ];
             for (field, set) in http_only {
                 if set {

@@ -606,6 +606,7 @@ fn assert_renderer_lines(cfg: &str) {
 const NAMES: &[&str] = &[
     "serviceName",
     "connectionMode",
+    "discoveryType",
     "ignoreAuthorization.1",
     "checkTcp",
     "serviceDomainMatchAll",
@@ -684,6 +685,7 @@ fn good_values(name: &str) -> &'static [&'static str] {
         "aclName" => &["00-api", "x"],
         "ttl" => &["10m", "3600", "1d"],
         "connectionMode" => &["http-server-close", "httpclose", "http-keep-alive"],
+        "discoveryType" => &["DNS", "Overlay"],
         _ => &["true", "false"],
     }
 }

@@ -61,6 +61,7 @@ const SERVICE_PARAMS: &[&str] = &[
     "sslVerifyNone",
     "ttl",
     "connectionMode",
+    "discoveryType",
     "xForwardedProto",
     "serviceDomainMatchAll",
 ];
@@ -82,10 +83,6 @@ pub(super) const REJECTED: &[(&str, &str)] = &[
     ("servicePathExclude", "capstan has no path exclusions"),
     ("serviceHeader", "capstan does not route by request headers"),
     ("redirectFromDomain", "capstan has no domain redirects"),
-    (
-        "discoveryType",
-        "capstan proxies to the service's address; set `defaults.resolvers` for DNS",
-    ),
     (
         "checkResolvers",
         "set `defaults.resolvers` in routes.yaml instead",

@@ -10,16 +10,16 @@ use super::error::{DfpError, ParamProblem};
 use super::params::{Given, Params, indexed};
 use super::regsub::{regsub_rewrite, search_replace_value};
 use super::values::{
-    acl_name_value, bool_value, connection_mode_value, count_value, domain_algo_value,
-    domains_value, header_names, header_values, mode_value, name_value, path_type_value,
-    paths_value, port_value, redirect_code_value, seconds_value, server_value, session_type_value,
-    ttl_value, users_value,
+    acl_name_value, bool_value, connection_mode_value, count_value, discovery_type_value,
+    domain_algo_value, domains_value, header_names, header_values, mode_value, name_value,
+    path_type_value, paths_value, port_value, redirect_code_value, seconds_value, server_value,
+    session_type_value, ttl_value, users_value,
 };
 use crate::model::diagnostics::Diagnostics;
 use crate::model::validate;
 use crate::model::{
-    Auth, ConnectionMode, Domain, HeaderRules, HealthCheck, Mode, Name, PathMatch, PathRewrite,
-    Route, RoutesFile, User,
+    Auth, ConnectionMode, Domain, Endpoint, HeaderRules, HealthCheck, Mode, Name, PathMatch,
+    PathRewrite, Route, RoutesFile, User,
 };
 
 /// DFP parameter → the name it was sent as (`port.2`), for one route's settings.
@@ -162,6 +162,7 @@ fn field_param(top: &str, sub: &str) -> &'static str {
         ("timeouts", _) => "timeoutServer",
         ("sticky", _) => "sessionType",
         ("connection_mode", _) => "connectionMode",
+        ("endpoint", _) => "discoveryType",
         ("health_check", _) => "checkTcp",
         ("servers", _) => "outboundHostname",
         _ => "serviceName",
@@ -355,6 +356,8 @@ fn why_not(flag: &str) -> &'static str {
 /// `sticky` to all).
 struct ServiceSettings {
     path_match: PathMatch,
+    /// `discoveryType`: `DNS` → a server per task, `Overlay` → the VIP.
+    endpoint: Option<Endpoint>,
     connection_mode: ConnectionMode,
     /// `serviceDomainMatchAll`: every domain also matches its subdomains.
     subdomains_too: bool,
@@ -371,6 +374,7 @@ impl ServiceSettings {
     fn read(params: &Params, any_http: bool, problems: &mut Vec<ParamProblem>) -> Self {
         let mut settings = ServiceSettings {
             path_match: PathMatch::Prefix,
+            endpoint: None,
             connection_mode: ConnectionMode::KeepAlive,
             subdomains_too: false,
             users: Vec::new(),
@@ -380,6 +384,10 @@ impl ServiceSettings {
             sticky: false,
             sources: BTreeMap::new(),
         };
+        if let Some(given) = params.take("discoveryType") {
+            settings.endpoint = given.parse(problems, discovery_type_value);
+            settings.sources.insert("discoveryType", given.name.clone());
+        }
         if let Some(given) = params.take("sessionType") {
             settings.sticky = given.parse(problems, session_type_value).unwrap_or(false);
             settings.sources.insert("sessionType", given.name.clone());
@@ -498,10 +506,15 @@ impl ServiceSettings {
     /// Sets the service-wide settings on a destination's route.
     fn apply(&self, route: &mut Route, sources: &mut Sources, service: &Name) {
         route.sticky = self.sticky;
+        if let Some(endpoint) = self.endpoint {
+            route.endpoint = endpoint;
+        }
         sources.extend(
             self.sources
                 .iter()
-                .filter(|(base, _)| **base == "sessionType" || route.mode == Mode::Http)
+                .filter(|(base, _)| {
+                    matches!(**base, "sessionType" | "discoveryType") || route.mode == Mode::Http
+                })
                 .map(|(f, n)| (*f, n.clone())),
         );
         if route.mode != Mode::Http {
@@ -1388,6 +1401,9 @@ mod tests {
 
         let r = ok("serviceName=db&port=5432&reqMode=tcp&srcPort=15432&checkTcp=true");
         assert!(r.routes[0].health_check.is_some());
+        assert_eq!(r.routes[0].endpoint, Endpoint::Tasks);
+        let r = ok("serviceName=a&port=80&servicePath=/a&discoveryType=Overlay");
+        assert_eq!(r.routes[0].endpoint, Endpoint::Vip);
 
         for refused in [
             "backendExtra",

@@ -13,8 +13,8 @@ use crate::model::duration::{self, DFP_SECONDS, TTL};
 use crate::model::grammar::{self, InvalidValue};
 use crate::model::validate;
 use crate::model::{
-    self, Address, ConnectionMode, Domain, HeaderName, HeaderValue, Mode, Name, PathMatch,
-    RedirectCode, UrlPath, User,
+    self, Address, ConnectionMode, Domain, Endpoint, HeaderName, HeaderValue, Mode, Name,
+    PathMatch, RedirectCode, UrlPath, User,
 };
 
 pub(super) fn name_value(value: &str) -> Result<Name, String> {
@@ -335,6 +335,18 @@ pub(super) fn domain_algo_value(value: &str) -> Result<(), String> {
         "hdr_beg(host)" | "hdr(host)" => Ok(()),
         other => Err(format!(
             "`{}` is not supported: capstan matches the whole host name (without its port), as `hdr(host)`",
+            excerpt(other)
+        )),
+    }
+}
+
+/// `discoveryType`: how HAProxy reaches the service's replicas.
+pub(super) fn discovery_type_value(value: &str) -> Result<Endpoint, String> {
+    match value {
+        "DNS" | "dns" => Ok(Endpoint::Tasks),
+        "Overlay" | "overlay" => Ok(Endpoint::Vip),
+        other => Err(format!(
+            "`{}` is not a discovery type: `DNS` (a server per task) or `Overlay` (the service's VIP)",
             excerpt(other)
         )),
     }

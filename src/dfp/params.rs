@@ -32,6 +32,11 @@ const DEST_PARAMS: &[&str] = &[
     "timeoutServer",
     "timeoutTunnel",
     "timeoutClient",
+    "servicePathExclude",
+    "redirectFromDomain",
+    "allowedMethods",
+    "deniedMethods",
+    "denyHttp",
 ];
 
 /// Service-level parameters.
@@ -56,6 +61,7 @@ const SERVICE_PARAMS: &[&str] = &[
     "shortName",
     "isDefaultBackend",
     "redirectWhenHttpProto",
+    "redirectUnlessHttpsProto",
     "sslVerifyNone",
     "ttl",
 ];
@@ -74,9 +80,7 @@ pub(super) const REJECTED: &[(&str, &str)] = &[
         "usersSecret",
         "capstan reads no Docker secrets; send crypt(3) hashes in `users` with `usersPassEncrypted=true`",
     ),
-    ("servicePathExclude", "capstan has no path exclusions"),
     ("serviceHeader", "capstan does not route by request headers"),
-    ("redirectFromDomain", "capstan has no domain redirects"),
     (
         "discoveryType",
         "capstan proxies to the service's address; set `defaults.resolvers` for DNS",
@@ -86,8 +90,6 @@ pub(super) const REJECTED: &[(&str, &str)] = &[
         "set `defaults.resolvers` in routes.yaml instead",
     ),
     ("balanceGroup", "capstan has no balance groups"),
-    ("allowedMethods", "capstan does not filter methods"),
-    ("deniedMethods", "capstan does not filter methods"),
     ("backendExtra", "raw HAProxy lines are never accepted"),
     ("templateFePath", "capstan renders its own config"),
     ("templateBePath", "capstan renders its own config"),
@@ -100,6 +102,11 @@ const HTTP_ONLY: &[&str] = &[
     "httpsOnly",
     "httpsRedirectCode",
     "reqPathSearchReplace",
+    "servicePathExclude",
+    "redirectFromDomain",
+    "allowedMethods",
+    "deniedMethods",
+    "denyHttp",
 ];
 
 /// Parameters that only make sense on tcp destinations.

@@ -4,11 +4,13 @@
 //! same table in any order renders byte-identically. HTTP routing precedence
 //! is computed, never taken from file order (see `precedence`).
 
+mod route_rules;
+
 use std::fmt;
 
 use crate::desired::DesiredState;
 use crate::desired::servers::{self, TaskServer, TaskServers};
-use crate::model::{Mode, PathMatch, Route, RoutesFile, names};
+use crate::model::{Domain, Mode, PathMatch, Route, RoutesFile, names};
 
 /// A rendered config: sections in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,27 +326,21 @@ fn http_frontend(file: &RoutesFile, routes: &[&Route]) -> Section {
         let mut paths: Vec<&str> = route.paths.iter().map(|p| p.0.as_str()).collect();
         paths.sort_by_key(|p| precedence(route, Some(p)));
         paths.dedup();
-        let fetch = match route.path_match {
-            PathMatch::Prefix => "path_beg",
-            PathMatch::Exact => "path",
-            PathMatch::Regex => "path_reg",
-        };
         let indexed = paths.len() > 1;
         for (i, path) in paths.iter().enumerate() {
             let acl = names::path_acl(route, indexed.then_some(i));
-            // Literal paths hold no backslash (validated); only regexes need escaping.
-            let word = match route.path_match {
-                PathMatch::Regex => regex_word(path),
-                PathMatch::Prefix | PathMatch::Exact => path.to_string(),
-            };
-            frontend.line(format!("acl {acl} {fetch} {word}"));
+            frontend.line(format!(
+                "acl {acl} {}",
+                path_match_words(route.path_match, path)
+            ));
             rules.push(Rule {
                 route,
                 path_acl: Some(acl),
                 precedence: precedence(route, Some(path)),
             });
         }
-        if paths.is_empty() {
+        // A route with neither (a `default_backend` alone) has no rule of its own.
+        if paths.is_empty() && !route.domains.is_empty() {
             rules.push(Rule {
                 route,
                 path_acl: None,
@@ -352,10 +348,12 @@ fn http_frontend(file: &RoutesFile, routes: &[&Route]) -> Section {
             });
         }
         domain_acls(&mut frontend, route);
+        route_rules::frontend_lines(&mut frontend, route);
     }
     rules.sort_by(|a, b| a.precedence.cmp(&b.precedence));
     for rule in rules {
         let mut condition: Vec<String> = rule.path_acl.into_iter().collect();
+        condition.extend(route_rules::exclusion(rule.route));
         if !rule.route.domains.is_empty() {
             condition.push(names::domain_acl(rule.route));
         }
@@ -365,7 +363,18 @@ fn http_frontend(file: &RoutesFile, routes: &[&Route]) -> Section {
             condition.join(" ")
         ));
     }
+    route_rules::default_backend(&mut frontend, routes);
     frontend
+}
+
+/// `path_beg /demo`: the fetch and the word an ACL matches `path` with.
+fn path_match_words(path_match: PathMatch, path: &str) -> String {
+    // Literal paths hold no backslash (validated); only regexes need escaping.
+    match path_match {
+        PathMatch::Prefix => format!("path_beg {path}"),
+        PathMatch::Exact => format!("path {path}"),
+        PathMatch::Regex => format!("path_reg {}", regex_word(path)),
+    }
 }
 
 /// A regular expression as a config word. HAProxy decodes `\\`, `\xHH`,
@@ -379,15 +388,19 @@ fn regex_word(pattern: &str) -> String {
 
 /// Host matching ignores the port and case; `*.example.com` matches any subdomain.
 fn domain_acls(frontend: &mut Section, route: &Route) {
+    host_acl(frontend, &names::domain_acl(route), &route.domains);
+}
+
+/// `acl` lines matching the request's host against `domains`, as `domain_acls` says.
+fn host_acl(frontend: &mut Section, acl: &str, domains: &[Domain]) {
     let mut exact: Vec<String> = Vec::new();
     let mut suffixes: Vec<String> = Vec::new();
-    for domain in &route.domains {
+    for domain in domains {
         match domain.wildcard_suffix() {
             Some(suffix) => suffixes.push(suffix.to_ascii_lowercase()),
             None => exact.push(domain.0.to_ascii_lowercase()),
         }
     }
-    let acl = names::domain_acl(route);
     for (method, mut values) in [("str", exact), ("end", suffixes)] {
         if values.is_empty() {
             continue;
@@ -452,12 +465,7 @@ fn backend(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
             .line("option httpchk")
             .line(format!("http-check send meth GET uri {path}"));
     }
-    if route.https_only {
-        let code = route.redirect_code.map_or(302, u16::from);
-        backend.line(format!(
-            "http-request redirect scheme https code {code} if !{{ ssl_fc }}"
-        ));
-    }
+    route_rules::backend_lines(&mut backend, route);
     if let Some(auth) = &route.auth {
         let realm = auth.realm.as_ref().map_or("capstan", |r| r.as_str());
         backend.line(format!(

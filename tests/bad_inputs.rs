@@ -1593,6 +1593,37 @@ fn unquoted_slots() -> Vec<Slot> {
             "routes[0].health_check.path",
         ),
         Slot::new(
+            "excluded path",
+            &route("    exclude_paths: [@]\n"),
+            "/api/internal",
+            "routes[0].exclude_paths[0]",
+        ),
+        Slot::new(
+            "excluded regex",
+            "version: 1\nroutes:\n  - service: api\n    port: 80\n    path_match: regex\n    paths: ['^/api']\n    exclude_paths: [@]\n",
+            "^/api/internal",
+            "routes[0].exclude_paths[0]",
+        )
+        .regex(),
+        Slot::new(
+            "redirected domain",
+            "version: 1\nroutes:\n  - service: api\n    port: 80\n    domains: [a.com]\n    redirect_from: [@]\n",
+            "old.example.com",
+            "routes[0].redirect_from[0]",
+        ),
+        Slot::new(
+            "allowed method",
+            &route("    allowed_methods: [@]\n"),
+            "GET",
+            "routes[0].allowed_methods[0]",
+        ),
+        Slot::new(
+            "denied method",
+            &route("    denied_methods: [@]\n"),
+            "DELETE",
+            "routes[0].denied_methods[0]",
+        ),
+        Slot::new(
             "static server",
             &route("    servers: [@]\n"),
             "10.0.0.1:8080",

@@ -52,7 +52,7 @@ fn the_book_example_answers_and_renders_as_docker_flow_proxy() {
     let answer = dfp::reconfigure_answer(AnswerStatus::Ok, "", &r.service_name, &r.echo);
     assert_eq!(
         serde_json::to_string(&answer["ServiceDest"]).unwrap(),
-        r#"[{"HttpsOnly":false,"HttpsRedirectCode":"","Index":0,"OutboundHostname":"","Port":"8080","ReqMode":"http","ReqPathSearchReplace":"","ServiceDomain":null,"ServicePath":["/demo"],"SrcPort":0,"TimeoutClient":"","TimeoutServer":"","TimeoutTunnel":""}]"#
+        r#"[{"AllowedMethods":null,"DeniedMethods":null,"DenyHttp":false,"HttpsOnly":false,"HttpsRedirectCode":"","Index":0,"OutboundHostname":"","Port":"8080","RedirectFromDomain":null,"ReqMode":"http","ReqPathSearchReplace":"","ServiceDomain":null,"ServicePath":["/demo"],"ServicePathExclude":null,"SrcPort":0,"TimeoutClient":"","TimeoutServer":"","TimeoutTunnel":""}]"#
     );
     assert_eq!(
         serde_json::to_string(&answer).unwrap(),
@@ -60,9 +60,10 @@ fn the_book_example_answers_and_renders_as_docker_flow_proxy() {
             r#"{"AclName":"","AddReqHeader":null,"AddResHeader":null,"DelReqHeader":null,"DelResHeader":null,"#,
             r#""Distribute":false,"Host":"","HttpsOnly":false,"HttpsPort":0,"IsDefaultBackend":false,"#,
             r#""Message":"","Mode":"swarm","OutboundHostname":"","PathType":"path_beg","#,
-            r#""RedirectWhenHttpProto":false,"ReqMode":"http","ReqPathReplace":"","ReqPathSearch":"","#,
+            r#""RedirectUnlessHttpsProto":false,"RedirectWhenHttpProto":false,"ReqMode":"http","#,
+            r#""ReqPathReplace":"","ReqPathSearch":"","#,
             r#""ServiceCert":"","ServiceColor":"","#,
-            r#""ServiceDest":[{"HttpsOnly":false,"HttpsRedirectCode":"","Index":0,"OutboundHostname":"","Port":"8080","ReqMode":"http","ReqPathSearchReplace":"","ServiceDomain":null,"ServicePath":["/demo"],"SrcPort":0,"TimeoutClient":"","TimeoutServer":"","TimeoutTunnel":""}],"#,
+            r#""ServiceDest":[{"AllowedMethods":null,"DeniedMethods":null,"DenyHttp":false,"HttpsOnly":false,"HttpsRedirectCode":"","Index":0,"OutboundHostname":"","Port":"8080","RedirectFromDomain":null,"ReqMode":"http","ReqPathSearchReplace":"","ServiceDomain":null,"ServicePath":["/demo"],"ServicePathExclude":null,"SrcPort":0,"TimeoutClient":"","TimeoutServer":"","TimeoutTunnel":""}],"#,
             r#""ServiceDomain":null,"ServiceName":"go-demo","SessionType":"","SetReqHeader":null,"#,
             r#""SetResHeader":null,"SkipCheck":false,"SslVerifyNone":false,"Status":"OK","#,
             r#""TimeoutServer":"","TimeoutTunnel":"","Users":null}"#
@@ -188,7 +189,18 @@ fn bad_inputs_are_rejected_naming_the_parameter() {
         bad_with(&[("reqMode", "sni"), ("srcPort", "443")], "reqMode"),
         bad_with(&[("pathType", "path_end")], "pathType"),
         bad_with(&[("sessionType", "sticky")], "sessionType"),
-        bad_with(&[("isDefaultBackend", "true")], "isDefaultBackend"),
+        bad_with(&[("isDefaultBackend", "maybe")], "isDefaultBackend"),
+        bad_with(&[("allowedMethods", "GET\nacl x")], "allowedMethods"),
+        bad_with(&[("deniedMethods", "get")], "deniedMethods"),
+        bad_with(&[("denyHttp", "yes")], "denyHttp"),
+        bad_with(&[("servicePathExclude", "/a x")], "servicePathExclude"),
+        bad_with(
+            &[
+                ("serviceDomain", "a.com"),
+                ("redirectFromDomain", "b.com c.com"),
+            ],
+            "redirectFromDomain",
+        ),
         bad_with(&[("foo", "bar"), ("baz", "1")], "foo"),
         bad_with(&[("foo", "bar"), ("baz", "1")], "baz"),
         bad_with(&[("backendExtra", "http-request deny")], "backendExtra"),
@@ -284,6 +296,11 @@ fn every_parameter_family_renders_a_config_haproxy_accepts() {
         ("port.3", "8080"),
         ("servicePath.3", "/other"),
         ("outboundHostname.3", "legacy.example.net"),
+        ("servicePathExclude.1", "/api/internal"),
+        ("redirectFromDomain", "old-shop.example.com"),
+        ("allowedMethods", "GET,POST"),
+        ("deniedMethods.1", "DELETE"),
+        ("denyHttp.3", "true"),
     ]))
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.routes.len(), 4);
@@ -477,6 +494,21 @@ fn escapes_in_every_rendered_parameter_are_refused_or_read_as_written() {
         ),
         ("users", format!("{hash}@"), encrypted(), Word::Literal),
         ("reqPathSearchReplace", "/a@,/b".into(), vec![], Word::Regex),
+        ("servicePathExclude", "/a/b@".into(), vec![], Word::Literal),
+        (
+            "servicePathExclude",
+            "^/a@".into(),
+            vec![("pathType", "path_reg".into())],
+            Word::Regex,
+        ),
+        (
+            "redirectFromDomain",
+            "old.com@".into(),
+            vec![("serviceDomain", "a.com".into())],
+            Word::Literal,
+        ),
+        ("allowedMethods", "GET@".into(), vec![], Word::Literal),
+        ("deniedMethods", "GE@T".into(), vec![], Word::Literal),
         (
             "reqPathSearchReplace",
             "/a,/b@".into(),
@@ -642,8 +674,16 @@ const NAMES: &[&str] = &[
     "shortName",
     "isDefaultBackend",
     "redirectWhenHttpProto",
+    "redirectUnlessHttpsProto",
     "sslVerifyNone",
     "ttl",
+    "servicePathExclude",
+    "redirectFromDomain",
+    "allowedMethods",
+    "deniedMethods",
+    "denyHttp",
+    "servicePathExclude.1",
+    "allowedMethods.2",
     "port.1",
     "port.2",
     "port.10",
@@ -686,6 +726,9 @@ fn good_values(name: &str) -> &'static [&'static str] {
         "ttl" => &["10m", "3600", "1d"],
         "connectionMode" => &["http-server-close", "httpclose", "http-keep-alive"],
         "discoveryType" => &["DNS", "Overlay"],
+        "servicePathExclude" => &["/base/x", "/demo/internal,/a/b", "^/x/1"],
+        "redirectFromDomain" => &["old.com", "*.old.org,b.net"],
+        "allowedMethods" | "deniedMethods" => &["GET", "GET,POST", "DELETE"],
         _ => &["true", "false"],
     }
 }

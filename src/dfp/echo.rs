@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 
 use super::regsub::search_replace_of;
 use crate::model::duration;
-use crate::model::{self, HeaderRules, Mode, Name, PathMatch, Route, User};
+use crate::model::{
+    self, HeaderRules, HttpsRedirectWhen, Method, Mode, Name, PathMatch, Route, User,
+};
 
 /// The service's settings in DFP's vocabulary, echoed by the reconfigure
 /// answer (and fit for `config?type=json`). Serializes with DFP's Go field
@@ -35,12 +37,18 @@ pub struct ServiceEcho {
     pub distribute: bool,
     /// The first destination's `httpsOnly`.
     pub https_only: bool,
+    /// Whether a destination takes the requests no route matches.
+    pub is_default_backend: bool,
     /// The first destination's `outboundHostname`.
     pub outbound_hostname: String,
     /// `path_beg`, `path` or `path_reg`.
     pub path_type: String,
     /// The first destination's `reqMode`.
     pub req_mode: String,
+    /// Whether the first destination redirects to HTTPS unless `X-Forwarded-Proto` is `https`.
+    pub redirect_unless_https_proto: bool,
+    /// Whether the first destination redirects to HTTPS when `X-Forwarded-Proto` is `http`.
+    pub redirect_when_http_proto: bool,
     /// The first destination's path rewrite replacement (DFP's older form).
     pub req_path_replace: String,
     /// The first destination's path rewrite search (DFP's older form).
@@ -79,6 +87,14 @@ pub struct UserEcho {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DestEcho {
+    /// Methods that pass; empty: all.
+    #[serde(serialize_with = "null_if_empty")]
+    pub allowed_methods: Vec<String>,
+    /// Methods refused.
+    #[serde(serialize_with = "null_if_empty")]
+    pub denied_methods: Vec<String>,
+    /// Whether requests not over TLS are refused.
+    pub deny_http: bool,
     /// Whether plain HTTP is redirected to HTTPS.
     pub https_only: bool,
     /// The redirect's status code, empty for the default.
@@ -89,6 +105,9 @@ pub struct DestEcho {
     pub outbound_hostname: String,
     /// The service's port, as a string like DFP's.
     pub port: String,
+    /// Host names redirected to the first of `ServiceDomain`.
+    #[serde(serialize_with = "null_if_empty")]
+    pub redirect_from_domain: Vec<String>,
     /// `http` or `tcp`.
     pub req_mode: String,
     /// `search,replace`, empty without a rewrite.
@@ -99,6 +118,9 @@ pub struct DestEcho {
     /// Paths.
     #[serde(serialize_with = "null_if_empty")]
     pub service_path: Vec<String>,
+    /// Paths under `ServicePath` left to other routes.
+    #[serde(serialize_with = "null_if_empty")]
+    pub service_path_exclude: Vec<String>,
     /// The port a tcp destination listens on; 0 for http.
     pub src_port: u16,
     /// Client timeout in seconds (tcp).
@@ -154,9 +176,7 @@ pub fn reconfigure_answer(
         // Fields of DFP's answer that capstan never sets.
         "Host": "",
         "HttpsPort": 0,
-        "IsDefaultBackend": false,
         "Mode": "swarm",
-        "RedirectWhenHttpProto": false,
         "ServiceCert": "",
         "ServiceColor": "",
         "SkipCheck": false,
@@ -263,7 +283,8 @@ pub(super) fn service_echo_with_users(
         del_req_header: deleted(&first.request_headers),
         del_res_header: deleted(&first.response_headers),
         distribute: false,
-        https_only: first.https_only,
+        https_only: dest.https_only,
+        is_default_backend: routes.iter().any(|r| r.default_backend),
         outbound_hostname: dest.outbound_hostname.clone(),
         path_type: match first.path_match {
             PathMatch::Prefix => "path_beg",
@@ -271,6 +292,10 @@ pub(super) fn service_echo_with_users(
             PathMatch::Regex => "path_reg",
         }
         .to_string(),
+        redirect_unless_https_proto: https_redirect_when(first)
+            == Some(HttpsRedirectWhen::XForwardedProtoNotHttps),
+        redirect_when_http_proto: https_redirect_when(first)
+            == Some(HttpsRedirectWhen::XForwardedProtoHttp),
         req_mode: dest.req_mode.clone(),
         req_path_replace: replace,
         req_path_search: search,
@@ -295,8 +320,12 @@ fn dest_echo(index: usize, route: &Route) -> DestEcho {
             .to_string(),
         _ => String::new(),
     };
+    let names = |list: &[Method]| list.iter().map(|m| m.0.clone()).collect();
     DestEcho {
-        https_only: route.https_only,
+        allowed_methods: names(&route.allowed_methods),
+        denied_methods: names(&route.denied_methods),
+        deny_http: route.deny_http,
+        https_only: https_redirect_when(route) == Some(HttpsRedirectWhen::NotTls),
         https_redirect_code: route
             .redirect_code
             .map(|c| u16::from(c).to_string())
@@ -304,6 +333,7 @@ fn dest_echo(index: usize, route: &Route) -> DestEcho {
         index,
         outbound_hostname,
         port: route.port.to_string(),
+        redirect_from_domain: route.redirect_from.iter().map(|d| d.0.clone()).collect(),
         req_mode: match route.mode {
             Mode::Http => "http",
             Mode::Tcp => "tcp",
@@ -319,11 +349,18 @@ fn dest_echo(index: usize, route: &Route) -> DestEcho {
             .unwrap_or_default(),
         service_domain: route.domains.iter().map(|d| d.0.clone()).collect(),
         service_path: route.paths.iter().map(|p| p.0.clone()).collect(),
+        service_path_exclude: route.exclude_paths.iter().map(|p| p.0.clone()).collect(),
         src_port: route.listen_port.unwrap_or(0),
         timeout_client: seconds(&route.timeouts.client),
         timeout_server: seconds(&route.timeouts.server),
         timeout_tunnel: seconds(&route.timeouts.tunnel),
     }
+}
+
+/// When the route redirects to HTTPS, if it does: DFP says `httpsOnly`,
+/// `redirectWhenHttpProto` or `redirectUnlessHttpsProto` for each condition.
+fn https_redirect_when(route: &Route) -> Option<HttpsRedirectWhen> {
+    route.https_only.then_some(route.https_redirect_when)
 }
 
 /// A capstan duration as DFP's seconds when it is a whole number of them,

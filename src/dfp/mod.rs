@@ -43,6 +43,12 @@
 //! | `reqMode` | dest | `http`, `tcp` → `mode`; `sni` 400 |
 //! | `srcPort` | dest, tcp only | `listen_port` |
 //! | `httpsOnly`, `httpsRedirectCode` | dest | `https_only`, `redirect_code` |
+//! | `redirectWhenHttpProto`, `redirectUnlessHttpsProto` | http | `https_only` with `https_redirect_when: x_forwarded_proto_http` / `x_forwarded_proto_not_https`; with `httpsOnly=true`, or both, 400 |
+//! | `servicePathExclude` | dest, comma list | `exclude_paths`, matched as `pathType` says |
+//! | `redirectFromDomain` | dest, comma list | `redirect_from` (to the first `serviceDomain`) |
+//! | `allowedMethods`, `deniedMethods` | dest, comma list | `allowed_methods`, `denied_methods` (case-sensitive, `GET`) |
+//! | `denyHttp` | dest | `deny_http` |
+//! | `isDefaultBackend` | http | `default_backend` on the service's one http destination; with several, 400 |
 //! | `outboundHostname` | dest | `servers: [<host>:<port>]` |
 //! | `users`, `usersPassEncrypted` | http | crypt(3) hashes only, with `usersPassEncrypted=true`: a userlist named after the service, `auth` on every http destination; plaintext 400 |
 //! | `addReqHeader`, `setReqHeader`, `addResHeader`, `setResHeader` | http, comma list of `Name Value` | `request_headers` / `response_headers` `add` / `set`; literal values only (no `%`, `$`, `"`, `\`) |
@@ -55,13 +61,12 @@
 //! | `aclName` | | echoed; ignored: capstan computes precedence |
 //! | `distribute` | | echoed; ignored: every capstan replica reconciles the same state |
 //! | `replicas`, `shortName` | | ignored (DFSL bookkeeping) |
-//! | `isDefaultBackend`, `redirectWhenHttpProto`, `sslVerifyNone` | | `false` accepted; `true` 400 |
+//! | `sslVerifyNone` | | `false` accepted; `true` 400 |
 //! | `ttl` | capstan's own | `10m`, `2h`, `1d`, `3600` (seconds) → [`Reconfigure::ttl`] |
 //!
 //! Rejected (400 [`DfpError::Unsupported`]): `httpsPort`, `serviceCert`,
-//! `usersSecret`, `servicePathExclude`, `serviceHeader`, `redirectFromDomain`,
-//! `discoveryType`, `checkResolvers`, `balanceGroup`, `allowedMethods`,
-//! `deniedMethods`, `backendExtra`, `templateFePath`, `templateBePath`, any
+//! `usersSecret`, `serviceHeader`, `discoveryType`, `checkResolvers`,
+//! `balanceGroup`, `backendExtra`, `templateFePath`, `templateBePath`, any
 //! other name, and service-level parameters with an index.
 //!
 //! # Route names
@@ -76,6 +81,7 @@ mod echo;
 mod error;
 mod params;
 mod regsub;
+mod rules;
 mod translate;
 mod values;
 

@@ -34,6 +34,11 @@ const DEST_PARAMS: &[&str] = &[
     "timeoutClient",
     "ignoreAuthorization",
     "checkTcp",
+    "servicePathExclude",
+    "redirectFromDomain",
+    "allowedMethods",
+    "deniedMethods",
+    "denyHttp",
 ];
 
 /// Service-level parameters.
@@ -58,6 +63,7 @@ const SERVICE_PARAMS: &[&str] = &[
     "shortName",
     "isDefaultBackend",
     "redirectWhenHttpProto",
+    "redirectUnlessHttpsProto",
     "sslVerifyNone",
     "ttl",
     "connectionMode",
@@ -80,16 +86,12 @@ pub(super) const REJECTED: &[(&str, &str)] = &[
         "usersSecret",
         "capstan reads no Docker secrets; send crypt(3) hashes in `users` with `usersPassEncrypted=true`",
     ),
-    ("servicePathExclude", "capstan has no path exclusions"),
     ("serviceHeader", "capstan does not route by request headers"),
-    ("redirectFromDomain", "capstan has no domain redirects"),
     (
         "checkResolvers",
         "set `defaults.resolvers` in routes.yaml instead",
     ),
     ("balanceGroup", "capstan has no balance groups"),
-    ("allowedMethods", "capstan does not filter methods"),
-    ("deniedMethods", "capstan does not filter methods"),
     (
         "backendExtra",
         "raw HAProxy lines would put unchecked text in haproxy.cfg; every setting has a routes.yaml field",
@@ -178,6 +180,11 @@ const HTTP_ONLY: &[&str] = &[
     "httpsRedirectCode",
     "reqPathSearchReplace",
     "ignoreAuthorization",
+    "servicePathExclude",
+    "redirectFromDomain",
+    "allowedMethods",
+    "deniedMethods",
+    "denyHttp",
 ];
 
 /// Parameters that only make sense on tcp destinations.

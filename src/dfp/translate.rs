@@ -9,6 +9,7 @@ use super::echo::{ServiceEcho, service_echo_with_users};
 use super::error::{DfpError, ParamProblem};
 use super::params::{Given, Params, indexed};
 use super::regsub::{regsub_rewrite, search_replace_value};
+use super::rules::{DestRules, ServiceRules};
 use super::values::{
     acl_name_value, bool_value, connection_mode_value, count_value, discovery_type_value,
     domain_algo_value, domains_value, header_names, header_values, mode_value, name_value,
@@ -23,7 +24,7 @@ use crate::model::{
 };
 
 /// DFP parameter → the name it was sent as (`port.2`), for one route's settings.
-type Sources = BTreeMap<&'static str, String>;
+pub(super) type Sources = BTreeMap<&'static str, String>;
 
 /// A reconfigure request, translated and validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +166,13 @@ fn field_param(top: &str, sub: &str) -> &'static str {
         ("endpoint", _) => "discoveryType",
         ("health_check", _) => "checkTcp",
         ("servers", _) => "outboundHostname",
+        ("exclude_paths", _) => "servicePathExclude",
+        ("redirect_from", _) => "redirectFromDomain",
+        ("allowed_methods", _) => "allowedMethods",
+        ("denied_methods", _) => "deniedMethods",
+        ("deny_http", _) => "denyHttp",
+        ("default_backend", _) => "isDefaultBackend",
+        ("https_redirect_when", _) => "redirectWhenHttpProto",
         _ => "serviceName",
     }
 }
@@ -203,6 +211,7 @@ pub fn parse_reconfigure(params: &[(String, String)]) -> Result<Reconfigure, Dfp
     let name = service.parse(&mut problems, name_value);
     let settings = ServiceSettings::read(&params, modes.contains(&Mode::Http), &mut problems);
     let extras = Extras::read(&params, &mut problems);
+    let service_rules = ServiceRules::read(&params, modes.contains(&Mode::Http), &mut problems);
     // With an invalid name the routes are only parsed for their problems.
     let route_service = name.clone().unwrap_or_else(|| Name("invalid".into()));
     let mut routes = Vec::new();
@@ -221,6 +230,7 @@ pub fn parse_reconfigure(params: &[(String, String)]) -> Result<Reconfigure, Dfp
         routes.push(route);
         sources.push(source);
     }
+    service_rules.apply(&mut routes, &mut sources, &mut problems);
     problems.extend(params.unused());
     if !problems.is_empty() {
         return Err(DfpError::Invalid { problems });
@@ -298,12 +308,12 @@ impl Extras {
         if let Some(short) = params.take("shortName") {
             short.parse(problems, bool_value);
         }
-        for flag in ["isDefaultBackend", "redirectWhenHttpProto", "sslVerifyNone"] {
-            if let Some(given) = params.take(flag)
-                && given.parse(problems, bool_value) == Some(true)
-            {
-                problems.push(given.problem(format!("`true` is not supported: {}", why_not(flag))));
-            }
+        if let Some(given) = params.take("sslVerifyNone")
+            && given.parse(problems, bool_value) == Some(true)
+        {
+            problems.push(
+                given.problem("`true` is not supported: capstan does not proxy to TLS backends"),
+            );
         }
         let ttl = params
             .take("ttl")
@@ -339,16 +349,6 @@ pub fn parse_remove(params: &[(String, String)]) -> Result<Remove, DfpError> {
             acl_name,
         }),
         _ => Err(DfpError::Invalid { problems }),
-    }
-}
-
-fn why_not(flag: &str) -> &'static str {
-    match flag {
-        "isDefaultBackend" => "capstan has no default backend; route `servicePath=/` instead",
-        "redirectWhenHttpProto" => {
-            "capstan redirects to HTTPS only when the connection to HAProxy is not TLS (`httpsOnly`)"
-        }
-        _ => "capstan does not proxy to TLS backends",
     }
 }
 
@@ -618,6 +618,13 @@ impl Dest<'_> {
         let server = take("timeoutServer");
         let tunnel = take("timeoutTunnel");
         let client = take("timeoutClient");
+        let rules = DestRules {
+            exclude: take("servicePathExclude"),
+            redirect_from: take("redirectFromDomain"),
+            allowed: take("allowedMethods"),
+            denied: take("deniedMethods"),
+            deny_http: take("denyHttp"),
+        };
 
         if let Some(port) = port.and_then(|g| g.parse(problems, port_value)) {
             route.port = port;
@@ -654,6 +661,7 @@ impl Dest<'_> {
         route.timeouts.server = server.and_then(|g| g.parse(problems, seconds_value));
         route.timeouts.tunnel = tunnel.and_then(|g| g.parse(problems, seconds_value));
         route.timeouts.client = client.and_then(|g| g.parse(problems, seconds_value));
+        rules.apply(route, settings.path_match, problems);
     }
 }
 
@@ -1135,13 +1143,11 @@ mod tests {
             "serviceName=a&port=80&servicePath=/a&replicas=many",
             "replicas",
         );
-        for flag in ["isDefaultBackend", "redirectWhenHttpProto", "sslVerifyNone"] {
-            let message = bad(
-                &format!("serviceName=a&port=80&servicePath=/a&{flag}=true"),
-                flag,
-            );
-            assert!(message.contains("not supported"), "{message}");
-        }
+        let message = bad(
+            "serviceName=a&port=80&servicePath=/a&sslVerifyNone=true",
+            "sslVerifyNone",
+        );
+        assert!(message.contains("not supported"), "{message}");
         // `balance` and `checkPath` are not DFP parameters.
         assert_eq!(
             err("serviceName=a&port=80&servicePath=/a&balance=leastconn&checkPath=/health"),

@@ -133,6 +133,11 @@ pub static HEADER_VALUE: Grammar = Grammar::new(r#"^[^"\\%$\x00-\x1f\x7f]*$"#, 0
 /// only before a group number.
 pub static PATH_REPLACE: Grammar = Grammar::new(r"^([!$&(-\[\]-_a-~]|\\[0-9])*$", 0, 1024, false);
 
+/// An HTTP method: upper-case letters and digits, with inner `-` or `_`
+/// (`GET`, `PROPFIND`, `M-SEARCH`). Methods are case-sensitive: `get` is
+/// another method than `GET`.
+pub static METHOD: Grammar = Grammar::new(r"^[A-Z0-9]([A-Z0-9_-]*[A-Z0-9])?$", 1, 32, false);
+
 /// A crypt(3) password hash.
 pub static PASSWORD_HASH: Grammar =
     Grammar::new(r"^\$(1|5|6|2[aby]|y)\$[A-Za-z0-9./$=,-]+$", 0, 512, false);

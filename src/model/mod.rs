@@ -342,18 +342,44 @@ pub struct Route {
     /// How `paths` match.
     #[serde(default, skip_serializing_if = "PathMatch::is_prefix")]
     pub path_match: PathMatch,
+    /// Paths under `paths` this route does not take, matched as `path_match` says:
+    /// such requests go on to the next route that matches them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_paths: Vec<UrlPath>,
     /// Host names this route serves: exact (`example.com`) or a wildcard suffix (`*.example.com`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<Domain>,
+    /// Host names (exact or `*.` wildcard) whose every request is redirected
+    /// (301) to the first of `domains`, keeping path and query: a domain that moved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_from: Vec<Domain>,
+    /// Also take every request that no route matches (HAProxy's `default_backend`).
+    /// At most one route.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub default_backend: bool,
     /// Redirect plain-HTTP requests to HTTPS.
     #[serde(default, skip_serializing_if = "is_false")]
     pub https_only: bool,
     /// Status code of the HTTPS redirect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_code: Option<RedirectCode>,
+    /// What makes a request plain HTTP for `https_only`: the connection to
+    /// HAProxy is not TLS, or, behind a load balancer that terminates TLS,
+    /// what its `X-Forwarded-Proto` says.
+    #[serde(default, skip_serializing_if = "HttpsRedirectWhen::is_not_tls")]
+    pub https_redirect_when: HttpsRedirectWhen,
+    /// Refuse (403) requests whose connection to HAProxy is not TLS.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deny_http: bool,
     /// Require basic auth from a user of `userlists`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<Auth>,
+    /// Only these methods pass; any other is refused (403).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_methods: Vec<Method>,
+    /// These methods are refused (403).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied_methods: Vec<Method>,
     /// Headers added, set or deleted on the request before it reaches the service.
     #[serde(default, skip_serializing_if = "HeaderRules::is_empty")]
     pub request_headers: HeaderRules,
@@ -459,10 +485,17 @@ impl Route {
             listen_port: None,
             paths: Vec::new(),
             path_match: PathMatch::Prefix,
+            exclude_paths: Vec::new(),
             domains: Vec::new(),
+            redirect_from: Vec::new(),
+            default_backend: false,
             https_only: false,
             redirect_code: None,
+            https_redirect_when: HttpsRedirectWhen::NotTls,
+            deny_http: false,
             auth: None,
+            allowed_methods: Vec::new(),
+            denied_methods: Vec::new(),
             request_headers: HeaderRules::default(),
             response_headers: HeaderRules::default(),
             rewrite_path: None,
@@ -488,8 +521,23 @@ impl Route {
         let mut route = self.clone();
         route.paths.sort();
         route.paths.dedup();
+        // With `redirect_from`, the first domain is where redirects go: it stays first.
+        let kept_first = (!route.redirect_from.is_empty() && !route.domains.is_empty())
+            .then(|| route.domains.remove(0));
         route.domains.sort();
         route.domains.dedup();
+        if let Some(first) = kept_first {
+            route.domains.retain(|d| *d != first);
+            route.domains.insert(0, first);
+        }
+        route.exclude_paths.sort();
+        route.exclude_paths.dedup();
+        route.redirect_from.sort();
+        route.redirect_from.dedup();
+        for methods in [&mut route.allowed_methods, &mut route.denied_methods] {
+            methods.sort();
+            methods.dedup();
+        }
         for rules in [&mut route.request_headers, &mut route.response_headers] {
             rules.delete.sort();
             rules.delete.dedup();
@@ -650,6 +698,44 @@ impl From<RedirectCode> for u16 {
     }
 }
 
+/// When `https_only` redirects a request to HTTPS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpsRedirectWhen {
+    /// The connection to HAProxy is not TLS.
+    #[default]
+    NotTls,
+    /// The last `X-Forwarded-Proto` is `http` (a load balancer in front took plain HTTP).
+    XForwardedProtoHttp,
+    /// The last `X-Forwarded-Proto` is not `https`, or there is none.
+    XForwardedProtoNotHttps,
+}
+
+impl HttpsRedirectWhen {
+    fn is_not_tls(&self) -> bool {
+        *self == HttpsRedirectWhen::NotTls
+    }
+}
+
+/// An HTTP method, case-sensitive: `GET`, `DELETE`, `PROPFIND`.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(transparent)]
+pub struct Method(
+    #[schemars(
+        pattern(grammar::METHOD.pattern()),
+        length(min = grammar::METHOD.min_len(), max = grammar::METHOD.max_len())
+    )]
+    pub String,
+);
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Basic auth for a route.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -736,6 +822,7 @@ parsed_by_grammar!(
     Domain: grammar::DOMAIN,
     HeaderName: grammar::HEADER_NAME,
     HeaderValue: grammar::HEADER_VALUE,
+    Method: grammar::METHOD,
 );
 
 /// `http-request replace-path`: paths matching `regex` become `replace` (`\1` is the first group).

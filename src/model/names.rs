@@ -21,6 +21,16 @@ pub fn domain_acl(route: &Route) -> String {
     format!("domain_{}{}", route.key(), route.port)
 }
 
+/// `url_exclude_go-demo8080`: the paths a route does not take, as DFP named it.
+pub fn exclude_acl(route: &Route) -> String {
+    format!("url_exclude_{}{}", route.key(), route.port)
+}
+
+/// `redirect_from_go-demo8080`: the hosts redirected to a route's domain.
+pub fn redirect_from_acl(route: &Route) -> String {
+    format!("redirect_from_{}{}", route.key(), route.port)
+}
+
 /// `tcp_5432`: the frontend of a tcp route.
 pub fn tcp_frontend(listen_port: u16) -> String {
     format!("tcp_{listen_port}")

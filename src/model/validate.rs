@@ -2,6 +2,8 @@
 //! `model`, then the semantic checks a schema cannot express. Both report
 //! every problem at once, each with file, line, column and field.
 
+mod route_rules;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
@@ -9,7 +11,9 @@ use serde::Deserialize;
 
 use crate::model::diagnostics::{Diagnostic, Diagnostics, FieldPath, Segment, excerpt};
 use crate::model::yaml::{self, SourceMap};
-use crate::model::{ConnectionMode, Duration, FORMAT_VERSION, Mode, PathMatch, Route, RoutesFile};
+use crate::model::{
+    ConnectionMode, Duration, FORMAT_VERSION, HttpsRedirectWhen, Mode, PathMatch, Route, RoutesFile,
+};
 use crate::model::{duration, grammar, names};
 
 /// The JSON schema of `routes.yaml`, as committed in `schema/routes.schema.json`.
@@ -241,6 +245,7 @@ pub fn semantic_errors(file: &RoutesFile) -> Vec<Problem> {
     }
     check_unique_ids(&file.routes, &mut report);
     check_unique_claims(&file.routes, &mut report);
+    route_rules::check_table(&file.routes, &mut report);
     for (name, users) in &file.userlists {
         let mut seen = HashMap::new();
         for (i, user) in users.iter().enumerate() {
@@ -378,6 +383,7 @@ fn check_route(
 ) {
     let at = route_path(index);
     check_mode(route, &at, report);
+    route_rules::check_route(index, route, report);
     for (i, path) in route.paths.iter().enumerate() {
         if route.path_match == PathMatch::Regex {
             if let Some(problem) = regex_problem(&path.0) {
@@ -467,6 +473,16 @@ fn check_mode(route: &Route, at: &FieldPath, report: &mut impl FnMut(FieldPath, 
                     route.connection_mode != ConnectionMode::KeepAlive,
                 ),
                 ("priority", route.priority != 0),
+                ("exclude_paths", !route.exclude_paths.is_empty()),
+                ("redirect_from", !route.redirect_from.is_empty()),
+                ("default_backend", route.default_backend),
+                (
+                    "https_redirect_when",
+                    route.https_redirect_when != HttpsRedirectWhen::NotTls,
+                ),
+                ("deny_http", route.deny_http),
+                ("allowed_methods", !route.allowed_methods.is_empty()),
+                ("denied_methods", !route.denied_methods.is_empty()),
             ];
             for (field, set) in http_only {
                 if set {
@@ -495,10 +511,10 @@ fn check_mode(route: &Route, at: &FieldPath, report: &mut impl FnMut(FieldPath, 
                         .into(),
                 );
             }
-            if route.paths.is_empty() && route.domains.is_empty() {
+            if route.paths.is_empty() && route.domains.is_empty() && !route.default_backend {
                 report(
                     at.key("paths"),
-                    "an http route needs `paths` or `domains` to know which requests it serves"
+                    "an http route needs `paths` or `domains` to know which requests it serves (or `default_backend: true` alone: the requests no route matches)"
                         .into(),
                 );
             }

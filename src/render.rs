@@ -4,6 +4,8 @@
 //! same table in any order renders byte-identically. HTTP routing precedence
 //! is computed, never taken from file order (see `precedence`).
 
+mod tls;
+
 use std::fmt;
 
 use crate::desired::DesiredState;
@@ -190,8 +192,11 @@ fn render_with(file: &RoutesFile, endpoints: &TaskServers) -> HaproxyConfig {
     for route in routes.iter().filter(|r| r.mode == Mode::Tcp) {
         sections.push(tcp_frontend(file, route));
     }
+    sections.extend(tls::sni_frontends(file, &routes));
     for route in &routes {
-        sections.push(backend(file, route, endpoints.get(&route.id())));
+        let tasks = endpoints.get(&route.id());
+        sections.push(backend(file, route, tasks));
+        sections.extend(tls::https_port_backend(file, route, tasks));
     }
     HaproxyConfig { sections }
 }
@@ -336,10 +341,13 @@ fn http_frontend(file: &RoutesFile, routes: &[&Route]) -> Section {
         if !rule.route.domains.is_empty() {
             condition.push(names::domain_acl(rule.route));
         }
+        let condition = condition.join(" ");
+        if let Some(https) = tls::https_port_rule(rule.route, &condition) {
+            frontend.line(https);
+        }
         frontend.line(format!(
-            "use_backend {} if {}",
+            "use_backend {} if {condition}",
             names::backend(rule.route),
-            condition.join(" ")
         ));
     }
     frontend
@@ -480,6 +488,9 @@ fn servers(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
     }
     if !file.defaults.resolvers.is_empty() && tasks.is_none() {
         options.extend(["resolvers", names::RESOLVERS, "resolve-prefer", "ipv4"].map(String::from));
+    }
+    if let Some(backend_tls) = &route.backend_tls {
+        options.extend(tls::server_tls_options(backend_tls));
     }
     // (name, address, disabled, draining)
     let addresses: Vec<(String, String, bool, bool)> = match tasks {

@@ -5,6 +5,7 @@
 //! is computed, never taken from file order (see `precedence`).
 
 mod route_rules;
+mod tls;
 
 use std::fmt;
 
@@ -192,8 +193,11 @@ fn render_with(file: &RoutesFile, endpoints: &TaskServers) -> HaproxyConfig {
     for route in routes.iter().filter(|r| r.mode == Mode::Tcp) {
         sections.push(tcp_frontend(file, route));
     }
+    sections.extend(tls::sni_frontends(file, &routes));
     for route in &routes {
-        sections.push(backend(file, route, endpoints.get(&route.id())));
+        let tasks = endpoints.get(&route.id());
+        sections.push(backend(file, route, tasks));
+        sections.extend(tls::https_port_backend(file, route, tasks));
     }
     HaproxyConfig { sections }
 }
@@ -357,10 +361,13 @@ fn http_frontend(file: &RoutesFile, routes: &[&Route]) -> Section {
         if !rule.route.domains.is_empty() {
             condition.push(names::domain_acl(rule.route));
         }
+        let condition = condition.join(" ");
+        if let Some(https) = tls::https_port_rule(rule.route, &condition) {
+            frontend.line(https);
+        }
         frontend.line(format!(
-            "use_backend {} if {}",
+            "use_backend {} if {condition}",
             names::backend(rule.route),
-            condition.join(" ")
         ));
     }
     route_rules::default_backend(&mut frontend, routes);
@@ -518,6 +525,9 @@ fn servers(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
     }
     if !file.defaults.resolvers.is_empty() && tasks.is_none() {
         options.extend(["resolvers", names::RESOLVERS, "resolve-prefer", "ipv4"].map(String::from));
+    }
+    if let Some(backend_tls) = &route.backend_tls {
+        options.extend(tls::server_tls_options(backend_tls));
     }
     // (name, address, disabled, draining)
     let addresses: Vec<(String, String, bool, bool)> = match tasks {

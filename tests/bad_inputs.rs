@@ -425,7 +425,7 @@ fn schema_errors_bad_enum_values() {
             ",
             line: 5,
             field: "routes[0].mode",
-            message: r#""udp" is not one of "http" or "tcp""#,
+            message: r#""udp" is not one of "http", "tcp" or "sni""#,
         },
         Case {
             name: "balance spelled with a dash",
@@ -1658,6 +1658,24 @@ fn unquoted_slots() -> Vec<Slot> {
             "version: 1\ndefaults:\n  bind_address: @\n",
             "10.0.0.1",
             "defaults.bind_address",
+        ),
+        Slot::new(
+            "sni server name",
+            "version: 1\nroutes:\n  - service: api\n    port: 443\n    mode: sni\n    listen_port: 8443\n    domains: [@]\n",
+            "api.example.com",
+            "routes[0].domains[0]",
+        ),
+        Slot::new(
+            "backend TLS CA file",
+            &route("    backend_tls:\n      verify: required\n      ca_file: @\n"),
+            "/etc/capstan/ca.pem",
+            "routes[0].backend_tls.ca_file",
+        ),
+        Slot::new(
+            "backend TLS server name",
+            &route("    backend_tls:\n      verify: none\n      sni: @\n"),
+            "api.internal",
+            "routes[0].backend_tls.sni",
         ),
     ]
 }

@@ -52,7 +52,7 @@ fn the_book_example_answers_and_renders_as_docker_flow_proxy() {
     let answer = dfp::reconfigure_answer(AnswerStatus::Ok, "", &r.service_name, &r.echo);
     assert_eq!(
         serde_json::to_string(&answer["ServiceDest"]).unwrap(),
-        r#"[{"AllowedMethods":null,"DeniedMethods":null,"DenyHttp":false,"HttpsOnly":false,"HttpsRedirectCode":"","Index":0,"OutboundHostname":"","Port":"8080","RedirectFromDomain":null,"ReqMode":"http","ReqPathSearchReplace":"","ServiceDomain":null,"ServicePath":["/demo"],"ServicePathExclude":null,"SrcPort":0,"TimeoutClient":"","TimeoutServer":"","TimeoutTunnel":""}]"#
+        r#"[{"AllowedMethods":null,"DeniedMethods":null,"DenyHttp":false,"HttpsOnly":false,"HttpsPort":0,"HttpsRedirectCode":"","Index":0,"OutboundHostname":"","Port":"8080","RedirectFromDomain":null,"ReqMode":"http","ReqPathSearchReplace":"","ServiceDomain":null,"ServicePath":["/demo"],"ServicePathExclude":null,"SrcPort":0,"SslVerifyNone":false,"TimeoutClient":"","TimeoutServer":"","TimeoutTunnel":""}]"#
     );
     assert_eq!(
         serde_json::to_string(&answer).unwrap(),
@@ -63,7 +63,7 @@ fn the_book_example_answers_and_renders_as_docker_flow_proxy() {
             r#""RedirectUnlessHttpsProto":false,"RedirectWhenHttpProto":false,"ReqMode":"http","#,
             r#""ReqPathReplace":"","ReqPathSearch":"","#,
             r#""ServiceCert":"","ServiceColor":"","#,
-            r#""ServiceDest":[{"AllowedMethods":null,"DeniedMethods":null,"DenyHttp":false,"HttpsOnly":false,"HttpsRedirectCode":"","Index":0,"OutboundHostname":"","Port":"8080","RedirectFromDomain":null,"ReqMode":"http","ReqPathSearchReplace":"","ServiceDomain":null,"ServicePath":["/demo"],"ServicePathExclude":null,"SrcPort":0,"TimeoutClient":"","TimeoutServer":"","TimeoutTunnel":""}],"#,
+            r#""ServiceDest":[{"AllowedMethods":null,"DeniedMethods":null,"DenyHttp":false,"HttpsOnly":false,"HttpsPort":0,"HttpsRedirectCode":"","Index":0,"OutboundHostname":"","Port":"8080","RedirectFromDomain":null,"ReqMode":"http","ReqPathSearchReplace":"","ServiceDomain":null,"ServicePath":["/demo"],"ServicePathExclude":null,"SrcPort":0,"SslVerifyNone":false,"TimeoutClient":"","TimeoutServer":"","TimeoutTunnel":""}],"#,
             r#""ServiceDomain":null,"ServiceName":"go-demo","SessionType":"","SetReqHeader":null,"#,
             r#""SetResHeader":null,"SkipCheck":false,"SslVerifyNone":false,"Status":"OK","#,
             r#""TimeoutServer":"","TimeoutTunnel":"","Users":null}"#
@@ -186,7 +186,9 @@ fn bad_inputs_are_rejected_naming_the_parameter() {
             &[("users", "admin:admin"), ("usersPassEncrypted", "true")],
             "users",
         ),
-        bad_with(&[("reqMode", "sni"), ("srcPort", "443")], "reqMode"),
+        bad_with(&[("reqMode", "udp"), ("srcPort", "443")], "reqMode"),
+        bad_with(&[("httpsPort", "0")], "httpsPort"),
+        bad_with(&[("sslVerifyNone", "yes")], "sslVerifyNone"),
         bad_with(&[("pathType", "path_end")], "pathType"),
         bad_with(&[("sessionType", "sticky")], "sessionType"),
         bad_with(&[("isDefaultBackend", "maybe")], "isDefaultBackend"),
@@ -301,11 +303,26 @@ fn every_parameter_family_renders_a_config_haproxy_accepts() {
         ("allowedMethods", "GET,POST"),
         ("deniedMethods.1", "DELETE"),
         ("denyHttp.3", "true"),
+        ("httpsPort.3", "8443"),
+        ("sslVerifyNone.3", "true"),
+        ("port.4", "443"),
+        ("reqMode.4", "sni"),
+        ("srcPort.4", "16443"),
+        ("serviceDomain.4", "shop.example.com,*.shop.example.org"),
     ]))
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(r.routes.len(), 4);
+    assert_eq!(r.routes.len(), 5);
     let ids: Vec<String> = r.routes.iter().map(|r| r.id().0).collect();
-    assert_eq!(ids, ["shop:8080", "shop:9090", "shop:5432", "shop.3:8080"]);
+    assert_eq!(
+        ids,
+        [
+            "shop:8080",
+            "shop:9090",
+            "shop:5432",
+            "shop.3:8080",
+            "shop:443"
+        ]
+    );
     let cfg = render(&table(&r)).to_string();
     haproxy_check(&cfg);
 }
@@ -585,6 +602,7 @@ const KEYWORDS: &[&str] = &[
     "acl",
     "use_backend",
     "default_backend",
+    "tcp-request",
     "balance",
     "cookie",
     "stick-table",
@@ -676,6 +694,7 @@ const NAMES: &[&str] = &[
     "redirectWhenHttpProto",
     "redirectUnlessHttpsProto",
     "sslVerifyNone",
+    "httpsPort",
     "ttl",
     "servicePathExclude",
     "redirectFromDomain",
@@ -695,6 +714,8 @@ const NAMES: &[&str] = &[
     "reqMode.2",
     "timeoutClient.2",
     "reqPathSearchReplace.1",
+    "httpsPort.1",
+    "sslVerifyNone.2",
 ];
 
 /// Plausible values of a known parameter (`port.2` as `port`).
@@ -706,7 +727,8 @@ fn good_values(name: &str) -> &'static [&'static str] {
         "serviceDomain" => &["a.com", "*example.com", "*.b.org,c.net"],
         "pathType" => &["path_beg", "path", "path_reg"],
         "serviceDomainAlgo" => &["hdr(host)", "hdr_beg(host)"],
-        "reqMode" => &["http", "tcp"],
+        "reqMode" => &["http", "tcp", "sni"],
+        "httpsPort" => &["8443", "443"],
         "httpsRedirectCode" => &["301", "307"],
         "outboundHostname" => &["legacy.example.net", "10.0.0.1"],
         "users" => &[
@@ -779,7 +801,7 @@ fn known() -> impl Strategy<Value = (String, String)> {
 const UNSUPPORTED: &[&str] = &[
     "usersSecret",
     "backendExtra",
-    "httpsPort",
+    "srcHttpsPort",
     "port.11",
     "pathType.1",
 ];

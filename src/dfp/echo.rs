@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::regsub::search_replace_of;
 use crate::model::duration;
 use crate::model::{
-    self, HeaderRules, HttpsRedirectWhen, Method, Mode, Name, PathMatch, Route, User,
+    self, HeaderRules, HttpsRedirectWhen, Method, Name, PathMatch, Route, TlsVerify, User,
 };
 
 /// The service's settings in DFP's vocabulary, echoed by the reconfigure
@@ -37,6 +37,8 @@ pub struct ServiceEcho {
     pub distribute: bool,
     /// The first destination's `httpsOnly`.
     pub https_only: bool,
+    /// The first destination's `httpsPort`; 0 without.
+    pub https_port: u16,
     /// Whether a destination takes the requests no route matches.
     pub is_default_backend: bool,
     /// The first destination's `outboundHostname`.
@@ -64,6 +66,8 @@ pub struct ServiceEcho {
     /// Response headers set, `Name Value` each.
     #[serde(serialize_with = "null_if_empty")]
     pub set_res_header: Vec<String>,
+    /// The first destination's `sslVerifyNone`.
+    pub ssl_verify_none: bool,
     /// The first destination's server timeout in seconds.
     pub timeout_server: String,
     /// The first destination's tunnel timeout in seconds.
@@ -97,6 +101,8 @@ pub struct DestEcho {
     pub deny_http: bool,
     /// Whether plain HTTP is redirected to HTTPS.
     pub https_only: bool,
+    /// The service's port for requests that came over HTTPS; 0 without.
+    pub https_port: u16,
     /// The redirect's status code, empty for the default.
     pub https_redirect_code: String,
     /// The destination's position, from 0.
@@ -108,7 +114,7 @@ pub struct DestEcho {
     /// Host names redirected to the first of `ServiceDomain`.
     #[serde(serialize_with = "null_if_empty")]
     pub redirect_from_domain: Vec<String>,
-    /// `http` or `tcp`.
+    /// `http`, `tcp` or `sni`.
     pub req_mode: String,
     /// `search,replace`, empty without a rewrite.
     pub req_path_search_replace: String,
@@ -121,8 +127,10 @@ pub struct DestEcho {
     /// Paths under `ServicePath` left to other routes.
     #[serde(serialize_with = "null_if_empty")]
     pub service_path_exclude: Vec<String>,
-    /// The port a tcp destination listens on; 0 for http.
+    /// The port a tcp or sni destination listens on; 0 for http.
     pub src_port: u16,
+    /// Whether HAProxy speaks TLS to the servers without checking their certificates.
+    pub ssl_verify_none: bool,
     /// Client timeout in seconds (tcp).
     pub timeout_client: String,
     /// Server timeout in seconds.
@@ -175,12 +183,10 @@ pub fn reconfigure_answer(
         "ServiceName": service_name,
         // Fields of DFP's answer that capstan never sets.
         "Host": "",
-        "HttpsPort": 0,
         "Mode": "swarm",
         "ServiceCert": "",
         "ServiceColor": "",
         "SkipCheck": false,
-        "SslVerifyNone": false,
     });
     if let (Some(answer), Value::Object(fields)) = (
         answer.as_object_mut(),
@@ -284,6 +290,7 @@ pub(super) fn service_echo_with_users(
         del_res_header: deleted(&first.response_headers),
         distribute: false,
         https_only: dest.https_only,
+        https_port: dest.https_port,
         is_default_backend: routes.iter().any(|r| r.default_backend),
         outbound_hostname: dest.outbound_hostname.clone(),
         path_type: match first.path_match {
@@ -303,6 +310,7 @@ pub(super) fn service_echo_with_users(
         session_type: if first.sticky { "sticky-server" } else { "" }.to_string(),
         set_req_header: headers(&first.request_headers, false),
         set_res_header: headers(&first.response_headers, false),
+        ssl_verify_none: dest.ssl_verify_none,
         timeout_server: dest.timeout_server.clone(),
         timeout_tunnel: dest.timeout_tunnel.clone(),
         users,
@@ -326,6 +334,7 @@ fn dest_echo(index: usize, route: &Route) -> DestEcho {
         denied_methods: names(&route.denied_methods),
         deny_http: route.deny_http,
         https_only: https_redirect_when(route) == Some(HttpsRedirectWhen::NotTls),
+        https_port: route.https_port.unwrap_or(0),
         https_redirect_code: route
             .redirect_code
             .map(|c| u16::from(c).to_string())
@@ -334,11 +343,7 @@ fn dest_echo(index: usize, route: &Route) -> DestEcho {
         outbound_hostname,
         port: route.port.to_string(),
         redirect_from_domain: route.redirect_from.iter().map(|d| d.0.clone()).collect(),
-        req_mode: match route.mode {
-            Mode::Http => "http",
-            Mode::Tcp => "tcp",
-        }
-        .to_string(),
+        req_mode: route.mode.as_str().to_string(),
         req_path_search_replace: route
             .rewrite_path
             .as_ref()
@@ -351,6 +356,10 @@ fn dest_echo(index: usize, route: &Route) -> DestEcho {
         service_path: route.paths.iter().map(|p| p.0.clone()).collect(),
         service_path_exclude: route.exclude_paths.iter().map(|p| p.0.clone()).collect(),
         src_port: route.listen_port.unwrap_or(0),
+        ssl_verify_none: route
+            .backend_tls
+            .as_ref()
+            .is_some_and(|tls| tls.verify == TlsVerify::None),
         timeout_client: seconds(&route.timeouts.client),
         timeout_server: seconds(&route.timeouts.server),
         timeout_tunnel: seconds(&route.timeouts.tunnel),
@@ -403,6 +412,23 @@ mod tests {
             (nok["Status"].as_str(), nok["Message"].as_str()),
             (Some("NOK"), Some("boom"))
         );
+    }
+
+    #[test]
+    fn tls_settings_are_echoed_as_dfp_does() {
+        let r = ok("serviceName=app&port=8080&httpsPort=8443&servicePath=/app&sslVerifyNone=true");
+        let answer = reconfigure_answer(AnswerStatus::Ok, "", "app", &r.echo);
+        assert_eq!(answer["HttpsPort"], 8443);
+        assert_eq!(answer["SslVerifyNone"], true);
+        assert_eq!(answer["ServiceDest"][0]["HttpsPort"], 8443);
+        assert_eq!(answer["ServiceDest"][0]["SslVerifyNone"], true);
+        let r = ok("serviceName=api&port=443&reqMode=sni&srcPort=8443&serviceDomain=a.com");
+        let answer = reconfigure_answer(AnswerStatus::Ok, "", "api", &r.echo);
+        assert_eq!(answer["ReqMode"], "sni");
+        assert_eq!(answer["HttpsPort"], 0);
+        assert_eq!(answer["SslVerifyNone"], false);
+        assert_eq!(answer["ServiceDest"][0]["ReqMode"], "sni");
+        assert_eq!(answer["ServiceDest"][0]["SrcPort"], 8443);
     }
 
     #[test]

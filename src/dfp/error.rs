@@ -29,8 +29,8 @@ pub enum DfpError {
         /// `port`, or `port.<index>` for an indexed destination.
         param: String,
     },
-    /// A tcp destination without the port the proxy listens on.
-    #[error("`{param}` is required with reqMode=tcp: the port the proxy listens on")]
+    /// A tcp or sni destination without the port the proxy listens on.
+    #[error("`{param}` is required with reqMode=tcp or sni: the port the proxy listens on")]
     MissingSrcPort {
         /// `srcPort`, or `srcPort.<index>`.
         param: String,

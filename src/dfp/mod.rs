@@ -40,8 +40,11 @@
 //! | `pathType` | | `path_beg`, `path`, `path_reg` → `path_match` prefix, exact, regex; others 400 |
 //! | `serviceDomain` | dest, comma list | `domains`; `*.a.com` → `*.a.com`; `*a.com` → `a.com` and `*.a.com` (suffix on a label boundary only) |
 //! | `serviceDomainAlgo` | | `hdr_beg(host)` (DFP's default), `hdr(host)`: capstan matches the whole host, without its port; others 400 |
-//! | `reqMode` | dest | `http`, `tcp` → `mode`; `sni` 400 |
-//! | `srcPort` | dest, tcp only | `listen_port` |
+//! | `reqMode` | dest | `http`, `tcp`, `sni` → `mode` |
+//! | `srcPort` | dest, tcp and sni only | `listen_port`; sni destinations on one port share it |
+//! | `serviceDomain` on an sni destination | dest | `domains`: the TLS server names (SNI) routed to it; `servicePath` with `pathType=req_ssl_sni ...` 400 |
+//! | `httpsPort` | dest, http only | `https_port`: requests that came over HTTPS go to this port, in a backend `https-<name>-be<port>` |
+//! | `sslVerifyNone` | dest, http only | `true` → `backend_tls: {verify: none}` (also on the `httpsPort` backend) |
 //! | `httpsOnly`, `httpsRedirectCode` | dest | `https_only`, `redirect_code` |
 //! | `redirectWhenHttpProto`, `redirectUnlessHttpsProto` | http | `https_only` with `https_redirect_when: x_forwarded_proto_http` / `x_forwarded_proto_not_https`; with `httpsOnly=true`, or both, 400 |
 //! | `servicePathExclude` | dest, comma list | `exclude_paths`, matched as `pathType` says |
@@ -56,7 +59,7 @@
 //! | `reqPathSearchReplace` | dest, `search,replace` | `rewrite_path` with DFP's `regsub` meaning; several `:`-separated pairs 400 |
 //! | `reqPathSearch` + `reqPathReplace` | http | the same, DFP's older form |
 //! | `timeoutServer`, `timeoutTunnel` | dest, seconds | `timeouts.server`, `timeouts.tunnel` (`Ns`) |
-//! | `timeoutClient` | dest, tcp only, seconds | `timeouts.client` |
+//! | `timeoutClient` | dest, tcp and sni only, seconds | `timeouts.client` |
 //! | `sessionType` | | `sticky-server` → `sticky`; others 400 |
 //! | `aclName` | | echoed; ignored: capstan computes precedence |
 //! | `distribute` | | echoed; ignored: every capstan replica reconciles the same state |

@@ -39,6 +39,8 @@ const DEST_PARAMS: &[&str] = &[
     "allowedMethods",
     "deniedMethods",
     "denyHttp",
+    "httpsPort",
+    "sslVerifyNone",
 ];
 
 /// Service-level parameters.
@@ -64,7 +66,6 @@ const SERVICE_PARAMS: &[&str] = &[
     "isDefaultBackend",
     "redirectWhenHttpProto",
     "redirectUnlessHttpsProto",
-    "sslVerifyNone",
     "ttl",
     "connectionMode",
     "discoveryType",
@@ -74,10 +75,6 @@ const SERVICE_PARAMS: &[&str] = &[
 
 /// Docker Flow Proxy parameters capstan knows and refuses, with the reason.
 pub(super) const REJECTED: &[(&str, &str)] = &[
-    (
-        "httpsPort",
-        "capstan proxies to one port per destination; TLS backends are not supported",
-    ),
     (
         "serviceCert",
         "certificates come from `defaults.https` in routes.yaml",
@@ -185,10 +182,22 @@ const HTTP_ONLY: &[&str] = &[
     "allowedMethods",
     "deniedMethods",
     "denyHttp",
+    "httpsPort",
+    "sslVerifyNone",
 ];
 
-/// Parameters that only make sense on tcp destinations.
+/// Parameters that only make sense on tcp and sni destinations.
 const TCP_ONLY: &[&str] = &["srcPort", "timeoutClient", "checkTcp"];
+
+/// Whether `base` applies to destinations of `mode`: sni destinations take
+/// what tcp ones do, and are routed by `serviceDomain`.
+fn applies_to(base: &str, mode: Mode) -> bool {
+    match mode {
+        Mode::Http => !TCP_ONLY.contains(&base),
+        Mode::Tcp => !HTTP_ONLY.contains(&base),
+        Mode::Sni => !HTTP_ONLY.contains(&base) || base == "serviceDomain",
+    }
+}
 
 /// `port` for index 0, else `port.<index>`.
 pub(super) fn indexed(base: &str, index: usize) -> String {
@@ -387,19 +396,16 @@ impl Params {
         mode: Mode,
         problems: &mut Vec<ParamProblem>,
     ) -> Option<&Given> {
-        let applies = match mode {
-            Mode::Http => !TCP_ONLY.contains(&base),
-            Mode::Tcp => !HTTP_ONLY.contains(&base),
-        };
+        let applies = applies_to(base, mode);
         if index > 0
             && let Some(own) = self.given.get(&(base, index))
         {
             self.mark(own);
             if !applies {
-                let kind = if mode == Mode::Tcp {
-                    "http destinations; this one is reqMode=tcp"
-                } else {
-                    "reqMode=tcp destinations; this one is http"
+                let kind = match mode {
+                    Mode::Http => "reqMode=tcp or sni destinations; this one is http",
+                    Mode::Tcp => "http destinations; this one is reqMode=tcp",
+                    Mode::Sni => "http destinations; this one is reqMode=sni",
                 };
                 problems.push(own.problem(format!("applies to {kind}")));
                 return None;
@@ -450,7 +456,7 @@ impl Params {
                 let why = if HTTP_ONLY.contains(&base) || base_is_http_service(base) {
                     "it applies to http destinations, and there is none it could apply to"
                 } else if TCP_ONLY.contains(&base) {
-                    "it applies to reqMode=tcp destinations, and there is none it could apply to"
+                    "it applies to reqMode=tcp or sni destinations, and there is none it could apply to"
                 } else if base == "usersPassEncrypted" {
                     "it is only used with `users`"
                 } else {

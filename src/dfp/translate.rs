@@ -19,8 +19,8 @@ use super::values::{
 use crate::model::diagnostics::Diagnostics;
 use crate::model::validate;
 use crate::model::{
-    Auth, ConnectionMode, Domain, Endpoint, HeaderRules, HealthCheck, Mode, Name, PathMatch,
-    PathRewrite, Route, RoutesFile, User,
+    Auth, BackendTls, ConnectionMode, Domain, Endpoint, HeaderRules, HealthCheck, Mode, Name,
+    PathMatch, PathRewrite, Route, RoutesFile, User,
 };
 
 /// DFP parameter → the name it was sent as (`port.2`), for one route's settings.
@@ -173,6 +173,8 @@ fn field_param(top: &str, sub: &str) -> &'static str {
         ("deny_http", _) => "denyHttp",
         ("default_backend", _) => "isDefaultBackend",
         ("https_redirect_when", _) => "redirectWhenHttpProto",
+        ("https_port", _) => "httpsPort",
+        ("backend_tls", _) => "sslVerifyNone",
         _ => "serviceName",
     }
 }
@@ -231,6 +233,7 @@ pub fn parse_reconfigure(params: &[(String, String)]) -> Result<Reconfigure, Dfp
         sources.push(source);
     }
     service_rules.apply(&mut routes, &mut sources, &mut problems);
+    sni_path_type(&params, &modes, &mut problems);
     problems.extend(params.unused());
     if !problems.is_empty() {
         return Err(DfpError::Invalid { problems });
@@ -275,7 +278,7 @@ fn dest_modes(
                 given.parse(problems, mode_value).unwrap_or(Mode::Http)
             }
         };
-        if mode == Mode::Tcp && params.lookup("srcPort", index).is_none() {
+        if mode != Mode::Http && params.lookup("srcPort", index).is_none() {
             return Err(DfpError::MissingSrcPort {
                 param: indexed("srcPort", index),
             });
@@ -283,6 +286,19 @@ fn dest_modes(
         modes.push(mode);
     }
     Ok(modes)
+}
+
+/// DFP's SNI guide matched `servicePath` with `pathType=req_ssl_sni -i -m beg`
+/// (a raw ACL capstan never accepts): say how capstan takes the names.
+fn sni_path_type(params: &Params, modes: &[Mode], problems: &mut Vec<ParamProblem>) {
+    if !modes.contains(&Mode::Sni) || modes.contains(&Mode::Http) {
+        return;
+    }
+    if let Some(given) = params.take("pathType") {
+        problems.push(given.problem(
+            "reqMode=sni destinations are routed by the TLS server name: send the names as `serviceDomain` (exact, or `*.example.com`), not as `servicePath` with a `pathType`",
+        ));
+    }
 }
 
 /// The parameters that make no route: the echoed `aclName` and
@@ -307,13 +323,6 @@ impl Extras {
         }
         if let Some(short) = params.take("shortName") {
             short.parse(problems, bool_value);
-        }
-        if let Some(given) = params.take("sslVerifyNone")
-            && given.parse(problems, bool_value) == Some(true)
-        {
-            problems.push(
-                given.problem("`true` is not supported: capstan does not proxy to TLS backends"),
-            );
         }
         let ttl = params
             .take("ttl")
@@ -625,6 +634,8 @@ impl Dest<'_> {
             denied: take("deniedMethods"),
             deny_http: take("denyHttp"),
         };
+        let https_port = take("httpsPort");
+        let ssl_verify_none = take("sslVerifyNone");
 
         if let Some(port) = port.and_then(|g| g.parse(problems, port_value)) {
             route.port = port;
@@ -662,6 +673,9 @@ impl Dest<'_> {
         route.timeouts.tunnel = tunnel.and_then(|g| g.parse(problems, seconds_value));
         route.timeouts.client = client.and_then(|g| g.parse(problems, seconds_value));
         rules.apply(route, settings.path_match, problems);
+        route.https_port = https_port.and_then(|g| g.parse(problems, port_value));
+        let verify_none = ssl_verify_none.and_then(|g| g.parse(problems, bool_value));
+        route.backend_tls = verify_none.unwrap_or(false).then(BackendTls::verify_none);
     }
 }
 
@@ -855,7 +869,6 @@ mod tests {
                 param: "srcPort".into()
             }
         );
-        bad("serviceName=db&port=5432&reqMode=sni&srcPort=1", "reqMode");
         bad("serviceName=db&port=5432&reqMode=udp&srcPort=1", "reqMode");
         // Http destinations have no listen port of their own, nor a client timeout.
         bad(
@@ -1143,11 +1156,6 @@ mod tests {
             "serviceName=a&port=80&servicePath=/a&replicas=many",
             "replicas",
         );
-        let message = bad(
-            "serviceName=a&port=80&servicePath=/a&sslVerifyNone=true",
-            "sslVerifyNone",
-        );
-        assert!(message.contains("not supported"), "{message}");
         // `balance` and `checkPath` are not DFP parameters.
         assert_eq!(
             err("serviceName=a&port=80&servicePath=/a&balance=leastconn&checkPath=/health"),
@@ -1423,5 +1431,120 @@ mod tests {
             );
             assert!(message.contains(refused), "{message}");
         }
+    }
+
+    #[test]
+    fn sni_destinations_route_by_service_domain() {
+        let r = ok(
+            "serviceName=api&port=443&reqMode=sni&srcPort=8443&serviceDomain=api.example.com,*.api.example.com&timeoutClient=60",
+        );
+        let route = &r.routes[0];
+        assert_eq!(route.mode, Mode::Sni);
+        assert_eq!(route.listen_port, Some(8443));
+        assert_eq!(route.domains.len(), 2);
+        assert_eq!(r.echo.req_mode, "sni");
+        assert_eq!(r.echo.service_dest[0].src_port, 8443);
+        let cfg = config(&r);
+        assert!(
+            cfg.contains("use_backend api-be443 if { req.ssl_sni -i api.example.com }\n"),
+            "{cfg}"
+        );
+        assert!(cfg.contains("backend api-be443\n    mode tcp\n"), "{cfg}");
+
+        assert_eq!(
+            err("serviceName=api&port=443&reqMode=sni&serviceDomain=a.com"),
+            DfpError::MissingSrcPort {
+                param: "srcPort".into()
+            }
+        );
+        let message = bad(
+            "serviceName=api&port=443&reqMode=sni&srcPort=8443",
+            "serviceDomain",
+        );
+        assert!(message.contains("needs `domains`"), "{message}");
+        // DFP's SNI guide: a raw ACL in pathType, the names in servicePath.
+        let message = bad(
+            "serviceName=api&port=443&reqMode=sni&srcPort=8443&servicePath=api.&pathType=req_ssl_sni -i -m beg",
+            "pathType",
+        );
+        assert!(message.contains("`serviceDomain`"), "{message}");
+        // http-only settings do not apply.
+        bad(
+            "serviceName=api&port=443&reqMode.1=sni&srcPort.1=8443&serviceDomain.1=a.com&sslVerifyNone.1=true",
+            "sslVerifyNone.1",
+        );
+        bad(
+            "serviceName=api&port=443&reqMode=sni&srcPort=8443&serviceDomain=a.com&httpsPort=8443",
+            "httpsPort",
+        );
+        // An http destination next to an sni one: each takes its own.
+        let r = ok(
+            "serviceName=api&port=80&servicePath=/api&port.1=443&reqMode.1=sni&srcPort.1=8443&serviceDomain.1=a.com",
+        );
+        assert_eq!(
+            r.routes.iter().map(|r| r.mode).collect::<Vec<_>>(),
+            [Mode::Http, Mode::Sni]
+        );
+    }
+
+    #[test]
+    fn ssl_verify_none_speaks_tls_to_the_servers() {
+        let r = ok("serviceName=a&port=443&servicePath=/a&sslVerifyNone=true");
+        assert_eq!(r.routes[0].backend_tls, Some(BackendTls::verify_none()));
+        assert!(r.echo.ssl_verify_none && r.echo.service_dest[0].ssl_verify_none);
+        assert!(config(&r).contains("    server a a:443 ssl verify none\n"));
+        let r = ok("serviceName=a&port=80&servicePath=/a&sslVerifyNone=false");
+        assert_eq!(r.routes[0].backend_tls, None);
+        // Indexed: per destination.
+        let r = ok(
+            "serviceName=a&port.1=443&servicePath.1=/a&sslVerifyNone.1=true&port.2=80&servicePath.2=/b",
+        );
+        assert!(r.routes[0].backend_tls.is_some() && r.routes[1].backend_tls.is_none());
+        bad(
+            "serviceName=a&port=443&servicePath=/a&sslVerifyNone=yes",
+            "sslVerifyNone",
+        );
+        // DFP proxies tcp destinations in plain TCP, sslVerifyNone or not.
+        bad(
+            "serviceName=db&port=5432&reqMode=tcp&srcPort=15432&sslVerifyNone=true",
+            "sslVerifyNone",
+        );
+    }
+
+    #[test]
+    fn https_port_is_a_second_backend() {
+        let r = ok("serviceName=app&port=8080&httpsPort=8443&servicePath=/app&sslVerifyNone=true");
+        let route = &r.routes[0];
+        assert_eq!(route.https_port, Some(8443));
+        assert_eq!(r.echo.https_port, 8443);
+        assert_eq!(r.echo.service_dest[0].https_port, 8443);
+        let cfg = config(&r);
+        assert!(
+            cfg.contains("    use_backend https-app-be8443 if { ssl_fc } url_app8080\n"),
+            "{cfg}"
+        );
+        assert!(
+            cfg.contains("\nbackend https-app-be8443\n")
+                && cfg.contains("    server app app:8443 ssl verify none\n"),
+            "{cfg}"
+        );
+        for value in ["0", "70000", "https"] {
+            bad(
+                &format!("serviceName=app&port=8080&servicePath=/app&httpsPort={value}"),
+                "httpsPort",
+            );
+        }
+        // A backend name another route renders to.
+        let clash = ok("serviceName=https-app&port=8443&servicePath=/b");
+        let mut table = RoutesFile::empty();
+        table.routes = clash.routes;
+        let e = r.validate_in(&table).unwrap_err();
+        assert_eq!(e.params(), ["httpsPort"], "{e}");
+        assert_eq!(
+            err("serviceName=a&port=80&servicePath=/a&srcHttpsPort=443"),
+            DfpError::Unsupported {
+                params: vec!["srcHttpsPort".into()]
+            }
+        );
     }
 }

@@ -295,12 +295,9 @@ pub(super) fn mode_value(value: &str) -> Result<Mode, String> {
     match value {
         "http" => Ok(Mode::Http),
         "tcp" => Ok(Mode::Tcp),
-        "sni" => Err(
-            "`sni` is not supported: capstan does not route by SNI; use `tcp` with `srcPort`"
-                .into(),
-        ),
+        "sni" => Ok(Mode::Sni),
         other => Err(format!(
-            "`{}` is not a mode: `http` or `tcp`",
+            "`{}` is not a mode: `http`, `tcp` or `sni`",
             excerpt(other)
         )),
     }

@@ -329,10 +329,12 @@ pub struct Route {
     /// The port the service listens on.
     #[schemars(range(min = 1))]
     pub port: u16,
-    /// `http` (routed by path and domain) or `tcp` (its own listen port).
+    /// `http` (routed by path and domain), `tcp` (its own listen port) or
+    /// `sni` (TLS passed through, routed by the server name the client asks for).
     #[serde(default, skip_serializing_if = "Mode::is_http")]
     pub mode: Mode,
-    /// The port HAProxy listens on for a `tcp` route.
+    /// The port HAProxy listens on for a `tcp` or `sni` route. `sni` routes
+    /// on the same port share it, each with its own `domains`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub listen_port: Option<u16>,
@@ -419,6 +421,54 @@ pub struct Route {
     /// service's name as Docker Flow Proxy did.
     #[serde(default, skip_serializing_if = "Endpoint::is_tasks")]
     pub endpoint: Endpoint,
+    /// Speak TLS to the service's servers, verifying their certificates or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_tls: Option<BackendTls>,
+    /// The service's port for requests that reached HAProxy over HTTPS (a
+    /// second backend, `https-<name>-be<https_port>`); plain-HTTP requests
+    /// keep going to `port`. Docker Flow Proxy's `httpsPort`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub https_port: Option<u16>,
+}
+
+/// TLS from HAProxy to a route's servers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackendTls {
+    /// `required`: a server's certificate must chain to `ca_file` (and match
+    /// `sni` when set), else HAProxy does not use the server; `none`: any
+    /// certificate is accepted (encrypted, not authenticated).
+    pub verify: TlsVerify,
+    /// The CA certificates (PEM) servers' certificates are checked against; required with `verify: required`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<FilePath>,
+    /// The server name sent in the TLS handshake (SNI); with `verify: required`
+    /// the certificate must also be issued for it. Without it no name is sent
+    /// and only the certificate's chain is checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<Domain>,
+}
+
+/// Whether HAProxy checks the certificates of a route's TLS servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsVerify {
+    // Against `ca_file`.
+    Required,
+    // Not at all: Docker Flow Proxy's `sslVerifyNone`.
+    None,
+}
+
+impl BackendTls {
+    /// Docker Flow Proxy's `sslVerifyNone=true`.
+    pub fn verify_none() -> Self {
+        Self {
+            verify: TlsVerify::None,
+            ca_file: None,
+            sni: None,
+        }
+    }
 }
 
 /// HAProxy's HTTP connection mode for a route.
@@ -507,6 +557,8 @@ impl Route {
             servers: Vec::new(),
             priority: 0,
             endpoint: Endpoint::Tasks,
+            backend_tls: None,
+            https_port: None,
         }
     }
 
@@ -568,11 +620,25 @@ pub enum Mode {
     #[default]
     Http,
     Tcp,
+    // TLS passthrough: HAProxy reads the server name of the client's TLS
+    // hello (SNI) and forwards the encrypted stream untouched. (No doc
+    // comments on variants: the schema would turn the enum into a `oneOf`,
+    // whose errors do not list the values.)
+    Sni,
 }
 
 impl Mode {
     fn is_http(&self) -> bool {
         *self == Mode::Http
+    }
+
+    /// The word routes.yaml and Docker Flow Proxy's `reqMode` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Http => "http",
+            Mode::Tcp => "tcp",
+            Mode::Sni => "sni",
+        }
     }
 }
 

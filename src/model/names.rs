@@ -36,6 +36,19 @@ pub fn tcp_frontend(listen_port: u16) -> String {
     format!("tcp_{listen_port}")
 }
 
+/// `https-go-demo-be8443`: the backend of a route's `https_port`, as
+/// Docker Flow Proxy named it.
+pub fn https_backend(route: &Route) -> Option<String> {
+    route
+        .https_port
+        .map(|port| format!("https-{}-be{port}", route.key()))
+}
+
+/// `sni_8443`: the frontend every `sni` route on that listen port shares.
+pub fn sni_frontend(listen_port: u16) -> String {
+    format!("sni_{listen_port}")
+}
+
 /// The frontend every http route shares.
 pub const HTTP_FRONTEND: &str = "services";
 /// The resolvers section used when `defaults.resolvers` is set.

@@ -4,7 +4,9 @@
 
 mod route_rules;
 
-use std::collections::{BTreeMap, HashMap};
+mod tls;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::LazyLock;
 
 use serde::Deserialize;
@@ -246,6 +248,8 @@ pub fn semantic_errors(file: &RoutesFile) -> Vec<Problem> {
     check_unique_ids(&file.routes, &mut report);
     check_unique_claims(&file.routes, &mut report);
     route_rules::check_table(&file.routes, &mut report);
+    tls::check_sni_ports(&file.routes, &mut report);
+    tls::check_https_backend_names(&file.routes, &mut report);
     for (name, users) in &file.userlists {
         let mut seen = HashMap::new();
         for (i, user) in users.iter().enumerate() {
@@ -368,9 +372,15 @@ fn check_listener_ports(file: &RoutesFile, report: &mut impl FnMut(FieldPath, St
             report(defaults.key("stats").key("uri"), problem);
         }
     }
+    // The sni routes of one port share its frontend: they claim it once.
+    let mut sni_ports = BTreeSet::new();
     for (index, route) in file.routes.iter().enumerate() {
-        if let (Mode::Tcp, Some(port)) = (route.mode, route.listen_port) {
-            claim(port, route_path(index).key("listen_port"), report);
+        match (route.mode, route.listen_port) {
+            (Mode::Tcp, Some(port)) => claim(port, route_path(index).key("listen_port"), report),
+            (Mode::Sni, Some(port)) if sni_ports.insert(port) => {
+                claim(port, route_path(index).key("listen_port"), report)
+            }
+            _ => {}
         }
     }
 }
@@ -384,6 +394,7 @@ fn check_route(
     let at = route_path(index);
     check_mode(route, &at, report);
     route_rules::check_route(index, route, report);
+    tls::check_route_tls(route, &at, report);
     for (i, path) in route.paths.iter().enumerate() {
         if route.path_match == PathMatch::Regex {
             if let Some(problem) = regex_problem(&path.0) {
@@ -452,16 +463,25 @@ fn check_route(
 /// What a route's mode requires and rules out.
 fn check_mode(route: &Route, at: &FieldPath, report: &mut impl FnMut(FieldPath, String)) {
     match route.mode {
-        Mode::Tcp => {
+        Mode::Tcp | Mode::Sni => {
+            let a_route = if route.mode == Mode::Sni {
+                "an sni route"
+            } else {
+                "a tcp route"
+            };
             if route.listen_port.is_none() {
                 report(
                     at.key("listen_port"),
-                    "a tcp route needs `listen_port`".into(),
+                    format!("{a_route} needs `listen_port`"),
                 );
             }
             let http_only = [
                 ("paths", !route.paths.is_empty()),
-                ("domains", !route.domains.is_empty()),
+                // sni routes are routed by them (see `tls::check_route_tls`).
+                (
+                    "domains",
+                    route.mode == Mode::Tcp && !route.domains.is_empty(),
+                ),
                 ("https_only", route.https_only),
                 ("redirect_code", route.redirect_code.is_some()),
                 ("auth", route.auth.is_some()),
@@ -499,7 +519,7 @@ fn check_mode(route: &Route, at: &FieldPath, report: &mut impl FnMut(FieldPath, 
             {
                 report(
                     at.key("health_check").key("path"),
-                    "a tcp route is checked by connecting; `path` applies to http routes".into(),
+                    format!("{a_route} is checked by connecting; `path` applies to http routes"),
                 );
             }
         }
@@ -507,7 +527,7 @@ fn check_mode(route: &Route, at: &FieldPath, report: &mut impl FnMut(FieldPath, 
             if route.listen_port.is_some() {
                 report(
                     at.key("listen_port"),
-                    "`listen_port` applies to tcp routes; http routes share the http frontend"
+                    "`listen_port` applies to tcp routes and sni routes; http routes share the http frontend"
                         .into(),
                 );
             }
@@ -521,7 +541,8 @@ fn check_mode(route: &Route, at: &FieldPath, report: &mut impl FnMut(FieldPath, 
             if route.timeouts.client.is_some() {
                 report(
                     at.key("timeouts").key("client"),
-                    "applies to tcp routes; http routes use `defaults.timeouts.client`".into(),
+                    "applies to tcp routes and sni routes; http routes use `defaults.timeouts.client`"
+                        .into(),
                 );
             }
         }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::{Route, RouteId, RoutesFile};
+use crate::model::{Route, RouteId, RoutesFile, Userlist};
 
 /// How one route differs between base and head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -114,15 +114,18 @@ pub fn diff_routes(base: &RoutesFile, head: &RoutesFile) -> RouteDiff {
 /// Everything but the routes, with password hashes replaced by fingerprints
 /// so that a PR comment never carries them.
 fn settings_view(file: &RoutesFile) -> Value {
-    let userlists: BTreeMap<String, BTreeMap<String, String>> = file
+    let userlists: BTreeMap<String, Value> = file
         .userlists
         .iter()
-        .map(|(list, users)| {
-            let users = users
-                .iter()
-                .map(|u| (u.name.0.clone(), redacted(&u.password_hash)))
-                .collect();
-            (list.0.clone(), users)
+        .map(|(list, userlist)| {
+            let view = match userlist {
+                Userlist::Users(users) => users
+                    .iter()
+                    .map(|u| (u.name.0.clone(), Value::from(redacted(&u.password_hash))))
+                    .collect(),
+                Userlist::File(file) => serde_json::to_value(file).expect("plain data"),
+            };
+            (list.0.clone(), view)
         })
         .collect();
     serde_json::json!({ "defaults": file.defaults, "userlists": userlists })

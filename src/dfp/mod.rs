@@ -45,13 +45,14 @@
 //! | `httpsOnly`, `httpsRedirectCode` | dest | `https_only`, `redirect_code` |
 //! | `outboundHostname` | dest | `servers: [<host>:<port>]` |
 //! | `users`, `usersPassEncrypted` | http | crypt(3) hashes only, with `usersPassEncrypted=true`: a userlist named after the service, `auth` on every http destination; plaintext 400 |
+//! | `usersSecret`, `usersPassEncrypted` | http | the userlist (named after the service) is the file `dfp_users_<name>` in the secrets directory ([`parse_reconfigure_in`]): `{file: ..., hashed: <usersPassEncrypted>}`; with `users` 400 |
 //! | `addReqHeader`, `setReqHeader`, `addResHeader`, `setResHeader` | http, comma list of `Name Value` | `request_headers` / `response_headers` `add` / `set`; literal values only (no `%`, `$`, `"`, `\`) |
 //! | `delReqHeader`, `delResHeader` | http, comma list | `delete` |
-//! | `reqPathSearchReplace` | dest, `search,replace` | `rewrite_path` with DFP's `regsub` meaning; several `:`-separated pairs 400 |
+//! | `reqPathSearchReplace` | dest, `search,replace` pairs separated by `:` | `rewrite_path`, one rewrite per pair in order, each with DFP's `regsub` meaning |
 //! | `reqPathSearch` + `reqPathReplace` | http | the same, DFP's older form |
 //! | `timeoutServer`, `timeoutTunnel` | dest, seconds | `timeouts.server`, `timeouts.tunnel` (`Ns`) |
 //! | `timeoutClient` | dest, tcp only, seconds | `timeouts.client` |
-//! | `sessionType` | | `sticky-server` → `sticky`; others 400 |
+//! | `sessionType` | | `sticky-server` → `sticky` (a cookie named after the service, as DFP's); others 400 |
 //! | `aclName` | | echoed; ignored: capstan computes precedence |
 //! | `distribute` | | echoed; ignored: every capstan replica reconciles the same state |
 //! | `replicas`, `shortName` | | ignored (DFSL bookkeeping) |
@@ -59,7 +60,7 @@
 //! | `ttl` | capstan's own | `10m`, `2h`, `1d`, `3600` (seconds) → [`Reconfigure::ttl`] |
 //!
 //! Rejected (400 [`DfpError::Unsupported`]): `httpsPort`, `serviceCert`,
-//! `usersSecret`, `servicePathExclude`, `serviceHeader`, `redirectFromDomain`,
+//! `servicePathExclude`, `serviceHeader`, `redirectFromDomain`,
 //! `discoveryType`, `checkResolvers`, `balanceGroup`, `allowedMethods`,
 //! `deniedMethods`, `backendExtra`, `templateFePath`, `templateBePath`, any
 //! other name, and service-level parameters with an index.
@@ -76,6 +77,7 @@ mod echo;
 mod error;
 mod params;
 mod regsub;
+mod secrets;
 mod translate;
 mod values;
 
@@ -85,7 +87,8 @@ pub use echo::{
 };
 pub use error::{DfpError, ParamProblem};
 pub use params::{MAX_DESTINATIONS, MAX_PARAMS, MAX_VALUE_LEN};
-pub use translate::{Reconfigure, Remove, parse_reconfigure, parse_remove};
+pub use secrets::SecretsDir;
+pub use translate::{Reconfigure, Remove, parse_reconfigure, parse_reconfigure_in, parse_remove};
 
 /// `a=1&b=2` as decoded pairs (no percent-decoding: values are written decoded).
 #[cfg(test)]

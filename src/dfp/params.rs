@@ -40,6 +40,7 @@ const SERVICE_PARAMS: &[&str] = &[
     "pathType",
     "serviceDomainAlgo",
     "users",
+    "usersSecret",
     "usersPassEncrypted",
     "addReqHeader",
     "setReqHeader",
@@ -69,10 +70,6 @@ pub(super) const REJECTED: &[(&str, &str)] = &[
     (
         "serviceCert",
         "certificates come from `defaults.https` in routes.yaml",
-    ),
-    (
-        "usersSecret",
-        "capstan reads no Docker secrets; send crypt(3) hashes in `users` with `usersPassEncrypted=true`",
     ),
     ("servicePathExclude", "capstan has no path exclusions"),
     ("serviceHeader", "capstan does not route by request headers"),
@@ -358,7 +355,7 @@ impl Params {
                 } else if TCP_ONLY.contains(&base) {
                     "it applies to reqMode=tcp destinations, and there is none it could apply to"
                 } else if base == "usersPassEncrypted" {
-                    "it is only used with `users`"
+                    "it is only used with `users` or `usersSecret`"
                 } else {
                     "nothing uses it"
                 };
@@ -375,6 +372,7 @@ fn base_is_http_service(base: &str) -> bool {
         "pathType"
             | "serviceDomainAlgo"
             | "users"
+            | "usersSecret"
             | "addReqHeader"
             | "setReqHeader"
             | "delReqHeader"

@@ -364,6 +364,35 @@ mod tests {
     }
 
     #[test]
+    fn userlist_files_and_rewrite_lists_show_as_fields() {
+        use crate::model::{FilePath, Name, PathRewrite, UsersFile};
+        let ops = |path: &str| {
+            let file = UsersFile {
+                file: FilePath(path.into()),
+                hashed: false,
+            };
+            BTreeMap::from([(Name("ops".into()), Userlist::File(file))])
+        };
+        let rewrite = |regex: &str| PathRewrite {
+            regex: regex.into(),
+            replace: "/".into(),
+        };
+        let mut base = table(vec![route("a", "/a")]);
+        base.userlists = ops("/run/secrets/dfp_users_ops");
+        base.routes[0].rewrite_path = vec![rewrite("^/a")];
+        let mut head = table(vec![route("a", "/a")]);
+        head.userlists = ops("/run/secrets/dfp_users_admins");
+        head.routes[0].rewrite_path = vec![rewrite("^/a"), rewrite("^/b")];
+        let diff = diff_routes(&base, &head);
+        assert_eq!(diff.settings[0].field, "userlists.ops.file");
+        assert_eq!(
+            diff.settings[0].new,
+            Some(Value::from("/run/secrets/dfp_users_admins"))
+        );
+        assert_eq!(diff.routes[0].fields[0].field, "rewrite_path");
+    }
+
+    #[test]
     fn reordered_lists_inside_a_route_are_no_change() {
         let mut a = route("a", "/x");
         a.paths.push(UrlPath("/y".into()));
@@ -373,7 +402,7 @@ mod tests {
     }
 
     #[test]
-    fn password_hashes_never_reach_the_config_diff() {
+    fn userlist_files_never_reach_the_config_diff() {
         let config = "userlist ops\n    user admin password $6$salt$secret\n";
         let redacted = redact_passwords(config);
         assert!(!redacted.contains("secret"), "{redacted}");

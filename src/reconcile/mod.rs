@@ -35,7 +35,7 @@ use crate::model::validate;
 use crate::plan::{DesiredConfig, Method, Plan};
 use crate::sources::overrides::{OverrideSet, OverrideStore};
 use crate::sources::swarm::{Swarm, SwarmError};
-use crate::sources::user_files::{PasswordHashes, UserlistError};
+use crate::sources::user_files::{UserlistError, UserlistFiles};
 use crate::sources::{Fetched, RevisionInfo, RoutesSource, SourceError, labels};
 use crate::state::{
     self, ApplyRecord, LastError, Outcome, RECORDED_CHANGES, State, StateDir, Timings,
@@ -76,7 +76,7 @@ pub struct Reconciler {
     transient_failures: u32,
     handle: Arc<ReconcilerHandle>,
     /// Reads the userlists that are files and hashes their passwords.
-    password_hashes: PasswordHashes,
+    userlist_files: UserlistFiles,
 }
 
 impl Reconciler {
@@ -109,7 +109,7 @@ impl Reconciler {
             .as_ref()
             .map(|a| (a.revision.clone(), a.routes.clone()));
         let store = OverrideStore::new(state_dir.root());
-        let password_hashes = PasswordHashes::new(state_dir.root());
+        let userlist_files = UserlistFiles::new(state_dir.root());
         Self {
             source,
             state_dir,
@@ -124,7 +124,7 @@ impl Reconciler {
                 overrides,
                 store,
             )),
-            password_hashes,
+            userlist_files,
         }
     }
 
@@ -418,7 +418,7 @@ impl Reconciler {
             tracing::warn!(revision = %git.revision.label, "{message}:\n{diagnostics}");
             return Err(self.invalid(git.revision.clone(), "overrides", message, diagnostics));
         }
-        let file_users = match self.password_hashes.read(&overlay.routes) {
+        let file_users = match self.userlist_files.read(&overlay.routes) {
             Ok(users) => users,
             Err(source) => {
                 let message = format!("{source}; still serving {}", self.serving_label());
@@ -501,7 +501,7 @@ impl Reconciler {
             return Err(Verdict::Rejected(diagnostics.to_string()));
         }
         let file_users = self
-            .password_hashes
+            .userlist_files
             .read(&overlay.routes)
             .map_err(|e| Verdict::Rejected(e.to_string()))?;
         let assembled = step::assemble(

@@ -172,9 +172,9 @@ fn parse_entries(text: &str, hashed: bool) -> Result<Vec<Entry>, (usize, EntryPr
     Ok(entries)
 }
 
-/// Hashes plaintext passwords, the same way every time for the same user,
-/// password and state directory.
-pub struct PasswordHashes {
+/// Reads the userlists that are files, hashing plaintext passwords the same
+/// way every time for the same user, password and state directory.
+pub struct UserlistFiles {
     key_file: PathBuf,
     state: Mutex<HashState>,
 }
@@ -188,8 +188,8 @@ struct HashState {
     cache: HashMap<[u8; 32], String>,
 }
 
-impl PasswordHashes {
-    /// Hashes salted by the key in `state_dir` (made on first use).
+impl UserlistFiles {
+    /// Plaintext passwords are salted with the key in `state_dir` (made on first use).
     pub fn new(state_dir: &Path) -> Self {
         Self {
             key_file: state_dir.join(SALT_KEY_FILE),
@@ -362,7 +362,7 @@ mod tests {
                 hashed: false,
             }),
         );
-        let read = |state: &Path| PasswordHashes::new(state).read(&routes).unwrap();
+        let read = |state: &Path| UserlistFiles::new(state).read(&routes).unwrap();
         let first = read(dir.path());
         let admin = &first[&name("ops")][0];
         assert!(admin.password_hash.starts_with("$6$"), "{admin:?}");
@@ -372,8 +372,8 @@ mod tests {
             .expect("the hash verifies");
         // Another reconcile, another process on the same state: the same hashes.
         assert_eq!(read(dir.path()), first);
-        let hashes = PasswordHashes::new(dir.path());
-        assert_eq!(hashes.read(&routes).unwrap(), hashes.read(&routes).unwrap());
+        let files = UserlistFiles::new(dir.path());
+        assert_eq!(files.read(&routes).unwrap(), files.read(&routes).unwrap());
         // Another install salts differently.
         let other = tempfile::tempdir().unwrap();
         assert_ne!(read(other.path())[&name("ops")][0], *admin);
@@ -394,10 +394,16 @@ mod tests {
         };
         let missing = read_entries(&file(&dir.path().join("nope"))).unwrap_err();
         assert!(matches!(missing, UsersFileError::Read { .. }), "{missing}");
-        assert!(matches!(
-            read_entries(&file(dir.path())).unwrap_err(),
-            UsersFileError::NotAFile { .. }
-        ));
+        // A directory, or a FIFO that would block the reconcile forever.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()));
+        for path in [dir.path(), fifo.as_path()] {
+            assert!(matches!(
+                read_entries(&file(path)).unwrap_err(),
+                UsersFileError::NotAFile { .. }
+            ));
+        }
         let big = dir.path().join("big");
         fs::write(&big, "a:b\n".repeat(20_000)).unwrap();
         assert!(matches!(

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::{Route, RouteId, RoutesFile};
+use crate::model::{Route, RouteId, RoutesFile, Userlist};
 
 /// How one route differs between base and head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -114,15 +114,18 @@ pub fn diff_routes(base: &RoutesFile, head: &RoutesFile) -> RouteDiff {
 /// Everything but the routes, with password hashes replaced by fingerprints
 /// so that a PR comment never carries them.
 fn settings_view(file: &RoutesFile) -> Value {
-    let userlists: BTreeMap<String, BTreeMap<String, String>> = file
+    let userlists: BTreeMap<String, Value> = file
         .userlists
         .iter()
-        .map(|(list, users)| {
-            let users = users
-                .iter()
-                .map(|u| (u.name.0.clone(), redacted(&u.password_hash)))
-                .collect();
-            (list.0.clone(), users)
+        .map(|(list, userlist)| {
+            let view = match userlist {
+                Userlist::Users(users) => users
+                    .iter()
+                    .map(|u| (u.name.0.clone(), Value::from(redacted(&u.password_hash))))
+                    .collect(),
+                Userlist::File(file) => serde_json::to_value(file).expect("plain data"),
+            };
+            (list.0.clone(), view)
         })
         .collect();
     serde_json::json!({ "defaults": file.defaults, "userlists": userlists })
@@ -361,6 +364,35 @@ mod tests {
     }
 
     #[test]
+    fn userlist_files_and_rewrite_lists_show_as_fields() {
+        use crate::model::{FilePath, Name, PathRewrite, UsersFile};
+        let ops = |path: &str| {
+            let file = UsersFile {
+                file: FilePath(path.into()),
+                hashed: false,
+            };
+            BTreeMap::from([(Name("ops".into()), Userlist::File(file))])
+        };
+        let rewrite = |regex: &str| PathRewrite {
+            regex: regex.into(),
+            replace: "/".into(),
+        };
+        let mut base = table(vec![route("a", "/a")]);
+        base.userlists = ops("/run/secrets/dfp_users_ops");
+        base.routes[0].rewrite_path = vec![rewrite("^/a")];
+        let mut head = table(vec![route("a", "/a")]);
+        head.userlists = ops("/run/secrets/dfp_users_admins");
+        head.routes[0].rewrite_path = vec![rewrite("^/a"), rewrite("^/b")];
+        let diff = diff_routes(&base, &head);
+        assert_eq!(diff.settings[0].field, "userlists.ops.file");
+        assert_eq!(
+            diff.settings[0].new,
+            Some(Value::from("/run/secrets/dfp_users_admins"))
+        );
+        assert_eq!(diff.routes[0].fields[0].field, "rewrite_path");
+    }
+
+    #[test]
     fn reordered_lists_inside_a_route_are_no_change() {
         let mut a = route("a", "/x");
         a.paths.push(UrlPath("/y".into()));
@@ -370,7 +402,7 @@ mod tests {
     }
 
     #[test]
-    fn password_hashes_never_reach_the_config_diff() {
+    fn userlist_files_never_reach_the_config_diff() {
         let config = "userlist ops\n    user admin password $6$salt$secret\n";
         let redacted = redact_passwords(config);
         assert!(!redacted.contains("secret"), "{redacted}");

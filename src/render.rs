@@ -10,8 +10,9 @@ mod tls;
 use std::fmt;
 
 use crate::desired::DesiredState;
+use crate::desired::FileUsers;
 use crate::desired::servers::{self, TaskServer, TaskServers};
-use crate::model::{Domain, Mode, PathMatch, Route, RoutesFile, names};
+use crate::model::{Domain, Mode, PathMatch, Route, RoutesFile, Userlist, names};
 
 /// A rendered config: sections in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,17 +139,23 @@ impl Section {
 
 /// Renders a validated routes file, each route's servers at its service's
 /// name (or its fixed `servers`).
+/// A userlist read from a file renders empty here (nobody authenticates):
+/// its users are read when capstan reconciles (see [`render_desired`]).
 pub fn render(file: &RoutesFile) -> HaproxyConfig {
-    render_with(file, &TaskServers::new())
+    render_with(file, &TaskServers::new(), &FileUsers::new())
 }
 
 /// Renders the desired state: Swarm's tasks serve the routes they were
-/// resolved for.
+/// resolved for, userlists of files hold the users read from them.
 pub fn render_desired(desired: &DesiredState) -> HaproxyConfig {
-    render_with(&desired.routes, &desired.servers)
+    render_with(&desired.routes, &desired.servers, &desired.file_users)
 }
 
-fn render_with(file: &RoutesFile, endpoints: &TaskServers) -> HaproxyConfig {
+fn render_with(
+    file: &RoutesFile,
+    endpoints: &TaskServers,
+    file_users: &FileUsers,
+) -> HaproxyConfig {
     let mut routes: Vec<&Route> = file.routes.iter().collect();
     routes.sort_by_cached_key(|r| names::backend(r));
 
@@ -163,8 +170,12 @@ fn render_with(file: &RoutesFile, endpoints: &TaskServers) -> HaproxyConfig {
             .line("accepted_payload_size 8192");
         sections.push(resolvers);
     }
-    for (name, users) in &file.userlists {
+    for (name, list) in &file.userlists {
         let mut userlist = Section::new(format!("userlist {name}"));
+        let users = match list {
+            Userlist::Users(users) => users.as_slice(),
+            Userlist::File(_) => file_users.get(name).map_or(&[][..], Vec::as_slice),
+        };
         let mut users: Vec<_> = users.iter().collect();
         users.sort_by(|a, b| a.name.cmp(&b.name));
         for user in users {
@@ -460,7 +471,8 @@ fn backend(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
     }
     if route.sticky {
         if http {
-            backend.line("cookie SERVERID insert indirect nocache");
+            // Named after the service, as Docker Flow Proxy names it.
+            backend.line(format!("cookie {} insert indirect nocache", route.service));
         } else {
             backend
                 .line("stick-table type ip size 200k expire 30m")
@@ -484,7 +496,7 @@ fn backend(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
             backend.line("http-request del-header Authorization");
         }
     }
-    if let Some(rewrite) = &route.rewrite_path {
+    for rewrite in &route.rewrite_path {
         backend.line(format!(
             "http-request replace-path {} {}",
             regex_word(&rewrite.regex),
@@ -593,6 +605,7 @@ fn servers(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Name;
     use crate::model::validate::load;
 
     fn render_text(yaml: &str) -> String {
@@ -682,6 +695,66 @@ mod tests {
         );
         assert!(
             cfg.contains("use_backend a-be80 if url_a80_0 domain_a80\n"),
+            "{cfg}"
+        );
+    }
+
+    #[test]
+    fn sticky_cookies_are_named_after_the_service() {
+        let cfg = render_text(
+            "version: 1\nroutes:\n  - service: shop\n    port: 80\n    paths: [/shop]\n    sticky: true\n    servers: ['10.0.0.1:80', '10.0.0.2:80']\n",
+        );
+        assert!(
+            cfg.contains("    cookie shop insert indirect nocache\n"),
+            "{cfg}"
+        );
+        assert!(
+            cfg.contains("    server shop-1 10.0.0.1:80 cookie shop-1\n"),
+            "{cfg}"
+        );
+        assert!(!cfg.contains("SERVERID"), "{cfg}");
+    }
+
+    #[test]
+    fn path_rewrites_render_in_order() {
+        let one = "    rewrite_path: {regex: '^/a/(.*)', replace: '/b/\\1'}\n";
+        let list = "    rewrite_path:\n      - {regex: '^/a/(.*)', replace: '/b/\\1'}\n      - {regex: '^/b/(.*)', replace: '/c/\\1'}\n";
+        let route = "version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [/a]\n";
+        let rewrites = |cfg: String| -> Vec<String> {
+            cfg.lines()
+                .filter_map(|l| l.trim().strip_prefix("http-request replace-path "))
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(
+            rewrites(render_text(&format!("{route}{one}"))),
+            ["^/a/(.*) /b/\\1"]
+        );
+        assert_eq!(
+            rewrites(render_text(&format!("{route}{list}"))),
+            ["^/a/(.*) /b/\\1", "^/b/(.*) /c/\\1"]
+        );
+        // One rewrite reads back as the object it is usually written as.
+        let file = load("routes.yaml", &format!("{route}{one}")).unwrap();
+        let yaml = serde_saphyr::to_string(&file).unwrap();
+        assert!(yaml.contains("rewrite_path:\n    regex:"), "{yaml}");
+    }
+
+    #[test]
+    fn userlists_of_files_hold_the_users_read_for_them() {
+        let file = load(
+            "routes.yaml",
+            "version: 1\nuserlists:\n  ops: {file: /run/secrets/dfp_users_ops}\nroutes:\n  - service: a\n    port: 80\n    paths: [/a]\n    auth: {userlist: ops}\n",
+        )
+        .unwrap();
+        // Not read yet: nobody gets in.
+        let cfg = render(&file).to_string();
+        assert!(cfg.contains("\nuserlist ops\n\nfrontend"), "{cfg}");
+        let admin = crate::model::User::new(Name("admin".into()), "$6$salt$hash").unwrap();
+        let users = FileUsers::from([(Name("ops".into()), vec![admin])]);
+        let cfg = render_desired(&DesiredState::new(file).with_file_users(users)).to_string();
+        assert!(
+            cfg.contains("userlist ops\n    user admin password $6$salt$hash\n"),
             "{cfg}"
         );
     }

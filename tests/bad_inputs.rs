@@ -1587,6 +1587,29 @@ fn unquoted_slots() -> Vec<Slot> {
             "routes[0].rewrite_path.replace",
         ),
         Slot::new(
+            "rewrite regex, second of a list",
+            &route(
+                "    rewrite_path:\n      - {regex: ^/api/(.*), replace: /v1/\\1}\n      - regex: @\n        replace: /\\1\n",
+            ),
+            "^/v1/(.*)",
+            "routes[0].rewrite_path[1].regex",
+        )
+        .regex(),
+        Slot::new(
+            "rewrite replacement, second of a list",
+            &route(
+                "    rewrite_path:\n      - {regex: ^/api/(.*), replace: /v1/\\1}\n      - regex: ^/v1/(.*)\n        replace: @\n",
+            ),
+            "/v2/\\1",
+            "routes[0].rewrite_path[1].replace",
+        ),
+        Slot::new(
+            "users file",
+            "version: 1\nuserlists:\n  ops: {file: @}\n",
+            "/run/secrets/dfp_users_ops",
+            "userlists.ops.file",
+        ),
+        Slot::new(
             "health-check path",
             &route("    health_check:\n      path: @\n"),
             "/healthz",

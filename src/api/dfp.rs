@@ -9,9 +9,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::ApiState;
-use crate::dfp::{self, AnswerStatus};
+use crate::dfp::{self, AnswerStatus, DfpError, ParamProblem};
+use crate::model::Userlist;
 use crate::reconcile::{APPLY_TIMEOUT, OverrideError};
 use crate::sources::overrides::{Action, Override, OverrideChange};
+use crate::sources::user_files::read_entries;
 use crate::state;
 use crate::util::unix_now;
 
@@ -59,9 +61,11 @@ pub async fn reconfigure(
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    let request = match authorized(&state, &headers)
-        .and_then(|()| dfp::parse_reconfigure(&params).map_err(|e| Box::new(refused(&e))))
-    {
+    let request = match authorized(&state, &headers).and_then(|()| {
+        dfp::parse_reconfigure_in(&params, &state.secrets_dir)
+            .and_then(|request| users_files_readable(&request).map(|()| request))
+            .map_err(|e| Box::new(refused(&e)))
+    }) {
         Ok(request) => request,
         Err(response) => return *response,
     };
@@ -96,6 +100,22 @@ pub async fn reconfigure(
         StatusCode::OK,
         dfp::reconfigure_answer(AnswerStatus::Ok, "", &service, &request.echo),
     )
+}
+
+/// A `usersSecret` whose file cannot be read now is refused rather than
+/// stored: it would fail every reconcile until the file is fixed.
+fn users_files_readable(request: &dfp::Reconfigure) -> Result<(), DfpError> {
+    for list in request.userlists.values() {
+        if let Userlist::File(file) = list {
+            read_entries(file).map_err(|e| DfpError::Invalid {
+                problems: vec![ParamProblem {
+                    param: "usersSecret".into(),
+                    message: e.to_string(),
+                }],
+            })?;
+        }
+    }
+    Ok(())
 }
 
 pub async fn remove(

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::desired::overlay::Drift;
 use crate::metrics::ResultLabel;
-use crate::model::{RoutesFile, User};
+use crate::model::{RoutesFile, Userlist};
 use crate::reconcile::ReconcilerHandle;
 use crate::sources::overrides::{Action, Override, OverrideSet};
 use crate::sources::{RevisionInfo, Warning};
@@ -73,6 +73,8 @@ pub struct ApiState {
     pub default_ttl: Option<std::time::Duration>,
     /// The haproxy.cfg HAProxy loads, for `config`.
     pub config_file: std::path::PathBuf,
+    /// Where `usersSecret=<name>` files are (`dfp_users_<name>`).
+    pub secrets_dir: crate::dfp::SecretsDir,
 }
 
 impl ApiState {
@@ -114,8 +116,12 @@ fn base64_encode(bytes: &[u8]) -> String {
 /// as `capstan diff` shows them. A fingerprint stays as it is, so that
 /// `capstan diff --live` can put both sides through this whichever the
 /// server sent.
-fn redact_users<'a>(lists: impl IntoIterator<Item = &'a mut Vec<User>>) {
-    for user in lists.into_iter().flatten() {
+fn redact_users<'a>(lists: impl IntoIterator<Item = &'a mut Userlist>) {
+    let listed = lists.into_iter().filter_map(|list| match list {
+        Userlist::Users(users) => Some(users),
+        Userlist::File(_) => None,
+    });
+    for user in listed.flatten() {
         user.password_hash = crate::diff::redacted(&user.password_hash);
     }
 }
@@ -139,7 +145,7 @@ pub fn has_fingerprints(set: &OverrideSet) -> bool {
     set.overrides.values().any(|o| match &o.action {
         Action::Reconfigure { userlists, .. } => userlists
             .values()
-            .flatten()
+            .flat_map(Userlist::listed)
             .any(|u| crate::diff::is_fingerprint(&u.password_hash)),
         Action::Remove => false,
     })

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
 use capstan::api::{self, ApiAuth, ApiState};
+use capstan::dfp::SecretsDir;
 use capstan::haproxy::driver::Haproxy;
 use capstan::haproxy::process::RuntimePaths;
 use capstan::model::duration::parse_flag;
@@ -117,6 +118,11 @@ pub struct ServeArgs {
     /// routes win over label routes of the same id; overrides win over both.
     #[arg(long, env = "CAPSTAN_SWARM_LABELS", requires = "swarm")]
     swarm_labels: bool,
+    /// Where Docker mounts the proxy's secrets: Docker Flow Proxy's
+    /// `usersSecret=<name>` (API call or `com.df.usersSecret` label) reads the
+    /// users of the file `dfp_users_<name>` in it.
+    #[arg(long, env = "CAPSTAN_SECRETS_DIR", default_value = SecretsDir::DEFAULT)]
+    secrets_dir: SecretsDir,
     /// How long an API client has to send its request headers, and how long
     /// an idle keep-alive connection stays open; then capstan closes it.
     #[arg(long, env = "CAPSTAN_API_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_flag)]
@@ -190,6 +196,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         auth,
         default_ttl: args.override_ttl,
         config_file,
+        secrets_dir: args.secrets_dir.clone(),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -268,6 +275,7 @@ async fn swarm_source(args: &ServeArgs) -> Result<SwarmSource> {
         networks: args.swarm_networks.clone(),
         events,
         labels: args.swarm_labels,
+        secrets_dir: args.secrets_dir.clone(),
     })
 }
 

@@ -8,6 +8,7 @@ pub mod servers;
 use crate::model::RoutesFile;
 use crate::sources::Warning;
 use crate::sources::swarm_snapshot::SwarmState;
+pub use crate::sources::user_files::FileUsers;
 use servers::TaskServers;
 
 /// What capstan wants HAProxy to serve: what the renderer takes.
@@ -21,6 +22,8 @@ pub struct DesiredState {
     /// Routes that cannot be served as declared (no such service, no
     /// running task, no shared network, unreadable labels).
     pub warnings: Vec<Warning>,
+    /// The users of `routes`' userlists that are files, as read this reconcile.
+    pub file_users: FileUsers,
 }
 
 impl DesiredState {
@@ -30,6 +33,7 @@ impl DesiredState {
             routes,
             servers: TaskServers::new(),
             warnings: Vec::new(),
+            file_users: FileUsers::new(),
         }
     }
 
@@ -41,6 +45,12 @@ impl DesiredState {
             routes,
             servers,
             warnings,
+            file_users: FileUsers::new(),
         }
+    }
+
+    /// The state with the users read from the userlists' files.
+    pub fn with_file_users(self, file_users: FileUsers) -> Self {
+        Self { file_users, ..self }
     }
 }

@@ -238,6 +238,7 @@ pub fn check_overlay(overlay: &Overlay) -> Result<(), Diagnostics> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dfp::SecretsDir;
     use crate::sources::labels::label_routes;
     use crate::sources::overrides::Override;
     use crate::sources::overrides::fixtures::{ids, reconfigure, route, set};
@@ -344,7 +345,7 @@ mod tests {
             routes: table,
             label_routes,
             warnings,
-        } = lay_labels_under(&git, label_routes(&state));
+        } = lay_labels_under(&git, label_routes(&state, &SecretsDir::default()));
         let ids: Vec<String> = table.routes.iter().map(|r| r.id().0).collect();
         assert_eq!(ids, ["web:80", "lbl:80"], "git's web:80 wins, lbl is added");
         assert_eq!(table.routes[0].paths[0].0, "/web");
@@ -368,7 +369,8 @@ mod tests {
             services: [(lbl.name.clone(), lbl)].into_iter().collect(),
             networks: BTreeMap::new(),
         };
-        let with_labels = lay_labels_under(&git(), label_routes(&state)).routes;
+        let with_labels =
+            lay_labels_under(&git(), label_routes(&state, &SecretsDir::default())).routes;
         let overrides = set(vec![
             reconfigure("lbl", vec![route("lbl", 80, "/new")], None),
             reconfigure("a", vec![route("a", 80, "/aa")], None),

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::regsub::search_replace_of;
 use crate::model::duration;
 use crate::model::{
-    self, HeaderRules, HttpsRedirectWhen, Method, Name, PathMatch, Route, TlsVerify, User,
+    self, HeaderRules, HttpsRedirectWhen, Method, Name, PathMatch, Route, TlsVerify, Userlist,
 };
 
 /// The service's settings in DFP's vocabulary, echoed by the reconfigure
@@ -245,7 +245,7 @@ pub(super) fn service_echo(routes: &[Route]) -> ServiceEcho {
 /// userlist the routes' `auth` names, looked up in `userlists`.
 pub(super) fn service_echo_with_users(
     routes: &[Route],
-    userlists: &BTreeMap<Name, Vec<User>>,
+    userlists: &BTreeMap<Name, Userlist>,
 ) -> ServiceEcho {
     let dests: Vec<DestEcho> = routes
         .iter()
@@ -265,15 +265,15 @@ pub(super) fn service_echo_with_users(
         |rules: &HeaderRules| -> Vec<String> { rules.delete.iter().map(|n| n.0.clone()).collect() };
     let (search, replace) = first
         .rewrite_path
-        .as_ref()
+        .first()
         .map(search_replace_of)
         .unwrap_or_default();
     let users = first
         .auth
         .as_ref()
         .and_then(|auth| userlists.get(&auth.userlist))
-        .map(|users| {
-            users
+        .map(|list| {
+            list.listed()
                 .iter()
                 .map(|u| UserEcho {
                     username: u.name.0.clone(),
@@ -346,12 +346,13 @@ fn dest_echo(index: usize, route: &Route) -> DestEcho {
         req_mode: route.mode.as_str().to_string(),
         req_path_search_replace: route
             .rewrite_path
-            .as_ref()
+            .iter()
             .map(|r| {
                 let (search, replace) = search_replace_of(r);
                 format!("{search},{replace}")
             })
-            .unwrap_or_default(),
+            .collect::<Vec<_>>()
+            .join(":"),
         service_domain: route.domains.iter().map(|d| d.0.clone()).collect(),
         service_path: route.paths.iter().map(|p| p.0.clone()).collect(),
         service_path_exclude: route.exclude_paths.iter().map(|p| p.0.clone()).collect(),
@@ -459,10 +460,10 @@ mod tests {
         let mut route = Route::new("b", 80);
         route.timeouts.server = Some(model::Duration("2m".into()));
         route.timeouts.tunnel = Some(model::Duration("1500ms".into()));
-        route.rewrite_path = Some(PathRewrite {
+        route.rewrite_path = vec![PathRewrite {
             regex: "^/b/(.*)".into(),
             replace: "/\\1".into(),
-        });
+        }];
         let echo = service_echo(&[route]);
         assert_eq!(echo.timeout_server, "120");
         assert_eq!(echo.timeout_tunnel, "1500ms");

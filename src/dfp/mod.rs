@@ -32,45 +32,10 @@
 //! applying to no destination is an error. An empty value counts as absent, as
 //! in DFP; a parameter repeated with different values is an error.
 //!
-//! | parameter | | capstan |
-//! |---|---|---|
-//! | `serviceName` | required | `service` |
-//! | `port` | dest, required | `port` |
-//! | `servicePath` | dest, comma list | `paths` |
-//! | `pathType` | | `path_beg`, `path`, `path_reg` → `path_match` prefix, exact, regex; others 400 |
-//! | `serviceDomain` | dest, comma list | `domains`; `*.a.com` → `*.a.com`; `*a.com` → `a.com` and `*.a.com` (suffix on a label boundary only) |
-//! | `serviceDomainAlgo` | | `hdr_beg(host)` (DFP's default), `hdr(host)`: capstan matches the whole host, without its port; others 400 |
-//! | `reqMode` | dest | `http`, `tcp`, `sni` → `mode` |
-//! | `srcPort` | dest, tcp and sni only | `listen_port`; sni destinations on one port share it |
-//! | `serviceDomain` on an sni destination | dest | `domains`: the TLS server names (SNI) routed to it; `servicePath` with `pathType=req_ssl_sni ...` 400 |
-//! | `httpsPort` | dest, http only | `https_port`: requests that came over HTTPS go to this port, in a backend `https-<name>-be<port>` |
-//! | `sslVerifyNone` | dest, http only | `true` → `backend_tls: {verify: none}` (also on the `httpsPort` backend) |
-//! | `httpsOnly`, `httpsRedirectCode` | dest | `https_only`, `redirect_code` |
-//! | `redirectWhenHttpProto`, `redirectUnlessHttpsProto` | http | `https_only` with `https_redirect_when: x_forwarded_proto_http` / `x_forwarded_proto_not_https`; with `httpsOnly=true`, or both, 400 |
-//! | `servicePathExclude` | dest, comma list | `exclude_paths`, matched as `pathType` says |
-//! | `redirectFromDomain` | dest, comma list | `redirect_from` (to the first `serviceDomain`) |
-//! | `allowedMethods`, `deniedMethods` | dest, comma list | `allowed_methods`, `denied_methods` (case-sensitive, `GET`) |
-//! | `denyHttp` | dest | `deny_http` |
-//! | `isDefaultBackend` | http | `default_backend` on the service's one http destination; with several, 400 |
-//! | `outboundHostname` | dest | `servers: [<host>:<port>]` |
-//! | `users`, `usersPassEncrypted` | http | crypt(3) hashes only, with `usersPassEncrypted=true`: a userlist named after the service, `auth` on every http destination; plaintext 400 |
-//! | `addReqHeader`, `setReqHeader`, `addResHeader`, `setResHeader` | http, comma list of `Name Value` | `request_headers` / `response_headers` `add` / `set`; literal values only (no `%`, `$`, `"`, `\`) |
-//! | `delReqHeader`, `delResHeader` | http, comma list | `delete` |
-//! | `reqPathSearchReplace` | dest, `search,replace` | `rewrite_path` with DFP's `regsub` meaning; several `:`-separated pairs 400 |
-//! | `reqPathSearch` + `reqPathReplace` | http | the same, DFP's older form |
-//! | `timeoutServer`, `timeoutTunnel` | dest, seconds | `timeouts.server`, `timeouts.tunnel` (`Ns`) |
-//! | `timeoutClient` | dest, tcp and sni only, seconds | `timeouts.client` |
-//! | `sessionType` | | `sticky-server` → `sticky`; others 400 |
-//! | `aclName` | | echoed; ignored: capstan computes precedence |
-//! | `distribute` | | echoed; ignored: every capstan replica reconciles the same state |
-//! | `replicas`, `shortName` | | ignored (DFSL bookkeeping) |
-//! | `sslVerifyNone` | | `false` accepted; `true` 400 |
-//! | `ttl` | capstan's own | `10m`, `2h`, `1d`, `3600` (seconds) → [`Reconfigure::ttl`] |
-//!
-//! Rejected (400 [`DfpError::Unsupported`]): `httpsPort`, `serviceCert`,
-//! `usersSecret`, `serviceHeader`, `discoveryType`, `checkResolvers`,
-//! `balanceGroup`, `backendExtra`, `templateFePath`, `templateBePath`, any
-//! other name, and service-level parameters with an index.
+//! Every parameter DFP documents, and what capstan does with it (supported
+//! and as which routes.yaml field, ignored as another tool's, or refused and
+//! why), is in README.md's "Docker Flow Proxy compatibility" table; the
+//! lists in `params` are the code's side of it.
 //!
 //! # Route names
 //!
@@ -85,6 +50,7 @@ mod error;
 mod params;
 mod regsub;
 mod rules;
+mod secrets;
 mod translate;
 mod values;
 
@@ -94,7 +60,8 @@ pub use echo::{
 };
 pub use error::{DfpError, ParamProblem};
 pub use params::{MAX_DESTINATIONS, MAX_PARAMS, MAX_VALUE_LEN};
-pub use translate::{Reconfigure, Remove, parse_reconfigure, parse_remove};
+pub use secrets::SecretsDir;
+pub use translate::{Reconfigure, Remove, parse_reconfigure, parse_reconfigure_in, parse_remove};
 
 /// `a=1&b=2` as decoded pairs (no percent-decoding: values are written decoded).
 #[cfg(test)]

@@ -49,6 +49,7 @@ const SERVICE_PARAMS: &[&str] = &[
     "pathType",
     "serviceDomainAlgo",
     "users",
+    "usersSecret",
     "usersPassEncrypted",
     "addReqHeader",
     "setReqHeader",
@@ -78,10 +79,6 @@ pub(super) const REJECTED: &[(&str, &str)] = &[
     (
         "serviceCert",
         "certificates come from `defaults.https` in routes.yaml",
-    ),
-    (
-        "usersSecret",
-        "capstan reads no Docker secrets; send crypt(3) hashes in `users` with `usersPassEncrypted=true`",
     ),
     ("serviceHeader", "capstan does not route by request headers"),
     (
@@ -458,7 +455,7 @@ impl Params {
                 } else if TCP_ONLY.contains(&base) {
                     "it applies to reqMode=tcp or sni destinations, and there is none it could apply to"
                 } else if base == "usersPassEncrypted" {
-                    "it is only used with `users`"
+                    "it is only used with `users` or `usersSecret`"
                 } else {
                     "nothing uses it"
                 };
@@ -488,6 +485,7 @@ fn base_is_http_service(base: &str) -> bool {
         "pathType"
             | "serviceDomainAlgo"
             | "users"
+            | "usersSecret"
             | "addReqHeader"
             | "setReqHeader"
             | "delReqHeader"

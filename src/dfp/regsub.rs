@@ -26,17 +26,30 @@ pub(super) enum PatternError {
     UnclosedPosixClass,
 }
 
-/// `reqPathSearchReplace`: one `search,replace` pair.
-pub(super) fn search_replace_value(value: &str) -> Result<PathRewrite, String> {
-    if value.contains(':') {
-        return Err(
-            "several `search,replace` pairs (`:`) are not supported: capstan applies one rewrite per destination".into(),
-        );
-    }
-    match value.split(',').collect::<Vec<_>>().as_slice() {
-        [search, replace] => regsub_rewrite(search, replace),
-        _ => Err("is not `search,replace`".into()),
-    }
+/// `reqPathSearchReplace`: `search,replace` pairs separated by `:`, applied
+/// in order, each to the path the previous one made (DFP renders one
+/// `set-path` per pair).
+pub(super) fn search_replace_value(value: &str) -> Result<Vec<PathRewrite>, String> {
+    let pairs: Vec<&str> = value.split(':').collect();
+    let several = pairs.len() > 1;
+    pairs
+        .into_iter()
+        .enumerate()
+        .map(|(i, pair)| {
+            let rewrite = match pair.split(',').collect::<Vec<_>>().as_slice() {
+                [search, replace] => regsub_rewrite(search, replace),
+                _ => Err("is not `search,replace`".into()),
+            };
+            // Pairs are counted from 1, as a reader counts them.
+            rewrite.map_err(|e| {
+                if several {
+                    format!("pair {}: {e}", i + 1)
+                } else {
+                    e
+                }
+            })
+        })
+        .collect()
 }
 
 /// DFP's rewrite (the first match of `search` in the path is replaced) as

@@ -10,17 +10,18 @@ use super::error::{DfpError, ParamProblem};
 use super::params::{Given, Params, indexed};
 use super::regsub::{regsub_rewrite, search_replace_value};
 use super::rules::{DestRules, ServiceRules};
+use super::secrets::SecretsDir;
 use super::values::{
     acl_name_value, bool_value, connection_mode_value, count_value, discovery_type_value,
     domain_algo_value, domains_value, header_names, header_values, mode_value, name_value,
     path_type_value, paths_value, port_value, redirect_code_value, seconds_value, server_value,
-    session_type_value, ttl_value, users_value,
+    session_type_value, ttl_value, users_secret_value, users_value,
 };
 use crate::model::diagnostics::Diagnostics;
 use crate::model::validate;
 use crate::model::{
     Auth, BackendTls, ConnectionMode, Domain, Endpoint, HeaderRules, HealthCheck, Mode, Name,
-    PathMatch, PathRewrite, Route, RoutesFile, User,
+    PathMatch, PathRewrite, Route, RoutesFile, Userlist, UsersFile,
 };
 
 /// DFP parameter → the name it was sent as (`port.2`), for one route's settings.
@@ -33,8 +34,9 @@ pub struct Reconfigure {
     pub service_name: String,
     /// One route per destination, in index order.
     pub routes: Vec<Route>,
-    /// The service's userlist (named after the service) when it sent `users`.
-    pub userlists: BTreeMap<Name, Vec<User>>,
+    /// The service's userlist (named after the service) when it sent `users`
+    /// or `usersSecret`.
+    pub userlists: BTreeMap<Name, Userlist>,
     /// How long the routes should live (`ttl`, capstan's extension); `None`: until removed.
     pub ttl: Option<Duration>,
     /// What the answer echoes, in DFP's field names.
@@ -67,7 +69,7 @@ impl Reconfigure {
         for (name, users) in &self.userlists {
             if file.userlists.contains_key(name) {
                 return Err(DfpError::invalid(
-                    "users",
+                    self.users_param(),
                     format!("a userlist named `{name}` already exists"),
                 ));
             }
@@ -94,7 +96,7 @@ impl Reconfigure {
             if ours {
                 // Never echo a password hash back.
                 return ParamProblem {
-                    param: "users".into(),
+                    param: self.users_param().into(),
                     message: "a user entry is invalid (capstan field `userlists`)".into(),
                 };
             }
@@ -135,6 +137,16 @@ impl Reconfigure {
         ParamProblem {
             param,
             message: format!("{message}{at}"),
+        }
+    }
+}
+
+impl Reconfigure {
+    /// The parameter the service's userlist came from.
+    fn users_param(&self) -> &'static str {
+        match self.userlists.values().next() {
+            Some(Userlist::File(_)) => "usersSecret",
+            _ => "users",
         }
     }
 }
@@ -194,8 +206,18 @@ pub struct Remove {
 /// names, unsafe values (length, characters, conflicting repeats), missing
 /// `serviceName`, missing `port`, a tcp destination without `srcPort`,
 /// malformed or unsupported values, nothing to route (409), and problems
-/// capstan's validation finds.
+/// capstan's validation finds. `usersSecret` names a file in DFP's
+/// `/run/secrets`; see [`parse_reconfigure_in`].
 pub fn parse_reconfigure(params: &[(String, String)]) -> Result<Reconfigure, DfpError> {
+    parse_reconfigure_in(params, &SecretsDir::default())
+}
+
+/// [`parse_reconfigure`], `usersSecret=<name>` naming the file
+/// `dfp_users_<name>` in `secrets`.
+pub fn parse_reconfigure_in(
+    params: &[(String, String)],
+    secrets: &SecretsDir,
+) -> Result<Reconfigure, DfpError> {
     let params = Params::read(params, false)?;
     let service = params
         .take("serviceName")
@@ -211,7 +233,8 @@ pub fn parse_reconfigure(params: &[(String, String)]) -> Result<Reconfigure, Dfp
     let mut problems = Vec::new();
     let modes = dest_modes(&params, &indices, &mut problems)?;
     let name = service.parse(&mut problems, name_value);
-    let settings = ServiceSettings::read(&params, modes.contains(&Mode::Http), &mut problems);
+    let settings =
+        ServiceSettings::read(&params, modes.contains(&Mode::Http), secrets, &mut problems);
     let extras = Extras::read(&params, &mut problems);
     let service_rules = ServiceRules::read(&params, modes.contains(&Mode::Http), &mut problems);
     // With an invalid name the routes are only parsed for their problems.
@@ -243,8 +266,8 @@ pub fn parse_reconfigure(params: &[(String, String)]) -> Result<Reconfigure, Dfp
             return Err(DfpError::NothingToRoute { index });
         }
     }
-    let userlists = match (&name, settings.users.is_empty()) {
-        (Some(name), false) => BTreeMap::from([(name.clone(), settings.users)]),
+    let userlists = match (&name, settings.userlist) {
+        (Some(name), Some(userlist)) => BTreeMap::from([(name.clone(), userlist)]),
         _ => BTreeMap::new(),
     };
     let mut echo = service_echo_with_users(&routes, &userlists);
@@ -370,7 +393,8 @@ struct ServiceSettings {
     connection_mode: ConnectionMode,
     /// `serviceDomainMatchAll`: every domain also matches its subdomains.
     subdomains_too: bool,
-    users: Vec<User>,
+    /// From `users` or `usersSecret`.
+    userlist: Option<Userlist>,
     request_headers: HeaderRules,
     response_headers: HeaderRules,
     rewrite: Option<PathRewrite>,
@@ -380,13 +404,18 @@ struct ServiceSettings {
 }
 
 impl ServiceSettings {
-    fn read(params: &Params, any_http: bool, problems: &mut Vec<ParamProblem>) -> Self {
+    fn read(
+        params: &Params,
+        any_http: bool,
+        secrets: &SecretsDir,
+        problems: &mut Vec<ParamProblem>,
+    ) -> Self {
         let mut settings = ServiceSettings {
             path_match: PathMatch::Prefix,
             endpoint: None,
             connection_mode: ConnectionMode::KeepAlive,
             subdomains_too: false,
-            users: Vec::new(),
+            userlist: None,
             request_headers: HeaderRules::default(),
             response_headers: HeaderRules::default(),
             rewrite: None,
@@ -427,8 +456,13 @@ impl ServiceSettings {
         if let Some(given) = params.take("xForwardedProto") {
             given.parse(problems, bool_value);
         }
-        if let Some(users) = params.take("users") {
-            settings.read_users(params, users, problems);
+        match (params.take("users"), params.take("usersSecret")) {
+            (Some(users), None) => settings.read_users(params, users, problems),
+            (None, Some(secret)) => settings.read_users_secret(params, secret, secrets, problems),
+            (Some(_), Some(secret)) => problems.push(secret.problem(
+                "cannot be combined with `users`: list every user, with its password, in the secret",
+            )),
+            (None, None) => {}
         }
         settings.read_headers(params, problems);
         settings.read_rewrite(params, problems);
@@ -442,13 +476,38 @@ impl ServiceSettings {
             .and_then(|g| g.parse(problems, bool_value))
             .unwrap_or(false);
         if encrypted {
-            self.users = users.parse(problems, users_value).unwrap_or_default();
+            self.userlist = users
+                .parse(problems, users_value)
+                .filter(|users| !users.is_empty())
+                .map(Userlist::Users);
         } else {
             problems.push(users.problem(
                 "plaintext passwords are not accepted: send crypt(3) hashes (`mkpasswd -m sha-512`) as `user:hash` with `usersPassEncrypted=true`",
             ));
         }
         self.sources.insert("users", users.name.clone());
+    }
+
+    /// `usersSecret=<name>`: the users of the secret file `dfp_users_<name>`,
+    /// their passwords plaintext unless `usersPassEncrypted=true`.
+    fn read_users_secret(
+        &mut self,
+        params: &Params,
+        secret: &Given,
+        secrets: &SecretsDir,
+        problems: &mut Vec<ParamProblem>,
+    ) {
+        let hashed = params
+            .take("usersPassEncrypted")
+            .and_then(|g| g.parse(problems, bool_value))
+            .unwrap_or(false);
+        self.userlist = secret.parse(problems, users_secret_value).map(|name| {
+            Userlist::File(UsersFile {
+                file: secrets.users_file(&name),
+                hashed,
+            })
+        });
+        self.sources.insert("users", secret.name.clone());
     }
 
     fn read_headers(&mut self, params: &Params, problems: &mut Vec<ParamProblem>) {
@@ -533,10 +592,10 @@ impl ServiceSettings {
         route.connection_mode = self.connection_mode;
         route.request_headers = self.request_headers.clone();
         route.response_headers = self.response_headers.clone();
-        if route.rewrite_path.is_none() {
-            route.rewrite_path = self.rewrite.clone();
+        if route.rewrite_path.is_empty() {
+            route.rewrite_path = self.rewrite.clone().into_iter().collect();
         }
-        if !self.users.is_empty() {
+        if self.userlist.is_some() {
             route.auth = Some(Auth {
                 userlist: service.clone(),
                 realm: None,
@@ -667,7 +726,9 @@ impl Dest<'_> {
                     given.problem("conflicts with `reqPathSearch`/`reqPathReplace`: send one form"),
                 );
             }
-            route.rewrite_path = given.parse(problems, search_replace_value);
+            route.rewrite_path = given
+                .parse(problems, search_replace_value)
+                .unwrap_or_default();
         }
         route.timeouts.server = server.and_then(|g| g.parse(problems, seconds_value));
         route.timeouts.tunnel = tunnel.and_then(|g| g.parse(problems, seconds_value));
@@ -923,7 +984,7 @@ mod tests {
         let r = ok(&format!(
             "serviceName=a&port=80&servicePath=/a&users=alice:{HASH},bob:$2y$05$abcdefghijklmnopqrstuv&usersPassEncrypted=true"
         ));
-        let users = &r.userlists[&Name("a".into())];
+        let users = r.userlists[&Name("a".into())].listed();
         assert_eq!(users.len(), 2);
         assert_eq!(users[0].password_hash, HASH);
         assert_eq!(r.routes[0].auth.as_ref().unwrap().userlist.0, "a");
@@ -960,11 +1021,49 @@ mod tests {
             "serviceName=a&port=80&servicePath=/a&usersPassEncrypted=true",
             "usersPassEncrypted",
         );
-        assert_eq!(
-            err("serviceName=a&port=80&servicePath=/a&usersSecret=admin"),
-            DfpError::Unsupported {
-                params: vec!["usersSecret".into()]
-            }
+    }
+
+    #[test]
+    fn users_secret_names_a_file_in_the_secrets_directory() {
+        let secrets: SecretsDir = "/srv/secrets".parse().unwrap();
+        let r = parse_reconfigure_in(
+            &q("serviceName=a&port=80&servicePath=/a&usersSecret=monitoring"),
+            &secrets,
+        )
+        .unwrap();
+        let expected = Userlist::File(UsersFile {
+            file: crate::model::FilePath("/srv/secrets/dfp_users_monitoring".into()),
+            hashed: false,
+        });
+        assert_eq!(r.userlists[&Name("a".into())], expected);
+        assert_eq!(r.routes[0].auth.as_ref().unwrap().userlist.as_str(), "a");
+        let cfg = config(&r);
+        assert!(cfg.contains("userlist a\n"), "{cfg}");
+        assert!(cfg.contains("http_auth(a)"), "{cfg}");
+        // DFP's default directory, and passwords hashed already.
+        let r = ok("serviceName=a&port=80&servicePath=/a&usersSecret=m&usersPassEncrypted=true");
+        let Userlist::File(file) = &r.userlists[&Name("a".into())] else {
+            panic!("{:?}", r.userlists);
+        };
+        assert_eq!(file.file.0, "/run/secrets/dfp_users_m");
+        assert!(file.hashed);
+
+        for bad_name in ["../x", "a/b", "a b", ".x"] {
+            bad(
+                &format!("serviceName=a&port=80&servicePath=/a&usersSecret={bad_name}"),
+                "usersSecret",
+            );
+        }
+        let message = bad(
+            &format!(
+                "serviceName=a&port=80&servicePath=/a&usersSecret=m&users=a:{HASH}&usersPassEncrypted=true"
+            ),
+            "usersSecret",
+        );
+        assert!(message.contains("combined"), "{message}");
+        bad(
+            "serviceName=a&port.1=80&reqMode.1=tcp&srcPort.1=90&usersSecret=m",
+            "usersSecret",
         );
     }
 
@@ -1035,7 +1134,7 @@ mod tests {
     #[test]
     fn path_rewrites_keep_dfp_regsub_meaning() {
         let r = ok("serviceName=a&port=80&servicePath=/demo&reqPathSearchReplace=/demo,/x");
-        let rewrite = r.routes[0].rewrite_path.clone().unwrap();
+        let rewrite = r.routes[0].rewrite_path[0].clone();
         assert_eq!(rewrite.regex, "^(.*?)(/demo)(.*)$");
         assert_eq!(rewrite.replace, "\\1/x\\3");
         assert_eq!(r.echo.service_dest[0].req_path_search_replace, "/demo,/x");
@@ -1050,7 +1149,7 @@ mod tests {
         let r = ok(
             "serviceName=a&port=80&servicePath=/a&reqPathSearchReplace=/a/(v[0-9])/(?=x|y)[xy]/(?<n>z),/\\2/\\1\\0",
         );
-        let rewrite = r.routes[0].rewrite_path.clone().unwrap();
+        let rewrite = r.routes[0].rewrite_path[0].clone();
         assert_eq!(rewrite.replace, "\\1/\\4/\\3\\2\\5");
         assert_eq!(
             r.echo.service_dest[0].req_path_search_replace,
@@ -1058,19 +1157,20 @@ mod tests {
         );
         // An empty replacement removes the match.
         let r = ok("serviceName=a&port=80&servicePath=/a&reqPathSearchReplace=^/a,");
-        assert_eq!(r.routes[0].rewrite_path.as_ref().unwrap().replace, "\\1\\3");
+        assert_eq!(r.routes[0].rewrite_path[0].replace, "\\1\\3");
         // The old form.
         let r = ok("serviceName=a&port=80&servicePath=/a&reqPathSearch=/a/&reqPathReplace=/");
-        assert_eq!(
-            r.routes[0].rewrite_path.as_ref().unwrap().regex,
-            "^(.*?)(/a/)(.*)$"
-        );
+        assert_eq!(r.routes[0].rewrite_path[0].regex, "^(.*?)(/a/)(.*)$");
 
         let message = bad(
-            "serviceName=a&port=80&servicePath=/a&reqPathSearchReplace=/a,/b:/c,/d",
+            "serviceName=a&port=80&servicePath=/a&reqPathSearchReplace=/a,/b:/c",
             "reqPathSearchReplace",
         );
-        assert!(message.contains("one rewrite"), "{message}");
+        assert!(message.contains("pair 2"), "{message}");
+        bad(
+            "serviceName=a&port=80&servicePath=/a&reqPathSearchReplace=/a,/b:",
+            "reqPathSearchReplace",
+        );
         bad(
             "serviceName=a&port=80&servicePath=/a&reqPathSearchReplace=/a",
             "reqPathSearchReplace",
@@ -1103,6 +1203,33 @@ mod tests {
             "serviceName=a&port=80&servicePath=/a&reqPathSearch=/a&reqPathReplace=/&reqPathSearchReplace=/a,/",
             "reqPathSearchReplace",
         );
+    }
+
+    #[test]
+    fn several_rewrite_pairs_apply_in_order() {
+        let r = ok(
+            "serviceName=a&port=80&servicePath=/a&reqPathSearchReplace=/a/,/b/:^/b/(v[0-9]),/\\1",
+        );
+        let rewrites: Vec<(&str, &str)> = r.routes[0]
+            .rewrite_path
+            .iter()
+            .map(|w| (w.regex.as_str(), w.replace.as_str()))
+            .collect();
+        assert_eq!(
+            rewrites,
+            [
+                ("^(.*?)(/a/)(.*)$", "\\1/b/\\3"),
+                ("^(.*?)(^/b/(v[0-9]))(.*)$", "\\1/\\3\\4")
+            ]
+        );
+        assert_eq!(
+            r.echo.service_dest[0].req_path_search_replace,
+            "/a/,/b/:^/b/(v[0-9]),/\\1"
+        );
+        let cfg = config(&r);
+        let first = cfg.find("replace-path ^(.*?)(/a/)").unwrap();
+        let second = cfg.find("replace-path ^(.*?)(^/b/").unwrap();
+        assert!(first < second, "{cfg}");
     }
 
     #[test]
@@ -1392,7 +1519,7 @@ mod tests {
             "serviceName=a&port=80&servicePath=/a, /b&users=alice:{HASH}, bob:{HASH}&usersPassEncrypted=true"
         ));
         assert_eq!(r.routes[0].paths.len(), 2);
-        assert_eq!(r.userlists[&Name("a".into())].len(), 2);
+        assert_eq!(r.userlists[&Name("a".into())].listed().len(), 2);
     }
 
     #[test]

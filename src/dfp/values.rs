@@ -290,6 +290,16 @@ pub(super) fn users_value(value: &str) -> Result<Vec<User>, String> {
     Ok(users)
 }
 
+/// `usersSecret`: the name of a secret, `dfp_users_<name>` on disk.
+pub(super) fn users_secret_value(value: &str) -> Result<Name, String> {
+    value.parse().map_err(|_| {
+        format!(
+            "`{}` is not a secret name: a letter or digit, then letters, digits, `_`, `.` or `-`; at most 63",
+            excerpt(value)
+        )
+    })
+}
+
 /// `reqMode`.
 pub(super) fn mode_value(value: &str) -> Result<Mode, String> {
     match value {

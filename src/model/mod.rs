@@ -45,9 +45,10 @@ pub struct RoutesFile {
     /// Listener, timeout and stats settings shared by every route.
     #[serde(default, skip_serializing_if = "Defaults::is_default")]
     pub defaults: Defaults,
-    /// Named lists of basic-auth users with hashed passwords, referenced by `routes[].auth.userlist`.
+    /// Named lists of basic-auth users, referenced by `routes[].auth.userlist`: a list of
+    /// users with hashed passwords, or `{file: ...}` to read them from a file (a Docker secret).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub userlists: BTreeMap<Name, Vec<User>>,
+    pub userlists: BTreeMap<Name, Userlist>,
     /// The routes. Their order does not matter: precedence is computed (see README).
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -291,6 +292,42 @@ impl Balance {
     }
 }
 
+/// A named list of basic-auth users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Userlist {
+    /// The users, each with a crypt(3) password hash.
+    Users(Vec<User>),
+    /// The users of a file, read on every reconcile.
+    File(UsersFile),
+}
+
+impl Userlist {
+    /// The users written in the table; none for a file (read when capstan reconciles).
+    pub fn listed(&self) -> &[User] {
+        match self {
+            Userlist::Users(users) => users,
+            Userlist::File(_) => &[],
+        }
+    }
+}
+
+/// Users read from a file as Docker Flow Proxy reads its `dfp_users_*` secrets:
+/// `user:password` entries, one per line or comma-separated. Plaintext passwords
+/// are hashed by capstan (SHA-512 crypt) and never reach haproxy.cfg. The file is
+/// read again on every reconcile, so a rotated secret applies; a file that cannot
+/// be read or parsed fails the reconcile and HAProxy keeps its last config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsersFile {
+    /// Absolute path of the file on capstan's host (`/run/secrets/dfp_users_ops`), at most 64 KiB.
+    pub file: FilePath,
+    /// The passwords are crypt(3) hashes already (`mkpasswd -m sha-512`), as
+    /// Docker Flow Proxy's `usersPassEncrypted=true`; otherwise they are plaintext.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hashed: bool,
+}
+
 /// A basic-auth user. Only hashed passwords: plaintext never belongs in git.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -388,9 +425,16 @@ pub struct Route {
     /// Headers added, set or deleted on the response before it reaches the client.
     #[serde(default, skip_serializing_if = "HeaderRules::is_empty")]
     pub response_headers: HeaderRules,
-    /// Rewrite the request path before it reaches the service.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rewrite_path: Option<PathRewrite>,
+    /// Rewrite the request path before it reaches the service: one rewrite, or a
+    /// list of them applied in order (each to the path the previous one made).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "PathRewrites::deserialize_list",
+        serialize_with = "PathRewrites::serialize_list"
+    )]
+    #[schemars(with = "PathRewrites")]
+    pub rewrite_path: Vec<PathRewrite>,
     /// Timeouts of this route, overriding `defaults.timeouts`.
     #[serde(default, skip_serializing_if = "RouteTimeouts::is_empty")]
     pub timeouts: RouteTimeouts,
@@ -548,7 +592,7 @@ impl Route {
             denied_methods: Vec::new(),
             request_headers: HeaderRules::default(),
             response_headers: HeaderRules::default(),
-            rewrite_path: None,
+            rewrite_path: Vec::new(),
             timeouts: RouteTimeouts::default(),
             balance: None,
             connection_mode: ConnectionMode::KeepAlive,
@@ -883,6 +927,7 @@ macro_rules! parsed_by_grammar {
 
 parsed_by_grammar!(
     Name: grammar::NAME,
+    FilePath: grammar::FILE_PATH,
     Address: grammar::ADDRESS,
     UrlPath: grammar::PATH,
     Domain: grammar::DOMAIN,
@@ -909,6 +954,39 @@ pub struct PathRewrite {
         length(max = grammar::PATH_REPLACE.max_len())
     )]
     pub replace: String,
+}
+
+/// `rewrite_path` as written: one rewrite, or a list applied in order.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+enum PathRewrites {
+    One(PathRewrite),
+    Many(Vec<PathRewrite>),
+    /// Written empty (`rewrite_path:`): none.
+    Nothing(()),
+}
+
+impl PathRewrites {
+    fn deserialize_list<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<PathRewrite>, D::Error> {
+        Ok(match PathRewrites::deserialize(deserializer)? {
+            PathRewrites::One(rewrite) => vec![rewrite],
+            PathRewrites::Many(rewrites) => rewrites,
+            PathRewrites::Nothing(()) => Vec::new(),
+        })
+    }
+
+    /// One rewrite as the single object it is usually written as.
+    fn serialize_list<S: serde::Serializer>(
+        rewrites: &[PathRewrite],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match rewrites {
+            [one] => one.serialize(serializer),
+            many => many.serialize(serializer),
+        }
+    }
 }
 
 /// Per-route timeouts; unset ones come from `defaults.timeouts`.

@@ -151,11 +151,16 @@ fn diagnose(
                     .with_field(path.key(name)),
             ]
         }
-        // An optional field (`T` or null): say what is wrong with the `T`.
-        Kind::AnyOf { context } => match optional_branch_errors(context) {
-            Some(inner) => diagnose(file, map, inner),
-            None => vec![map.at_value(file, &path, schema_message(error))],
-        },
+        // An optional field (`T` or null), or one written either as an object
+        // or as a list: say what is wrong with the branch the value meant.
+        Kind::AnyOf { context } => {
+            let branch = optional_branch_errors(context)
+                .or_else(|| same_type_branch_errors(error.instance_path(), context));
+            match branch {
+                Some(inner) => diagnose(file, map, inner),
+                None => vec![map.at_value(file, &path, schema_message(error))],
+            }
+        }
         _ => vec![map.at_value(file, &path, schema_message(error))],
     }
 }
@@ -218,6 +223,25 @@ fn optional_branch_errors<'e>(
         .first()
 }
 
+/// For an `anyOf` whose branches take different types (`{...}` or `[...]`),
+/// the first error of the one branch whose type the value at `at` has.
+fn same_type_branch_errors<'e>(
+    at: &jsonschema::paths::Location,
+    context: &'e [Vec<jsonschema::ValidationError<'static>>],
+) -> Option<&'e jsonschema::ValidationError<'static>> {
+    use jsonschema::error::ValidationErrorKind as Kind;
+    let wrong_type = |errors: &Vec<jsonschema::ValidationError<'static>>| {
+        errors
+            .iter()
+            .any(|e| matches!(e.kind(), Kind::Type { .. }) && e.instance_path() == at)
+    };
+    let mut same_type = context.iter().filter(|errors| !wrong_type(errors));
+    match (same_type.next(), same_type.next()) {
+        (Some(errors), None) => errors.first(),
+        _ => None,
+    }
+}
+
 impl Diagnostic {
     fn with_field(mut self, field: FieldPath) -> Self {
         self.field = field.to_string();
@@ -250,9 +274,9 @@ pub fn semantic_errors(file: &RoutesFile) -> Vec<Problem> {
     route_rules::check_table(&file.routes, &mut report);
     tls::check_sni_ports(&file.routes, &mut report);
     tls::check_https_backend_names(&file.routes, &mut report);
-    for (name, users) in &file.userlists {
+    for (name, list) in &file.userlists {
         let mut seen = HashMap::new();
-        for (i, user) in users.iter().enumerate() {
+        for (i, user) in list.listed().iter().enumerate() {
             if let Some(first) = seen.insert(&user.name, i) {
                 report(
                     FieldPath::root()
@@ -409,10 +433,15 @@ fn check_route(
             report(at.key("paths").index(i), problem);
         }
     }
-    if let Some(rewrite) = &route.rewrite_path
-        && let Some(problem) = regex_problem(&rewrite.regex)
-    {
-        report(at.key("rewrite_path").key("regex"), problem);
+    for (i, rewrite) in route.rewrite_path.iter().enumerate() {
+        if let Some(problem) = regex_problem(&rewrite.regex) {
+            // One rewrite is usually written as an object, not a list.
+            let field = match route.rewrite_path.len() {
+                1 => at.key("rewrite_path"),
+                _ => at.key("rewrite_path").index(i),
+            };
+            report(field.key("regex"), problem);
+        }
     }
     for (i, server) in route.servers.iter().enumerate() {
         if let Some(problem) = address_problem(&server.0) {
@@ -487,7 +516,7 @@ fn check_mode(route: &Route, at: &FieldPath, report: &mut impl FnMut(FieldPath, 
                 ("auth", route.auth.is_some()),
                 ("request_headers", !route.request_headers.is_empty()),
                 ("response_headers", !route.response_headers.is_empty()),
-                ("rewrite_path", route.rewrite_path.is_some()),
+                ("rewrite_path", !route.rewrite_path.is_empty()),
                 (
                     "connection_mode",
                     route.connection_mode != ConnectionMode::KeepAlive,

@@ -25,6 +25,7 @@ pub use handle::{APPLY_TIMEOUT, Completion, OverrideError, ReconcilerHandle};
 pub use status::{AppliedInfo, FetchStatus, HaproxyStatus, Status};
 
 use crate::desired::overlay::{check_overlay, lay_labels_under, overlay};
+use crate::dfp::SecretsDir;
 use crate::haproxy::driver::{ApplyError, Haproxy};
 use crate::haproxy::process::MasterExit;
 use crate::metrics::ResultLabel;
@@ -34,6 +35,7 @@ use crate::model::validate;
 use crate::plan::{DesiredConfig, Method, Plan};
 use crate::sources::overrides::{OverrideSet, OverrideStore};
 use crate::sources::swarm::{Swarm, SwarmError};
+use crate::sources::user_files::{UserlistError, UserlistFiles};
 use crate::sources::{Fetched, RevisionInfo, RoutesSource, SourceError, labels};
 use crate::state::{
     self, ApplyRecord, LastError, Outcome, RECORDED_CHANGES, State, StateDir, Timings,
@@ -58,6 +60,8 @@ pub struct SwarmSource {
     pub events: mpsc::Receiver<()>,
     /// Also route services by their Docker Flow Swarm Listener labels.
     pub labels: bool,
+    /// Where labels' `com.df.usersSecret` files are.
+    pub secrets_dir: SecretsDir,
 }
 
 pub struct Reconciler {
@@ -71,6 +75,8 @@ pub struct Reconciler {
     /// Consecutive reconciles that failed for a reason that may go away.
     transient_failures: u32,
     handle: Arc<ReconcilerHandle>,
+    /// Reads the userlists that are files and hashes their passwords.
+    userlist_files: UserlistFiles,
 }
 
 impl Reconciler {
@@ -103,6 +109,7 @@ impl Reconciler {
             .as_ref()
             .map(|a| (a.revision.clone(), a.routes.clone()));
         let store = OverrideStore::new(state_dir.root());
+        let userlist_files = UserlistFiles::new(state_dir.root());
         Self {
             source,
             state_dir,
@@ -117,6 +124,7 @@ impl Reconciler {
                 overrides,
                 store,
             )),
+            userlist_files,
         }
     }
 
@@ -368,10 +376,13 @@ impl Reconciler {
             None => None,
         };
         let mut warnings = Vec::new();
-        let labels = self.swarm.as_ref().is_some_and(|s| s.labels);
+        let labels = self.swarm.as_ref().filter(|s| s.labels);
         let routes = match (&swarm, labels) {
-            (Some(view), true) => {
-                let labelled = lay_labels_under(&routes, labels::label_routes(&view.state));
+            (Some(view), Some(source)) => {
+                let labelled = lay_labels_under(
+                    &routes,
+                    labels::label_routes(&view.state, &source.secrets_dir),
+                );
                 warnings.extend(labelled.warnings);
                 self.handle
                     .update_status(|status| status.label_routes = labelled.label_routes);
@@ -407,10 +418,27 @@ impl Reconciler {
             tracing::warn!(revision = %git.revision.label, "{message}:\n{diagnostics}");
             return Err(self.invalid(git.revision.clone(), "overrides", message, diagnostics));
         }
+        let file_users = match self.userlist_files.read(&overlay.routes) {
+            Ok(users) => users,
+            Err(source) => {
+                let message = format!("{source}; still serving {}", self.serving_label());
+                tracing::warn!(revision = %git.revision.label, "{message}");
+                self.fail(
+                    git.revision.clone(),
+                    "users",
+                    message.clone(),
+                    vec![],
+                    None,
+                    None,
+                );
+                return Err(ReconcileError::Users { message, source });
+            }
+        };
         Ok(step::assemble(
             git,
             overlay.routes,
             overlay.overrides,
+            file_users,
             self.haproxy.admin_socket(),
         ))
     }
@@ -472,10 +500,15 @@ impl Reconciler {
         if let Err(diagnostics) = check_overlay(&overlay) {
             return Err(Verdict::Rejected(diagnostics.to_string()));
         }
+        let file_users = self
+            .userlist_files
+            .read(&overlay.routes)
+            .map_err(|e| Verdict::Rejected(e.to_string()))?;
         let assembled = step::assemble(
             git,
             overlay.routes,
             overrides.clone(),
+            file_users,
             self.haproxy.admin_socket(),
         );
         match self.haproxy.check(&assembled.desired.text()).await {
@@ -796,6 +829,13 @@ pub enum ReconcileError {
         #[source]
         source: SwarmError,
     },
+    /// A userlist's file could not be read: it may appear or be fixed.
+    #[error("{message}")]
+    Users {
+        message: String,
+        #[source]
+        source: UserlistError,
+    },
 }
 
 impl ReconcileError {
@@ -803,7 +843,10 @@ impl ReconcileError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            ReconcileError::Fetch(_) | ReconcileError::Apply { .. } | ReconcileError::Swarm { .. }
+            ReconcileError::Fetch(_)
+                | ReconcileError::Apply { .. }
+                | ReconcileError::Swarm { .. }
+                | ReconcileError::Users { .. }
         )
     }
 }

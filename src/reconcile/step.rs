@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::desired::DesiredState;
+use crate::desired::{DesiredState, FileUsers};
 use crate::model::RoutesFile;
 use crate::plan::{DesiredConfig, LiveState, Plan, plan};
 use crate::render::render_desired;
@@ -62,17 +62,20 @@ pub struct Assembled {
     pub warnings: Vec<Warning>,
 }
 
-/// The desired config for `routes`, each route served by its Swarm tasks.
+/// The desired config for `routes`, each route served by its Swarm tasks,
+/// its userlists of files holding `file_users`.
 pub fn assemble(
     git: &GitDesired,
     routes: RoutesFile,
     overrides: OverrideSet,
+    file_users: FileUsers,
     admin_socket: &Path,
 ) -> Assembled {
     let state = match &git.swarm {
         Some(swarm) => DesiredState::with_tasks(routes, &swarm.state, &swarm.networks),
         None => DesiredState::new(routes),
-    };
+    }
+    .with_file_users(file_users);
     let desired = DesiredConfig::new(render_desired(&state), admin_socket);
     let mut warnings = git.warnings.clone();
     warnings.extend(state.warnings);
@@ -145,6 +148,7 @@ mod tests {
             &git,
             routes.clone(),
             OverrideSet::default(),
+            FileUsers::new(),
             Path::new("/run/admin.sock"),
         )
         .desired

@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{Name, Route, User};
+use crate::dfp::SecretsDir;
+use crate::model::{Name, Route, Userlist};
 use crate::sources::Warning;
 use crate::sources::swarm_snapshot::{ServiceInfo, SwarmState};
 
@@ -34,17 +35,18 @@ pub struct ServiceRoutes {
     /// The Swarm service name.
     pub service: String,
     pub routes: Vec<Route>,
-    pub userlists: BTreeMap<Name, Vec<User>>,
+    pub userlists: BTreeMap<Name, Userlist>,
 }
 
-/// The routes every `com.df.notify=true` service of `swarm` declares.
-pub fn label_routes(swarm: &SwarmState) -> Labelled {
+/// The routes every `com.df.notify=true` service of `swarm` declares; a
+/// `com.df.usersSecret` names a file in `secrets`.
+pub fn label_routes(swarm: &SwarmState, secrets: &SecretsDir) -> Labelled {
     let mut labelled = Labelled::default();
     for service in swarm.services.values() {
         let Some(params) = dfp_label_params(service) else {
             continue;
         };
-        match crate::dfp::parse_reconfigure(&params) {
+        match crate::dfp::parse_reconfigure_in(&params, secrets) {
             Ok(request) => labelled.services.push(ServiceRoutes {
                 service: service.name.clone(),
                 routes: request.routes,

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Name, Route, User};
+use crate::model::{Name, Route, Userlist};
 use crate::util::write_atomic;
 
 /// What an override does.
@@ -28,7 +28,7 @@ pub enum Action {
     Reconfigure {
         routes: Vec<Route>,
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        userlists: BTreeMap<Name, Vec<User>>,
+        userlists: BTreeMap<Name, Userlist>,
     },
     /// Stop serving the service's git routes.
     Remove,
@@ -141,7 +141,7 @@ impl OverrideStore {
 /// operator can commit them and close the loop back to git.
 pub fn export(set: &OverrideSet) -> String {
     let mut routes: Vec<&Route> = Vec::new();
-    let mut userlists: BTreeMap<&Name, &Vec<User>> = BTreeMap::new();
+    let mut userlists: BTreeMap<&Name, &Userlist> = BTreeMap::new();
     let mut removed = Vec::new();
     for o in set.overrides.values() {
         match &o.action {

@@ -39,7 +39,11 @@
 //! | `servicePath` | dest, comma list | `paths` |
 //! | `pathType` | | `path_beg`, `path`, `path_reg` → `path_match` prefix, exact, regex; others 400 |
 //! | `serviceDomain` | dest, comma list | `domains`; `*.a.com` → `*.a.com`; `*a.com` → `a.com` and `*.a.com` (suffix on a label boundary only) |
-//! | `serviceDomainAlgo` | | `hdr_beg(host)` (DFP's default), `hdr(host)`: capstan matches the whole host, without its port; others 400 |
+//! | `serviceDomainAlgo` | http | `domain_match` of destinations with domains: `hdr(host)` exact, `hdr_beg(host)` prefix, `hdr_end(host)` suffix, `hdr_dom(host)` labels (the port of `Host` ignored); absent: exact (capstan's default, not DFP's `hdr_beg`); others 400 |
+//! | `serviceHeader` | dest, http, `Name:Value,...` | `match_headers`: the destination serves only requests carrying every header with that value |
+//! | `userAgent` | dest, http, comma list | `user_agents`: the destination serves only requests whose `User-Agent` contains one of them (ignoring case) |
+//! | `compressionAlgo`, `compressionType` | http, space- (or comma-) separated | `compression.algorithms`, `compression.types`, on the service's backends (DFP put them in the shared frontend) |
+//! | `checkResolvers` | | `resolve_at_runtime`: servers resolved by HAProxy's resolvers (`defaults.resolvers`, else `127.0.0.11:53`) and checked |
 //! | `reqMode` | dest | `http`, `tcp` → `mode`; `sni` 400 |
 //! | `srcPort` | dest, tcp only | `listen_port` |
 //! | `httpsOnly`, `httpsRedirectCode` | dest | `https_only`, `redirect_code` |
@@ -59,8 +63,8 @@
 //! | `ttl` | capstan's own | `10m`, `2h`, `1d`, `3600` (seconds) → [`Reconfigure::ttl`] |
 //!
 //! Rejected (400 [`DfpError::Unsupported`]): `httpsPort`, `serviceCert`,
-//! `usersSecret`, `servicePathExclude`, `serviceHeader`, `redirectFromDomain`,
-//! `discoveryType`, `checkResolvers`, `balanceGroup`, `allowedMethods`,
+//! `usersSecret`, `servicePathExclude`, `redirectFromDomain`,
+//! `discoveryType`, `balanceGroup`, `allowedMethods`,
 //! `deniedMethods`, `backendExtra`, `templateFePath`, `templateBePath`, any
 //! other name, and service-level parameters with an index.
 //!
@@ -80,8 +84,8 @@ mod translate;
 mod values;
 
 pub use echo::{
-    AnswerStatus, DestEcho, ServiceEcho, UserEcho, config_answer, error_answer, ok_answer,
-    reconfigure_answer, remove_answer,
+    AnswerStatus, DestEcho, ServiceEcho, UserAgentEcho, UserEcho, config_answer, error_answer,
+    ok_answer, reconfigure_answer, remove_answer,
 };
 pub use error::{DfpError, ParamProblem};
 pub use params::{MAX_DESTINATIONS, MAX_PARAMS, MAX_VALUE_LEN};

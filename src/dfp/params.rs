@@ -32,6 +32,8 @@ const DEST_PARAMS: &[&str] = &[
     "timeoutServer",
     "timeoutTunnel",
     "timeoutClient",
+    "serviceHeader",
+    "userAgent",
 ];
 
 /// Service-level parameters.
@@ -58,6 +60,9 @@ const SERVICE_PARAMS: &[&str] = &[
     "redirectWhenHttpProto",
     "sslVerifyNone",
     "ttl",
+    "compressionAlgo",
+    "compressionType",
+    "checkResolvers",
 ];
 
 /// Docker Flow Proxy parameters capstan knows and refuses, with the reason.
@@ -75,15 +80,10 @@ pub(super) const REJECTED: &[(&str, &str)] = &[
         "capstan reads no Docker secrets; send crypt(3) hashes in `users` with `usersPassEncrypted=true`",
     ),
     ("servicePathExclude", "capstan has no path exclusions"),
-    ("serviceHeader", "capstan does not route by request headers"),
     ("redirectFromDomain", "capstan has no domain redirects"),
     (
         "discoveryType",
         "capstan proxies to the service's address; set `defaults.resolvers` for DNS",
-    ),
-    (
-        "checkResolvers",
-        "set `defaults.resolvers` in routes.yaml instead",
     ),
     ("balanceGroup", "capstan has no balance groups"),
     ("allowedMethods", "capstan does not filter methods"),
@@ -100,6 +100,8 @@ const HTTP_ONLY: &[&str] = &[
     "httpsOnly",
     "httpsRedirectCode",
     "reqPathSearchReplace",
+    "serviceHeader",
+    "userAgent",
 ];
 
 /// Parameters that only make sense on tcp destinations.
@@ -383,6 +385,8 @@ fn base_is_http_service(base: &str) -> bool {
             | "delResHeader"
             | "reqPathSearch"
             | "reqPathReplace"
+            | "compressionAlgo"
+            | "compressionType"
     )
 }
 

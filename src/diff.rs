@@ -393,6 +393,38 @@ mod tests {
     }
 
     #[test]
+    fn matching_and_compression_changes_are_listed() {
+        use crate::model::{Compression, CompressionAlgorithm, DomainMatch, HeaderValue};
+        let base = route("a", "/a");
+        let mut head = base.clone();
+        head.domain_match = DomainMatch::Labels;
+        head.match_headers
+            .insert("X-Version".parse().unwrap(), "3".parse().unwrap());
+        head.user_agents = vec![HeaderValue("iPhone".into())];
+        head.compression = Some(Compression {
+            algorithms: vec![CompressionAlgorithm::Gzip],
+            types: vec![],
+        });
+        head.resolve_at_runtime = true;
+        let diff = diff_routes(&table(vec![base]), &table(vec![head]));
+        let fields: Vec<&str> = diff.routes[0]
+            .fields
+            .iter()
+            .map(|f| f.field.as_str())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "compression",
+                "domain_match",
+                "match_headers",
+                "resolve_at_runtime",
+                "user_agents"
+            ]
+        );
+    }
+
+    #[test]
     fn reordered_lists_inside_a_route_are_no_change() {
         let mut a = route("a", "/x");
         a.paths.push(UrlPath("/y".into()));

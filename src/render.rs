@@ -4,6 +4,7 @@
 //! same table in any order renders byte-identically. HTTP routing precedence
 //! is computed, never taken from file order (see `precedence`).
 
+mod conditions;
 mod route_rules;
 mod tls;
 
@@ -12,7 +13,7 @@ use std::fmt;
 use crate::desired::DesiredState;
 use crate::desired::FileUsers;
 use crate::desired::servers::{self, TaskServer, TaskServers};
-use crate::model::{Domain, Mode, PathMatch, Route, RoutesFile, Userlist, names};
+use crate::model::{Compression, Mode, PathMatch, Route, RoutesFile, Userlist, names};
 
 /// A rendered config: sections in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,16 +161,7 @@ fn render_with(
     routes.sort_by_cached_key(|r| names::backend(r));
 
     let mut sections = vec![global(file), defaults(file)];
-    if !file.defaults.resolvers.is_empty() {
-        let mut resolvers = Section::new(format!("resolvers {}", names::RESOLVERS));
-        for (i, address) in file.defaults.resolvers.iter().enumerate() {
-            resolvers.line(format!("nameserver dns{i} {}", address.0));
-        }
-        resolvers
-            .line("hold valid 10s")
-            .line("accepted_payload_size 8192");
-        sections.push(resolvers);
-    }
+    sections.extend(resolvers(file));
     for (name, list) in &file.userlists {
         let mut userlist = Section::new(format!("userlist {name}"));
         let users = match list {
@@ -211,6 +203,34 @@ fn render_with(
         sections.extend(tls::https_port_backend(file, route, tasks));
     }
     HaproxyConfig { sections }
+}
+
+/// Docker's embedded DNS server, which routes that resolve at run time ask
+/// when `defaults.resolvers` names none (Docker Flow Proxy's default).
+const DOCKER_DNS: &str = "127.0.0.11:53";
+
+/// The `resolvers` section, when `defaults.resolvers` or a route's
+/// `resolve_at_runtime` needs one.
+fn resolvers(file: &RoutesFile) -> Option<Section> {
+    let nameservers: Vec<&str> = if !file.defaults.resolvers.is_empty() {
+        file.defaults
+            .resolvers
+            .iter()
+            .map(|a| a.0.as_str())
+            .collect()
+    } else if file.routes.iter().any(|r| r.resolve_at_runtime) {
+        vec![DOCKER_DNS]
+    } else {
+        return None;
+    };
+    let mut resolvers = Section::new(format!("resolvers {}", names::RESOLVERS));
+    for (i, address) in nameservers.iter().enumerate() {
+        resolvers.line(format!("nameserver dns{i} {address}"));
+    }
+    resolvers
+        .line("hold valid 10s")
+        .line("accepted_payload_size 8192");
+    Some(resolvers)
 }
 
 fn global(file: &RoutesFile) -> Section {
@@ -362,7 +382,8 @@ fn http_frontend(file: &RoutesFile, routes: &[&Route]) -> Section {
                 precedence: precedence(route, None),
             });
         }
-        domain_acls(&mut frontend, route);
+        conditions::domain_acls(&mut frontend, route);
+        conditions::condition_acls(&mut frontend, route);
         route_rules::frontend_lines(&mut frontend, route);
     }
     rules.sort_by(|a, b| a.precedence.cmp(&b.precedence));
@@ -372,6 +393,7 @@ fn http_frontend(file: &RoutesFile, routes: &[&Route]) -> Section {
         if !rule.route.domains.is_empty() {
             condition.push(names::domain_acl(rule.route));
         }
+        condition.extend(conditions::condition_names(rule.route));
         let condition = condition.join(" ");
         if let Some(https) = tls::https_port_rule(rule.route, &condition) {
             frontend.line(https);
@@ -402,34 +424,6 @@ fn path_match_words(path_match: PathMatch, path: &str) -> String {
 /// means exactly what routes.yaml says.
 fn regex_word(pattern: &str) -> String {
     pattern.replace('\\', "\\\\")
-}
-
-/// Host matching ignores the port and case; `*.example.com` matches any subdomain.
-fn domain_acls(frontend: &mut Section, route: &Route) {
-    host_acl(frontend, &names::domain_acl(route), &route.domains);
-}
-
-/// `acl` lines matching the request's host against `domains`, as `domain_acls` says.
-fn host_acl(frontend: &mut Section, acl: &str, domains: &[Domain]) {
-    let mut exact: Vec<String> = Vec::new();
-    let mut suffixes: Vec<String> = Vec::new();
-    for domain in domains {
-        match domain.wildcard_suffix() {
-            Some(suffix) => suffixes.push(suffix.to_ascii_lowercase()),
-            None => exact.push(domain.0.to_ascii_lowercase()),
-        }
-    }
-    for (method, mut values) in [("str", exact), ("end", suffixes)] {
-        if values.is_empty() {
-            continue;
-        }
-        values.sort();
-        values.dedup();
-        frontend.line(format!(
-            "acl {acl} hdr(host),field(1,:) -i -m {method} {}",
-            values.join(" ")
-        ));
-    }
 }
 
 fn tcp_frontend(file: &RoutesFile, route: &Route) -> Section {
@@ -479,6 +473,9 @@ fn backend(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
                 .line("stick on src");
         }
     }
+    if let Some(compression) = &route.compression {
+        compress(&mut backend, compression);
+    }
     if let Some(path) = route.health_check.as_ref().and_then(|h| h.path.as_ref()) {
         backend
             .line("option httpchk")
@@ -524,6 +521,23 @@ fn backend(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
     backend
 }
 
+/// HAProxy compresses an answer when the client accepts one of the
+/// algorithms and its type is listed (any type when none is).
+fn compress(backend: &mut Section, compression: &Compression) {
+    let algorithms: Vec<&str> = compression
+        .algorithms
+        .iter()
+        .map(|a| a.haproxy_name())
+        .collect();
+    backend.line(format!("compression algo {}", algorithms.join(" ")));
+    if !compression.types.is_empty() {
+        let mut types: Vec<&str> = compression.types.iter().map(|t| t.0.as_str()).collect();
+        types.sort();
+        types.dedup();
+        backend.line(format!("compression type {}", types.join(" ")));
+    }
+}
+
 fn servers(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) -> Vec<Server> {
     let mut options = Vec::new();
     if let Some(check) = &route.health_check {
@@ -535,8 +549,18 @@ fn servers(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
         // HAProxy health-checks every replica itself (a TCP connect).
         options.extend(["check", "inter", "2s"].map(String::from));
     }
-    if !file.defaults.resolvers.is_empty() && tasks.is_none() {
-        options.extend(["resolvers", names::RESOLVERS, "resolve-prefer", "ipv4"].map(String::from));
+    if tasks.is_none() {
+        // Task servers are addresses Swarm gave; names are for DNS.
+        if route.resolve_at_runtime && !options.iter().any(|o| o == "check") {
+            // Health-checked as with Docker Flow Proxy's `checkResolvers`:
+            // a server that stops answering is taken out until it answers.
+            options.push("check".to_string());
+        }
+        if !file.defaults.resolvers.is_empty() || route.resolve_at_runtime {
+            options.extend(
+                ["resolvers", names::RESOLVERS, "resolve-prefer", "ipv4"].map(String::from),
+            );
+        }
     }
     if let Some(backend_tls) = &route.backend_tls {
         options.extend(tls::server_tls_options(backend_tls));
@@ -757,6 +781,109 @@ mod tests {
             cfg.contains("userlist ops\n    user admin password $6$salt$hash\n"),
             "{cfg}"
         );
+    }
+
+    #[test]
+    fn header_and_user_agent_conditions_are_anded_into_the_rule() {
+        let cfg = render_text(
+            "version: 1\nroutes:\n  - service: v3\n    port: 80\n    paths: [/app]\n    domains: [a.com]\n    match_headers: {X-Version: '3', name: Viktor Farcic}\n    user_agents: ['Mozilla/5.0 (iPhone', '-m']\n",
+        );
+        for line in [
+            "acl hdr_v380_1 hdr(X-Version) -m str -- \"3\"\n",
+            "acl hdr_v380_2 hdr(name) -m str -- \"Viktor Farcic\"\n",
+            "acl user_agent_v380 req.fhdr(User-Agent) -i -m sub -- \"-m\" \"Mozilla/5.0 (iPhone\"\n",
+            "use_backend v3-be80 if url_v380 domain_v380 hdr_v380_1 hdr_v380_2 user_agent_v380\n",
+        ] {
+            assert!(cfg.contains(line), "{line}{cfg}");
+        }
+    }
+
+    #[test]
+    fn domain_match_picks_the_host_method_wildcards_stay_suffixes() {
+        for (how, method) in [
+            ("exact", "str"),
+            ("prefix", "beg"),
+            ("suffix", "end"),
+            ("labels", "dom"),
+        ] {
+            let cfg = render_text(&format!(
+                "version: 1\nroutes:\n  - service: a\n    port: 80\n    domains: [A.com, '*.b.com']\n    domain_match: {how}\n"
+            ));
+            assert!(
+                cfg.contains(&format!(
+                    "acl domain_a80 hdr(host),field(1,:) -i -m {method} a.com\n"
+                )),
+                "{cfg}"
+            );
+            assert!(
+                cfg.contains("acl domain_a80 hdr(host),field(1,:) -i -m end .b.com\n"),
+                "{cfg}"
+            );
+        }
+    }
+
+    #[test]
+    fn long_pattern_lists_are_split_below_haproxys_64_words() {
+        let domains: Vec<String> = (0..100).map(|i| format!("d{i}.com")).collect();
+        let cfg = render_text(&format!(
+            "version: 1\nroutes:\n  - service: a\n    port: 80\n    domains: [{}]\n",
+            domains.join(", ")
+        ));
+        let lines: Vec<&str> = cfg
+            .lines()
+            .filter(|l| l.trim_start().starts_with("acl domain_a80 "))
+            .collect();
+        assert_eq!(lines.len(), 3, "{cfg}");
+        assert!(lines.iter().all(|l| l.split_whitespace().count() < 64));
+        let listed: usize = lines.iter().map(|l| l.split_whitespace().count() - 6).sum();
+        assert_eq!(listed, 100);
+    }
+
+    #[test]
+    fn compression_is_the_routes_own() {
+        let cfg = render_text(
+            "version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [/a]\n    compression: {algorithms: [gzip, raw-deflate], types: [text/plain, application/json]}\n  - service: b\n    port: 80\n    paths: [/b]\n",
+        );
+        assert!(
+            cfg.contains("backend a-be80\n    mode http\n    balance roundrobin\n    compression algo gzip raw-deflate\n    compression type application/json text/plain\n"),
+            "{cfg}"
+        );
+        assert_eq!(cfg.matches("compression").count(), 2, "{cfg}");
+    }
+
+    #[test]
+    fn resolving_at_run_time_asks_defaults_resolvers_else_docker() {
+        let route = "routes:\n  - service: a\n    port: 80\n    paths: [/a]\n    resolve_at_runtime: true\n  - service: b\n    port: 80\n    paths: [/b]\n";
+        let cfg = render_text(&format!("version: 1\n{route}"));
+        assert!(
+            cfg.contains("resolvers docker\n    nameserver dns0 127.0.0.11:53\n"),
+            "{cfg}"
+        );
+        assert!(
+            cfg.contains("    server a a:80 check resolvers docker resolve-prefer ipv4\n"),
+            "{cfg}"
+        );
+        assert!(cfg.contains("    server b b:80\n"), "{cfg}");
+        assert!(
+            cfg.contains("default-server init-addr last,libc,none\n"),
+            "{cfg}"
+        );
+        let cfg = render_text(&format!(
+            "version: 1\ndefaults:\n  resolvers: ['10.0.0.2:53']\n{route}"
+        ));
+        assert!(
+            cfg.contains("resolvers docker\n    nameserver dns0 10.0.0.2:53\n    hold"),
+            "{cfg}"
+        );
+        assert!(
+            cfg.contains("    server a a:80 check resolvers docker resolve-prefer ipv4\n"),
+            "{cfg}"
+        );
+        assert!(
+            cfg.contains("    server b b:80 resolvers docker resolve-prefer ipv4\n"),
+            "{cfg}"
+        );
+        assert!(!render_text("version: 1\nroutes: []\n").contains("resolvers"));
     }
 
     #[test]

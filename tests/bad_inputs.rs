@@ -1653,6 +1653,18 @@ fn unquoted_slots() -> Vec<Slot> {
             "routes[0].servers[0]",
         ),
         Slot::new(
+            "matched header name",
+            &route("    match_headers:\n      @: '3'\n"),
+            "X-Version",
+            "routes[0].match_headers",
+        ),
+        Slot::new(
+            "compression type",
+            &route("    compression:\n      algorithms: [gzip]\n      types: [@]\n"),
+            "text/html",
+            "routes[0].compression.types[0]",
+        ),
+        Slot::new(
             "timeout",
             &route("    timeouts:\n      server: @\n"),
             "30s",
@@ -1714,11 +1726,27 @@ fn header_value_slots() -> Vec<Slot> {
         ("response_headers", "add"),
     ]
     .into_iter()
-    .map(|(section, op)| Slot {
+    .map(|(section, op)| {
+        (
+            format!("{ROUTE}    {section}:\n      {op}:\n        X-Test: @\n"),
+            format!("routes[0].{section}.{op}.X-Test"),
+        )
+    })
+    .chain([
+        (
+            format!("{ROUTE}    match_headers:\n      X-Test: @\n"),
+            "routes[0].match_headers.X-Test".to_string(),
+        ),
+        (
+            format!("{ROUTE}    user_agents: [@]\n"),
+            "routes[0].user_agents[0]".to_string(),
+        ),
+    ])
+    .map(|(template, field)| Slot {
         what: "header value",
-        template: format!("{ROUTE}    {section}:\n      {op}:\n        X-Test: @\n"),
+        template,
         benign: "max-age=31536000; includeSubDomains # it's fine",
-        field: format!("routes[0].{section}.{op}.X-Test"),
+        field,
         word: Word::Quoted,
     })
     .collect()

@@ -309,6 +309,12 @@ fn every_parameter_family_renders_a_config_haproxy_accepts() {
         ("reqMode.4", "sni"),
         ("srcPort.4", "16443"),
         ("serviceDomain.4", "shop.example.com,*.shop.example.org"),
+        ("serviceDomainAlgo", "hdr_dom(host)"),
+        ("serviceHeader.3", "X-Version:3,name:Viktor Farcic"),
+        ("userAgent.1", "googlebot,Mozilla/5.0 (iPhone"),
+        ("compressionAlgo", "gzip deflate"),
+        ("compressionType", "text/html text/css"),
+        ("checkResolvers", "true"),
     ]))
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.routes.len(), 5);
@@ -544,6 +550,20 @@ fn escapes_in_every_rendered_parameter_are_refused_or_read_as_written() {
             vec![("reqPathReplace", "/b".into())],
             Word::Regex,
         ),
+        ("serviceHeader", "X-A@:1".into(), vec![], Word::Literal),
+        ("serviceHeader", "X-A:one@".into(), vec![], Word::Quoted),
+        (
+            "userAgent",
+            "Mozilla/5.0 (iPhone@".into(),
+            vec![],
+            Word::Quoted,
+        ),
+        (
+            "compressionType",
+            "text/html@".into(),
+            vec![("compressionAlgo", "gzip".into())],
+            Word::Literal,
+        ),
     ];
     let mut tried = 0;
     for (param, template, extra, word) in &slots {
@@ -612,12 +632,17 @@ const KEYWORDS: &[&str] = &[
     "http-response",
     "server",
     "user",
+    "compression",
+    "nameserver",
+    "hold",
+    "accepted_payload_size",
 ];
 
 /// Every line is one capstan's renderer writes: a comment, a blank line, a
 /// section header, or a 4-space-indented line starting with a known keyword;
-/// no control characters; double quotes only around header values; nothing
-/// HAProxy would decode, expand or read as a comment.
+/// no control characters; double quotes only around header values (set, or
+/// matched after an ACL's `--`); nothing HAProxy would decode, expand or read
+/// as a comment.
 fn assert_renderer_lines(cfg: &str) {
     words::assert_read_as_written(cfg);
     for line in cfg.split('\n') {
@@ -635,11 +660,17 @@ fn assert_renderer_lines(cfg: &str) {
                 "unexpected line {line:?}\n{cfg}"
             );
             let quotes = body.matches('"').count();
+            let quoted_patterns = word == "acl"
+                && body
+                    .split_once(" -- ")
+                    .is_some_and(|(_, patterns)| patterns.starts_with('"'))
+                && quotes % 2 == 0;
             assert!(
                 quotes == 0
                     || (quotes == 2
                         && (word == "http-request" || word == "http-response")
-                        && body.ends_with('"')),
+                        && body.ends_with('"'))
+                    || (quoted_patterns && body.ends_with('"')),
                 "unexpected quotes in {line:?}"
             );
         } else {
@@ -704,6 +735,13 @@ const NAMES: &[&str] = &[
     "denyHttp",
     "servicePathExclude.1",
     "allowedMethods.2",
+    "serviceHeader",
+    "userAgent",
+    "compressionAlgo",
+    "compressionType",
+    "checkResolvers",
+    "serviceHeader.1",
+    "userAgent.2",
     "port.1",
     "port.2",
     "port.10",
@@ -727,7 +765,16 @@ fn good_values(name: &str) -> &'static [&'static str] {
         "servicePath" => &["/demo", "/a,/b", "/", "/x/y", "^/x/[0-9]+$"],
         "serviceDomain" => &["a.com", "*example.com", "*.b.org,c.net"],
         "pathType" => &["path_beg", "path", "path_reg"],
-        "serviceDomainAlgo" => &["hdr(host)", "hdr_beg(host)"],
+        "serviceDomainAlgo" => &[
+            "hdr(host)",
+            "hdr_beg(host)",
+            "hdr_end(host)",
+            "hdr_dom(host)",
+        ],
+        "serviceHeader" => &["X-Version:3", "X-Version:3,name:Viktor Farcic"],
+        "userAgent" => &["googlebot,iphone", "Mozilla/5.0 (iPhone"],
+        "compressionAlgo" => &["gzip", "gzip deflate", "raw-deflate"],
+        "compressionType" => &["text/html text/css", "application/json"],
         "reqMode" => &["http", "tcp", "sni"],
         "httpsPort" => &["8443", "443"],
         "httpsRedirectCode" => &["301", "307"],

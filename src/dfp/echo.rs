@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use super::regsub::search_replace_of;
 use crate::model::duration;
 use crate::model::{
-    self, HeaderRules, HttpsRedirectWhen, Method, Name, PathMatch, Route, TlsVerify, Userlist,
+    self, DomainMatch, HeaderRules, HeaderValue, HttpsRedirectWhen, Method, Name, PathMatch, Route,
+    TlsVerify, Userlist,
 };
 
 /// The service's settings in DFP's vocabulary, echoed by the reconfigure
@@ -27,6 +28,15 @@ pub struct ServiceEcho {
     /// Response headers added, `Name Value` each.
     #[serde(serialize_with = "null_if_empty")]
     pub add_res_header: Vec<String>,
+    /// Whether the servers' names are resolved at run time; echoed when true.
+    #[serde(skip_serializing_if = "is_false")]
+    pub check_resolvers: bool,
+    /// The first http destination's compression algorithms, space-separated; echoed when set.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub compression_algo: String,
+    /// The media types it compresses, space-separated; echoed when set.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub compression_type: String,
     /// Request headers deleted.
     #[serde(serialize_with = "null_if_empty")]
     pub del_req_header: Vec<String>,
@@ -58,6 +68,10 @@ pub struct ServiceEcho {
     /// The first destination's domains.
     #[serde(serialize_with = "null_if_empty")]
     pub service_domain: Vec<String>,
+    /// How domains match, as DFP's host fetch (`hdr_dom(host)`); echoed
+    /// when not capstan's default (the whole host).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub service_domain_algo: String,
     /// `sticky-server` or empty.
     pub session_type: String,
     /// Request headers set, `Name Value` each.
@@ -121,6 +135,9 @@ pub struct DestEcho {
     /// Host names.
     #[serde(serialize_with = "null_if_empty")]
     pub service_domain: Vec<String>,
+    /// Headers a request must carry, by name; echoed when set.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_header: BTreeMap<String, String>,
     /// Paths.
     #[serde(serialize_with = "null_if_empty")]
     pub service_path: Vec<String>,
@@ -137,6 +154,42 @@ pub struct DestEcho {
     pub timeout_server: String,
     /// Tunnel timeout in seconds.
     pub timeout_tunnel: String,
+    /// User agents, one of which a request's must contain; echoed when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<UserAgentEcho>,
+}
+
+/// A destination's user agents as DFP's `UserAgent`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UserAgentEcho {
+    /// The agents.
+    pub value: Vec<String>,
+    /// DFP's name for them: joined with `_`, other characters than letters
+    /// and digits `_` too (`Mozilla/5.0` → `Mozilla_5_0`).
+    pub acl_name: String,
+}
+
+impl UserAgentEcho {
+    fn of(agents: &[HeaderValue]) -> Option<Self> {
+        if agents.is_empty() {
+            return None;
+        }
+        let value: Vec<String> = agents.iter().map(|a| a.0.clone()).collect();
+        let mut acl_name = String::new();
+        for c in value.join("_").chars() {
+            if c.is_ascii_alphanumeric() {
+                acl_name.push(c);
+            } else if !acl_name.ends_with('_') {
+                acl_name.push('_');
+            }
+        }
+        Some(Self { value, acl_name })
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn null_if_empty<T: Serialize, S: Serializer>(
@@ -282,10 +335,24 @@ pub(super) fn service_echo_with_users(
         })
         .unwrap_or_default();
     let dest = &dests[0];
+    let compression = routes.iter().find_map(|r| r.compression.as_ref());
+    let words = |words: Vec<&str>| words.join(" ");
+    let service_domain_algo = routes
+        .iter()
+        .find(|r| !r.domains.is_empty())
+        .and_then(|r| dfp_domain_algo(r.domain_match))
+        .unwrap_or_default();
     ServiceEcho {
         acl_name: String::new(),
         add_req_header: headers(&first.request_headers, true),
         add_res_header: headers(&first.response_headers, true),
+        check_resolvers: first.resolve_at_runtime,
+        compression_algo: compression
+            .map(|c| words(c.algorithms.iter().map(|a| a.haproxy_name()).collect()))
+            .unwrap_or_default(),
+        compression_type: compression
+            .map(|c| words(c.types.iter().map(|t| t.0.as_str()).collect()))
+            .unwrap_or_default(),
         del_req_header: deleted(&first.request_headers),
         del_res_header: deleted(&first.response_headers),
         distribute: false,
@@ -307,6 +374,7 @@ pub(super) fn service_echo_with_users(
         req_path_replace: replace,
         req_path_search: search,
         service_domain: dest.service_domain.clone(),
+        service_domain_algo,
         session_type: if first.sticky { "sticky-server" } else { "" }.to_string(),
         set_req_header: headers(&first.request_headers, false),
         set_res_header: headers(&first.response_headers, false),
@@ -354,6 +422,11 @@ fn dest_echo(index: usize, route: &Route) -> DestEcho {
             .collect::<Vec<_>>()
             .join(":"),
         service_domain: route.domains.iter().map(|d| d.0.clone()).collect(),
+        service_header: route
+            .match_headers
+            .iter()
+            .map(|(n, v)| (n.0.clone(), v.0.clone()))
+            .collect(),
         service_path: route.paths.iter().map(|p| p.0.clone()).collect(),
         service_path_exclude: route.exclude_paths.iter().map(|p| p.0.clone()).collect(),
         src_port: route.listen_port.unwrap_or(0),
@@ -364,6 +437,7 @@ fn dest_echo(index: usize, route: &Route) -> DestEcho {
         timeout_client: seconds(&route.timeouts.client),
         timeout_server: seconds(&route.timeouts.server),
         timeout_tunnel: seconds(&route.timeouts.tunnel),
+        user_agent: UserAgentEcho::of(&route.user_agents),
     }
 }
 
@@ -371,6 +445,17 @@ fn dest_echo(index: usize, route: &Route) -> DestEcho {
 /// `redirectWhenHttpProto` or `redirectUnlessHttpsProto` for each condition.
 fn https_redirect_when(route: &Route) -> Option<HttpsRedirectWhen> {
     route.https_only.then_some(route.https_redirect_when)
+}
+
+/// DFP's host fetch for a domain match; `None` for capstan's default.
+fn dfp_domain_algo(domain_match: DomainMatch) -> Option<String> {
+    let algo = match domain_match {
+        DomainMatch::Exact => return None,
+        DomainMatch::Prefix => "hdr_beg(host)",
+        DomainMatch::Suffix => "hdr_end(host)",
+        DomainMatch::Labels => "hdr_dom(host)",
+    };
+    Some(algo.to_string())
 }
 
 /// A capstan duration as DFP's seconds when it is a whole number of them,
@@ -471,6 +556,39 @@ mod tests {
             echo.service_dest[0].req_path_search_replace,
             "^/b/(.*),/\\1"
         );
+    }
+
+    #[test]
+    fn matching_settings_are_echoed_in_dfp_names_when_set() {
+        let r = ok(
+            "serviceName=a&port=80&serviceDomain=a.com&serviceDomainAlgo=hdr_end(host)&serviceHeader=X-Version:3&userAgent=Mozilla/5.0 (iPhone&compressionAlgo=gzip&compressionType=text/plain&checkResolvers=true",
+        );
+        assert_eq!(service_echo(&r.routes), r.echo);
+        let answer = reconfigure_answer(AnswerStatus::Ok, "", "a", &r.echo);
+        assert_eq!(answer["ServiceDomainAlgo"], "hdr_end(host)");
+        assert_eq!(answer["CompressionAlgo"], "gzip");
+        assert_eq!(answer["CompressionType"], "text/plain");
+        assert_eq!(answer["CheckResolvers"], true);
+        assert_eq!(
+            answer["ServiceDest"][0]["ServiceHeader"],
+            json!({"X-Version": "3"})
+        );
+        assert_eq!(
+            answer["ServiceDest"][0]["UserAgent"],
+            json!({"Value": ["Mozilla/5.0 (iPhone"], "AclName": "Mozilla_5_0_iPhone"})
+        );
+        let plain = ok("serviceName=a&port=80&serviceDomain=a.com");
+        let answer = reconfigure_answer(AnswerStatus::Ok, "", "a", &plain.echo);
+        for absent in [
+            "ServiceDomainAlgo",
+            "CompressionAlgo",
+            "CompressionType",
+            "CheckResolvers",
+        ] {
+            assert!(answer.get(absent).is_none(), "{absent}: {answer}");
+        }
+        let dest = &answer["ServiceDest"][0];
+        assert!(dest.get("ServiceHeader").is_none() && dest.get("UserAgent").is_none());
     }
 
     #[test]

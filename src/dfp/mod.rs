@@ -55,8 +55,8 @@ mod translate;
 mod values;
 
 pub use echo::{
-    AnswerStatus, DestEcho, ServiceEcho, UserEcho, config_answer, error_answer, ok_answer,
-    reconfigure_answer, remove_answer,
+    AnswerStatus, DestEcho, ServiceEcho, UserAgentEcho, UserEcho, config_answer, error_answer,
+    ok_answer, reconfigure_answer, remove_answer,
 };
 pub use error::{DfpError, ParamProblem};
 pub use params::{MAX_DESTINATIONS, MAX_PARAMS, MAX_VALUE_LEN};

@@ -41,6 +41,8 @@ const DEST_PARAMS: &[&str] = &[
     "denyHttp",
     "httpsPort",
     "sslVerifyNone",
+    "serviceHeader",
+    "userAgent",
 ];
 
 /// Service-level parameters.
@@ -72,6 +74,9 @@ const SERVICE_PARAMS: &[&str] = &[
     "discoveryType",
     "xForwardedProto",
     "serviceDomainMatchAll",
+    "compressionAlgo",
+    "compressionType",
+    "checkResolvers",
 ];
 
 /// Docker Flow Proxy parameters capstan knows and refuses, with the reason.
@@ -79,11 +84,6 @@ pub(super) const REJECTED: &[(&str, &str)] = &[
     (
         "serviceCert",
         "certificates come from `defaults.https` in routes.yaml",
-    ),
-    ("serviceHeader", "capstan does not route by request headers"),
-    (
-        "checkResolvers",
-        "set `defaults.resolvers` in routes.yaml instead",
     ),
     ("balanceGroup", "capstan has no balance groups"),
     (
@@ -181,6 +181,8 @@ const HTTP_ONLY: &[&str] = &[
     "denyHttp",
     "httpsPort",
     "sslVerifyNone",
+    "serviceHeader",
+    "userAgent",
 ];
 
 /// Parameters that only make sense on tcp and sni destinations.
@@ -494,6 +496,8 @@ fn base_is_http_service(base: &str) -> bool {
             | "delResHeader"
             | "reqPathSearch"
             | "reqPathReplace"
+            | "compressionAlgo"
+            | "compressionType"
     )
 }
 

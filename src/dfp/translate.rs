@@ -12,16 +12,17 @@ use super::regsub::{regsub_rewrite, search_replace_value};
 use super::rules::{DestRules, ServiceRules};
 use super::secrets::SecretsDir;
 use super::values::{
-    acl_name_value, bool_value, connection_mode_value, count_value, discovery_type_value,
-    domain_algo_value, domains_value, header_names, header_values, mode_value, name_value,
-    path_type_value, paths_value, port_value, redirect_code_value, seconds_value, server_value,
-    session_type_value, ttl_value, users_secret_value, users_value,
+    acl_name_value, bool_value, compression_algos_value, compression_types_value,
+    connection_mode_value, count_value, discovery_type_value, domain_algo_value, domains_value,
+    header_names, header_values, mode_value, name_value, path_type_value, paths_value, port_value,
+    redirect_code_value, seconds_value, server_value, service_header_value, session_type_value,
+    ttl_value, user_agents_value, users_secret_value, users_value,
 };
 use crate::model::diagnostics::Diagnostics;
 use crate::model::validate;
 use crate::model::{
-    Auth, BackendTls, ConnectionMode, Domain, Endpoint, HeaderRules, HealthCheck, Mode, Name,
-    PathMatch, PathRewrite, Route, RoutesFile, Userlist, UsersFile,
+    Auth, BackendTls, Compression, ConnectionMode, Domain, DomainMatch, Endpoint, HeaderRules,
+    HealthCheck, Mode, Name, PathMatch, PathRewrite, Route, RoutesFile, Userlist, UsersFile,
 };
 
 /// DFP parameter → the name it was sent as (`port.2`), for one route's settings.
@@ -187,6 +188,12 @@ fn field_param(top: &str, sub: &str) -> &'static str {
         ("https_redirect_when", _) => "redirectWhenHttpProto",
         ("https_port", _) => "httpsPort",
         ("backend_tls", _) => "sslVerifyNone",
+        ("domain_match", _) => "serviceDomainAlgo",
+        ("match_headers", _) => "serviceHeader",
+        ("user_agents", _) => "userAgent",
+        ("compression", "types") => "compressionType",
+        ("compression", _) => "compressionAlgo",
+        ("resolve_at_runtime", _) => "checkResolvers",
         _ => "serviceName",
     }
 }
@@ -258,6 +265,7 @@ pub fn parse_reconfigure_in(
     service_rules.apply(&mut routes, &mut sources, &mut problems);
     sni_path_type(&params, &modes, &mut problems);
     problems.extend(params.unused());
+    problems.extend(settings.without_effect(&routes));
     if !problems.is_empty() {
         return Err(DfpError::Invalid { problems });
     }
@@ -385,7 +393,7 @@ pub fn parse_remove(params: &[(String, String)]) -> Result<Remove, DfpError> {
 }
 
 /// Settings of the whole service, applied to its http destinations (and
-/// `sticky` to all).
+/// `sticky` and `resolve_at_runtime` to all).
 struct ServiceSettings {
     path_match: PathMatch,
     /// `discoveryType`: `DNS` → a server per task, `Overlay` → the VIP.
@@ -399,9 +407,15 @@ struct ServiceSettings {
     response_headers: HeaderRules,
     rewrite: Option<PathRewrite>,
     sticky: bool,
+    domain_match: DomainMatch,
+    compression: Option<Compression>,
+    resolve_at_runtime: bool,
     /// Where the settings given came from.
     sources: Sources,
 }
+
+/// Settings that apply to destinations of every mode.
+const EVERY_MODE: &[&str] = &["sessionType", "checkResolvers", "discoveryType"];
 
 impl ServiceSettings {
     fn read(
@@ -420,6 +434,9 @@ impl ServiceSettings {
             response_headers: HeaderRules::default(),
             rewrite: None,
             sticky: false,
+            domain_match: DomainMatch::Exact,
+            compression: None,
+            resolve_at_runtime: false,
             sources: BTreeMap::new(),
         };
         if let Some(given) = params.take("discoveryType") {
@@ -430,6 +447,12 @@ impl ServiceSettings {
             settings.sticky = given.parse(problems, session_type_value).unwrap_or(false);
             settings.sources.insert("sessionType", given.name.clone());
         }
+        if let Some(given) = params.take("checkResolvers") {
+            settings.resolve_at_runtime = given.parse(problems, bool_value).unwrap_or(false);
+            settings
+                .sources
+                .insert("checkResolvers", given.name.clone());
+        }
         if !any_http {
             // Left unused: reported as having no effect.
             return settings;
@@ -439,7 +462,10 @@ impl ServiceSettings {
             settings.sources.insert("pathType", given.name.clone());
         }
         if let Some(given) = params.take("serviceDomainAlgo") {
-            given.parse(problems, domain_algo_value);
+            settings.domain_match = given.parse(problems, domain_algo_value).unwrap_or_default();
+            settings
+                .sources
+                .insert("serviceDomainAlgo", given.name.clone());
         }
         if let Some(given) = params.take("connectionMode") {
             settings.connection_mode = given
@@ -456,6 +482,7 @@ impl ServiceSettings {
         if let Some(given) = params.take("xForwardedProto") {
             given.parse(problems, bool_value);
         }
+        settings.read_compression(params, problems);
         match (params.take("users"), params.take("usersSecret")) {
             (Some(users), None) => settings.read_users(params, users, problems),
             (None, Some(secret)) => settings.read_users_secret(params, secret, secrets, problems),
@@ -548,6 +575,40 @@ impl ServiceSettings {
         }
     }
 
+    /// `compressionAlgo`, and `compressionType` with it.
+    fn read_compression(&mut self, params: &Params, problems: &mut Vec<ParamProblem>) {
+        let algorithms = params.take("compressionAlgo");
+        let types = params.take("compressionType");
+        if let (None, Some(given)) = (algorithms, types) {
+            problems.push(given.problem("needs `compressionAlgo` too"));
+        }
+        let Some(given) = algorithms else {
+            return;
+        };
+        self.sources.insert("compressionAlgo", given.name.clone());
+        let algorithms = given.parse(problems, compression_algos_value);
+        let types = match types {
+            Some(given) => {
+                self.sources.insert("compressionType", given.name.clone());
+                given.parse(problems, compression_types_value)
+            }
+            None => Some(Vec::new()),
+        };
+        if let (Some(algorithms), Some(types)) = (algorithms, types) {
+            self.compression = Some(Compression { algorithms, types });
+        }
+    }
+
+    /// `serviceDomainAlgo` when no destination has a domain to apply it to.
+    fn without_effect(&self, routes: &[Route]) -> Option<ParamProblem> {
+        let param = self.sources.get("serviceDomainAlgo")?;
+        let applied = routes.iter().any(|r| !r.domains.is_empty());
+        (!applied).then(|| ParamProblem {
+            param: param.clone(),
+            message: "has no effect: no destination has a `serviceDomain`".into(),
+        })
+    }
+
     /// DFP's older rewrite form: `reqPathSearch` with `reqPathReplace`.
     fn read_rewrite(&mut self, params: &Params, problems: &mut Vec<ParamProblem>) {
         let search = params.take("reqPathSearch");
@@ -577,12 +638,11 @@ impl ServiceSettings {
         if let Some(endpoint) = self.endpoint {
             route.endpoint = endpoint;
         }
+        route.resolve_at_runtime = self.resolve_at_runtime;
         sources.extend(
             self.sources
                 .iter()
-                .filter(|(base, _)| {
-                    matches!(**base, "sessionType" | "discoveryType") || route.mode == Mode::Http
-                })
+                .filter(|(base, _)| EVERY_MODE.contains(base) || route.mode == Mode::Http)
                 .map(|(f, n)| (*f, n.clone())),
         );
         if route.mode != Mode::Http {
@@ -590,6 +650,10 @@ impl ServiceSettings {
         }
         route.path_match = self.path_match;
         route.connection_mode = self.connection_mode;
+        if !route.domains.is_empty() {
+            route.domain_match = self.domain_match;
+        }
+        route.compression = self.compression.clone();
         route.request_headers = self.request_headers.clone();
         route.response_headers = self.response_headers.clone();
         if route.rewrite_path.is_empty() {
@@ -695,6 +759,8 @@ impl Dest<'_> {
         };
         let https_port = take("httpsPort");
         let ssl_verify_none = take("sslVerifyNone");
+        let headers = take("serviceHeader");
+        let agents = take("userAgent");
 
         if let Some(port) = port.and_then(|g| g.parse(problems, port_value)) {
             route.port = port;
@@ -737,6 +803,14 @@ impl Dest<'_> {
         route.https_port = https_port.and_then(|g| g.parse(problems, port_value));
         let verify_none = ssl_verify_none.and_then(|g| g.parse(problems, bool_value));
         route.backend_tls = verify_none.unwrap_or(false).then(BackendTls::verify_none);
+        if let Some(given) = headers {
+            route.match_headers = given
+                .parse(problems, service_header_value)
+                .unwrap_or_default();
+        }
+        if let Some(given) = agents {
+            route.user_agents = given.parse(problems, user_agents_value).unwrap_or_default();
+        }
     }
 }
 
@@ -744,7 +818,7 @@ impl Dest<'_> {
 mod tests {
     use super::*;
     use crate::dfp::query as q;
-    use crate::model::{self, Address, HeaderName, RedirectCode, UrlPath};
+    use crate::model::{self, Address, CompressionAlgorithm, HeaderName, RedirectCode, UrlPath};
     use crate::render;
 
     fn ok(query: &str) -> Reconfigure {
@@ -886,7 +960,7 @@ mod tests {
             "serviceDomain",
         );
         bad(
-            "serviceName=a&port=80&serviceDomain=a.com&serviceDomainAlgo=hdr_dom(host)",
+            "serviceName=a&port=80&serviceDomain=a.com&serviceDomainAlgo=req.ssl_sni",
             "serviceDomainAlgo",
         );
         let cfg = config(&ok(
@@ -899,6 +973,195 @@ mod tests {
         assert!(
             cfg.contains("acl domain_a80 hdr(host),field(1,:) -i -m end .c.com\n"),
             "{cfg}"
+        );
+    }
+
+    #[test]
+    fn domain_algorithms_are_domain_matches() {
+        for (algo, expected) in [
+            ("hdr(host)", DomainMatch::Exact),
+            ("hdr_beg(host)", DomainMatch::Prefix),
+            ("hdr_end(host)", DomainMatch::Suffix),
+            ("hdr_dom(host)", DomainMatch::Labels),
+        ] {
+            let r = ok(&format!(
+                "serviceName=a&serviceDomainAlgo={algo}&port.1=80&serviceDomain.1=a.com&port.2=81&servicePath.2=/x"
+            ));
+            assert_eq!(r.routes[0].domain_match, expected, "{algo}");
+            // A destination without domains has nothing to match.
+            assert_eq!(r.routes[1].domain_match, DomainMatch::Exact, "{algo}");
+        }
+        let r = ok("serviceName=a&port=80&serviceDomain=a.com&serviceDomainAlgo=hdr_dom(host)");
+        assert_eq!(r.echo.service_domain_algo, "hdr_dom(host)");
+        assert!(
+            config(&r).contains("acl domain_a80 hdr(host),field(1,:) -i -m dom a.com\n"),
+            "{}",
+            config(&r)
+        );
+        // Without it: capstan's whole-host match, not DFP's `hdr_beg`.
+        assert_eq!(
+            ok("serviceName=a&port=80&serviceDomain=a.com").routes[0].domain_match,
+            DomainMatch::Exact
+        );
+        let message = bad(
+            "serviceName=a&port=80&servicePath=/a&serviceDomainAlgo=hdr_end(host)",
+            "serviceDomainAlgo",
+        );
+        assert!(message.contains("no effect"), "{message}");
+        bad(
+            "serviceName=a&port=80&serviceDomain=a.com&serviceDomainAlgo=hdr_dom(Host)",
+            "serviceDomainAlgo",
+        );
+    }
+
+    #[test]
+    fn service_headers_and_user_agents_narrow_each_destination() {
+        let r = ok(
+            "serviceName=a&port=80&servicePath=/a&serviceHeader=X-Version:3, name : Viktor Farcic&port.1=81&servicePath.1=/a&userAgent.1=googlebot,Mozilla/5.0 (iPhone",
+        );
+        let headers: Vec<(&str, &str)> = r.routes[0]
+            .match_headers
+            .iter()
+            .map(|(n, v)| (n.0.as_str(), v.0.as_str()))
+            .collect();
+        assert_eq!(headers, [("X-Version", "3"), ("name", "Viktor Farcic")]);
+        // The unindexed value is the fallback of destination 1 too.
+        assert_eq!(r.routes[1].match_headers, r.routes[0].match_headers);
+        assert!(r.routes[0].user_agents.is_empty());
+        let agents: Vec<&str> = r.routes[1]
+            .user_agents
+            .iter()
+            .map(|a| a.0.as_str())
+            .collect();
+        assert_eq!(agents, ["googlebot", "Mozilla/5.0 (iPhone"]);
+        assert_eq!(r.echo.service_dest[0].service_header["X-Version"], "3");
+        let agent = r.echo.service_dest[1].user_agent.clone().unwrap();
+        assert_eq!(agent.acl_name, "googlebot_Mozilla_5_0_iPhone");
+        let cfg = config(&r);
+        assert!(
+            cfg.contains("use_backend a-be80 if url_a80 hdr_a80_1 hdr_a80_2\n"),
+            "{cfg}"
+        );
+        assert!(
+            cfg.contains("use_backend a-be81 if url_a81 hdr_a81_1 hdr_a81_2 user_agent_a81\n"),
+            "{cfg}"
+        );
+
+        // Two services on one path, told apart by a header: no conflict.
+        let v3 = ok("serviceName=v3&port=80&servicePath=/a&serviceHeader=X-Version:3");
+        let mut table = RoutesFile::empty();
+        table.routes = ok("serviceName=v2&port=80&servicePath=/a&serviceHeader=X-Version:2").routes;
+        assert_eq!(v3.validate_in(&table), Ok(()));
+        table.routes = ok("serviceName=v2&port=80&servicePath=/a&serviceHeader=x-version:3").routes;
+        assert_eq!(
+            v3.validate_in(&table).unwrap_err().params(),
+            ["servicePath"]
+        );
+
+        for value in [
+            "X-Version",
+            "X-Version:",
+            "X Version:3",
+            "X-A:%[src]",
+            "X-A:${HOME}",
+            "X-A:\"q\"",
+            "X-A:1,x-a:2",
+            "X-A:1,,X-B:2",
+        ] {
+            bad(
+                &format!("serviceName=a&port=80&servicePath=/a&serviceHeader={value}"),
+                "serviceHeader",
+            );
+        }
+        for value in ["a,,b", "%[src]", "a\\b", "a\"b", " "] {
+            bad(
+                &format!("serviceName=a&port=80&servicePath=/a&userAgent={value}"),
+                "userAgent",
+            );
+        }
+        bad(
+            "serviceName=a&port=5432&reqMode=tcp&srcPort=15432&serviceHeader.1=X-A:1&port.1=81&servicePath.1=/a&reqMode.1=tcp&srcPort.1=15433",
+            "serviceHeader.1",
+        );
+    }
+
+    #[test]
+    fn compression_applies_to_the_http_destinations() {
+        let r = ok(
+            "serviceName=a&port=80&servicePath=/a&compressionAlgo=gzip deflate&compressionType=text/html text/css&port.1=5432&reqMode.1=tcp&srcPort.1=15432",
+        );
+        let compression = r.routes[0].compression.clone().unwrap();
+        assert_eq!(
+            compression.algorithms,
+            [CompressionAlgorithm::Gzip, CompressionAlgorithm::Deflate]
+        );
+        assert_eq!(compression.types.len(), 2);
+        assert_eq!(r.routes[1].compression, None);
+        assert_eq!(
+            (
+                r.echo.compression_algo.as_str(),
+                r.echo.compression_type.as_str()
+            ),
+            ("gzip deflate", "text/html text/css")
+        );
+        let cfg = config(&r);
+        assert!(
+            cfg.contains(
+                "    compression algo gzip deflate\n    compression type text/css text/html\n"
+            ),
+            "{cfg}"
+        );
+        assert!(
+            ok("serviceName=a&port=80&servicePath=/a&compressionAlgo=raw-deflate").routes[0]
+                .compression
+                .as_ref()
+                .is_some_and(|c| c.types.is_empty())
+        );
+        for value in ["br", "gzip;", "gzip\ndeflate", ","] {
+            bad(
+                &format!("serviceName=a&port=80&servicePath=/a&compressionAlgo={value}"),
+                "compressionAlgo",
+            );
+        }
+        for value in ["text", "text/html;charset=utf-8", "text/#", "$x/y"] {
+            bad(
+                &format!(
+                    "serviceName=a&port=80&servicePath=/a&compressionAlgo=gzip&compressionType={value}"
+                ),
+                "compressionType",
+            );
+        }
+        let message = bad(
+            "serviceName=a&port=80&servicePath=/a&compressionType=text/html",
+            "compressionType",
+        );
+        assert!(message.contains("compressionAlgo"), "{message}");
+        bad(
+            "serviceName=a&port=5432&reqMode=tcp&srcPort=15432&compressionAlgo=gzip",
+            "compressionAlgo",
+        );
+    }
+
+    #[test]
+    fn check_resolvers_resolves_every_destination_at_run_time() {
+        let r = ok(
+            "serviceName=a&port=80&servicePath=/a&checkResolvers=true&port.1=5432&reqMode.1=tcp&srcPort.1=15432",
+        );
+        assert!(r.routes.iter().all(|r| r.resolve_at_runtime));
+        assert!(r.echo.check_resolvers);
+        let cfg = config(&r);
+        assert!(cfg.contains("nameserver dns0 127.0.0.11:53\n"), "{cfg}");
+        assert!(
+            cfg.contains("server a a:80 check resolvers docker resolve-prefer ipv4\n"),
+            "{cfg}"
+        );
+        assert!(
+            !ok("serviceName=a&port=80&servicePath=/a&checkResolvers=false").routes[0]
+                .resolve_at_runtime
+        );
+        bad(
+            "serviceName=a&port=80&servicePath=/a&checkResolvers=yes",
+            "checkResolvers",
         );
     }
 

@@ -13,8 +13,8 @@ use crate::model::duration::{self, DFP_SECONDS, TTL};
 use crate::model::grammar::{self, InvalidValue};
 use crate::model::validate;
 use crate::model::{
-    self, Address, ConnectionMode, Domain, Endpoint, HeaderName, HeaderValue, Mode, Name,
-    PathMatch, RedirectCode, UrlPath, User,
+    self, Address, CompressionAlgorithm, ConnectionMode, Domain, DomainMatch, Endpoint, HeaderName,
+    HeaderValue, MimeType, Mode, Name, PathMatch, RedirectCode, UrlPath, User,
 };
 
 pub(super) fn name_value(value: &str) -> Result<Name, String> {
@@ -336,12 +336,16 @@ pub(super) fn path_type_value(value: &str) -> Result<PathMatch, String> {
     }
 }
 
-/// `serviceDomainAlgo`: only the algorithms capstan's whole-host match honours.
-pub(super) fn domain_algo_value(value: &str) -> Result<(), String> {
+/// `serviceDomainAlgo`: the host fetches DFP documents, each as the
+/// `domain_match` that matches the same hosts (capstan ignores the port).
+pub(super) fn domain_algo_value(value: &str) -> Result<DomainMatch, String> {
     match value {
-        "hdr_beg(host)" | "hdr(host)" => Ok(()),
+        "hdr(host)" => Ok(DomainMatch::Exact),
+        "hdr_beg(host)" => Ok(DomainMatch::Prefix),
+        "hdr_end(host)" => Ok(DomainMatch::Suffix),
+        "hdr_dom(host)" => Ok(DomainMatch::Labels),
         other => Err(format!(
-            "`{}` is not supported: capstan matches the whole host name (without its port), as `hdr(host)`",
+            "`{}` is not supported: `hdr(host)`, `hdr_beg(host)`, `hdr_end(host)` or `hdr_dom(host)`",
             excerpt(other)
         )),
     }
@@ -373,6 +377,100 @@ pub(super) fn connection_mode_value(value: &str) -> Result<ConnectionMode, Strin
             excerpt(other)
         )),
     }
+}
+
+/// `serviceHeader`: `Name:Value,Name2:Value2`, each header required with
+/// that value.
+pub(super) fn service_header_value(
+    value: &str,
+) -> Result<BTreeMap<HeaderName, HeaderValue>, String> {
+    let mut headers = BTreeMap::new();
+    for item in items(value)? {
+        let Some((name, value)) = item.split_once(':') else {
+            return Err(format!("`{}` is not `Name:Value`", excerpt(item)));
+        };
+        let name = header_name(name.trim_matches(' '))?;
+        let value = value.trim_matches(' ');
+        if value.is_empty() {
+            return Err(format!("`{}` has no value", name.0));
+        }
+        let value: HeaderValue = value
+            .parse()
+            .map_err(|e| format!("header `{}`: {}", name.0, not_literal(e)))?;
+        if headers
+            .keys()
+            .any(|n: &HeaderName| n.0.eq_ignore_ascii_case(&name.0))
+        {
+            return Err(format!("header `{}` is listed twice", name.0));
+        }
+        headers.insert(name, value);
+    }
+    Ok(headers)
+}
+
+/// `userAgent`: a comma list of texts, one of which `User-Agent` must contain.
+pub(super) fn user_agents_value(value: &str) -> Result<Vec<HeaderValue>, String> {
+    let mut agents: Vec<HeaderValue> = Vec::new();
+    for item in items(value)? {
+        let item = item.trim_matches(' ');
+        let agent: HeaderValue =
+            item.parse()
+                .ok()
+                .filter(|_| !item.is_empty())
+                .ok_or_else(|| {
+                    format!(
+                        "`{}` is not a user agent: printable text without `\"`, `\\`, `%` or `$`",
+                        excerpt(item)
+                    )
+                })?;
+        if !agents.iter().any(|a| a.0.eq_ignore_ascii_case(item)) {
+            agents.push(agent);
+        }
+    }
+    Ok(agents)
+}
+
+/// The words of a list HAProxy writes separated by spaces (DFP passes it
+/// on as is); commas separate them too.
+fn words(value: &str) -> impl Iterator<Item = &str> {
+    value.split([' ', ',']).filter(|w| !w.is_empty())
+}
+
+/// `compressionAlgo`: `gzip`, or several in order of preference (`gzip deflate`).
+pub(super) fn compression_algos_value(value: &str) -> Result<Vec<CompressionAlgorithm>, String> {
+    let mut algorithms = Vec::new();
+    for word in words(value) {
+        let algorithm: CompressionAlgorithm = word
+            .parse()
+            .map_err(|e| format!("`{}` is {e}", excerpt(word)))?;
+        if !algorithms.contains(&algorithm) {
+            algorithms.push(algorithm);
+        }
+    }
+    if algorithms.is_empty() {
+        return Err("names no algorithm".into());
+    }
+    Ok(algorithms)
+}
+
+/// `compressionType`: media types (`text/html text/css`).
+pub(super) fn compression_types_value(value: &str) -> Result<Vec<MimeType>, String> {
+    let mut types: Vec<MimeType> = Vec::new();
+    for word in words(value) {
+        let mime: MimeType = word.parse().map_err(|_| {
+            format!(
+                "`{}` is not a media type such as `text/html` (without parameters)",
+                excerpt(word)
+            )
+        })?;
+        if !types.iter().any(|t| t.0.eq_ignore_ascii_case(word)) {
+            types.push(mime);
+        }
+    }
+    if types.is_empty() {
+        return Err("names no media type".into());
+    }
+    Ok(types)
 }
 
 pub(super) fn redirect_code_value(value: &str) -> Result<RedirectCode, String> {

@@ -142,6 +142,15 @@ pub static METHOD: Grammar = Grammar::new(r"^[A-Z0-9]([A-Z0-9_-]*[A-Z0-9])?$", 1
 pub static PASSWORD_HASH: Grammar =
     Grammar::new(r"^\$(1|5|6|2[aby]|y)\$[A-Za-z0-9./$=,-]+$", 0, 512, false);
 
+/// A media type without parameters (`text/html`): RFC 6838's characters
+/// but `#` and `$`.
+pub static MIME_TYPE: Grammar = Grammar::new(
+    r"^[A-Za-z0-9][A-Za-z0-9!&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!&^_.+-]*$",
+    0,
+    255,
+    false,
+);
+
 /// A port number as text: 1 to 5 digits, 1 to 65535 (`+80` and ` 80` are not).
 pub fn port(text: &str) -> Option<u16> {
     let digits = (1..=5).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());

@@ -16,6 +16,7 @@
 pub mod diagnostics;
 pub mod duration;
 pub mod grammar;
+pub mod matching;
 pub mod names;
 pub mod validate;
 pub mod yaml;
@@ -27,6 +28,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use grammar::InvalidValue;
+pub use matching::{Compression, CompressionAlgorithm, DomainMatch, MimeType};
 
 /// The only format version this build understands.
 pub const FORMAT_VERSION: u32 = 1;
@@ -474,6 +476,23 @@ pub struct Route {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub https_port: Option<u16>,
+    /// How `domains` without `*.` match the host: `exact`, `prefix`, `suffix` or `labels`.
+    #[serde(default, skip_serializing_if = "DomainMatch::is_exact")]
+    pub domain_match: DomainMatch,
+    /// Serve only requests that carry each of these headers with this exact
+    /// value (one of its comma-separated values; names ignore case, values do not).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_headers: BTreeMap<HeaderName, HeaderValue>,
+    /// Serve only requests whose `User-Agent` contains one of these (ignoring case).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_agents: Vec<HeaderValue>,
+    /// Compress this route's answers for clients that accept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
+    /// Resolve the servers' names at run time with HAProxy's DNS resolvers
+    /// (`defaults.resolvers`, else Docker's `127.0.0.11:53`) and health-check them.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resolve_at_runtime: bool,
 }
 
 /// TLS from HAProxy to a route's servers.
@@ -603,6 +622,11 @@ impl Route {
             endpoint: Endpoint::Tasks,
             backend_tls: None,
             https_port: None,
+            domain_match: DomainMatch::Exact,
+            match_headers: BTreeMap::new(),
+            user_agents: Vec::new(),
+            compression: None,
+            resolve_at_runtime: false,
         }
     }
 
@@ -637,6 +661,12 @@ impl Route {
         for rules in [&mut route.request_headers, &mut route.response_headers] {
             rules.delete.sort();
             rules.delete.dedup();
+        }
+        route.user_agents.sort_by(|a, b| a.0.cmp(&b.0));
+        route.user_agents.dedup();
+        if let Some(compression) = &mut route.compression {
+            compression.types.sort();
+            compression.types.dedup();
         }
         route
     }

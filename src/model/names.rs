@@ -31,6 +31,16 @@ pub fn redirect_from_acl(route: &Route) -> String {
     format!("redirect_from_{}{}", route.key(), route.port)
 }
 
+/// `hdr_go-demo8080_1`: the route's `n`-th header condition (from 1), as DFP numbers them.
+pub fn header_acl(route: &Route, n: usize) -> String {
+    format!("hdr_{}{}_{n}", route.key(), route.port)
+}
+
+/// `user_agent_go-demo8080`.
+pub fn user_agent_acl(route: &Route) -> String {
+    format!("user_agent_{}{}", route.key(), route.port)
+}
+
 /// `tcp_5432`: the frontend of a tcp route.
 pub fn tcp_frontend(listen_port: u16) -> String {
     format!("tcp_{listen_port}")
@@ -51,5 +61,6 @@ pub fn sni_frontend(listen_port: u16) -> String {
 
 /// The frontend every http route shares.
 pub const HTTP_FRONTEND: &str = "services";
-/// The resolvers section used when `defaults.resolvers` is set.
+/// The resolvers section used when `defaults.resolvers` is set, or a route
+/// resolves at run time.
 pub const RESOLVERS: &str = "docker";

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use crate::model::diagnostics::{Diagnostic, Diagnostics, FieldPath, Segment, excerpt};
 use crate::model::yaml::{self, SourceMap};
 use crate::model::{
-    ConnectionMode, Duration, FORMAT_VERSION, HttpsRedirectWhen, Mode, PathMatch, Route, RoutesFile,
+    ConnectionMode, DomainMatch, Duration, FORMAT_VERSION, HttpsRedirectWhen, Mode, PathMatch,
+    Route, RoutesFile,
 };
 use crate::model::{duration, grammar, names};
 
@@ -476,6 +477,7 @@ fn check_route(
             ),
         );
     }
+    check_match_conditions(route, &at, report);
     if let Some(path) = route.health_check.as_ref().and_then(|h| h.path.as_ref()) {
         if !path.0.starts_with('/') {
             report(
@@ -485,6 +487,87 @@ fn check_route(
         }
         if let Some(problem) = literal_word_problem(&path.0) {
             report(at.key("health_check").key("path"), problem);
+        }
+    }
+}
+
+/// Header and user-agent conditions HAProxy would never match, or match
+/// other than written; repeated names, agents and compression settings.
+fn check_match_conditions(
+    route: &Route,
+    at: &FieldPath,
+    report: &mut impl FnMut(FieldPath, String),
+) {
+    if !route.domain_match.is_exact() && route.domains.is_empty() {
+        report(at.key("domain_match"), "only used with `domains`".into());
+    }
+    let mut names = HashMap::new();
+    for (name, value) in &route.match_headers {
+        let field = at.key("match_headers").key(name.0.as_str());
+        if let Some(first) = names.insert(name.0.to_ascii_lowercase(), &name.0) {
+            report(
+                field.clone(),
+                format!(
+                    "`{}` is `{}` already: header names ignore case",
+                    excerpt(&name.0),
+                    excerpt(first)
+                ),
+            );
+        }
+        // HAProxy splits header values at commas and trims the parts.
+        let problem = if value.0.is_empty() {
+            Some("must not be empty")
+        } else if value.0.contains(',') {
+            Some(
+                "a value with `,` never matches: HAProxy compares each comma-separated value of the header",
+            )
+        } else if value.0.starts_with(' ') || value.0.ends_with(' ') {
+            Some(
+                "starts or ends with a space: HAProxy trims header values, so it would never match",
+            )
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            report(field, problem.into());
+        }
+    }
+    let mut agents = HashMap::new();
+    for (i, agent) in route.user_agents.iter().enumerate() {
+        let field = at.key("user_agents").index(i);
+        if agent.0.is_empty() {
+            report(
+                field.clone(),
+                "must not be empty: it would match every request".into(),
+            );
+        }
+        if let Some(first) = agents.insert(agent.0.to_ascii_lowercase(), i) {
+            report(
+                field,
+                format!("is user_agents[{first}] already: agents match ignoring case"),
+            );
+        }
+    }
+    if let Some(compression) = &route.compression {
+        let at = at.key("compression");
+        for (i, algorithm) in compression.algorithms.iter().enumerate() {
+            if compression.algorithms[..i].contains(algorithm) {
+                report(
+                    at.key("algorithms").index(i),
+                    format!("`{}` is listed twice", algorithm.haproxy_name()),
+                );
+            }
+        }
+        for (i, mime) in compression.types.iter().enumerate() {
+            let seen = compression.types[..i]
+                .iter()
+                .any(|t| t.0.eq_ignore_ascii_case(&mime.0));
+            if seen {
+                report(
+                    at.key("types").index(i),
+                    format!("`{}` is listed twice", excerpt(&mime.0)),
+                );
+            }
         }
     }
 }
@@ -532,6 +615,10 @@ fn check_mode(route: &Route, at: &FieldPath, report: &mut impl FnMut(FieldPath, 
                 ("deny_http", route.deny_http),
                 ("allowed_methods", !route.allowed_methods.is_empty()),
                 ("denied_methods", !route.denied_methods.is_empty()),
+                ("domain_match", !route.domain_match.is_exact()),
+                ("match_headers", !route.match_headers.is_empty()),
+                ("user_agents", !route.user_agents.is_empty()),
+                ("compression", route.compression.is_some()),
             ];
             for (field, set) in http_only {
                 if set {
@@ -619,20 +706,69 @@ fn check_unique_ids(routes: &[Route], report: &mut impl FnMut(FieldPath, String)
     }
 }
 
-/// Two http routes may not claim the same domain and path.
+/// What narrows a route beyond its domains and paths: two routes that differ
+/// here serve different requests on the same domain and path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Narrowing {
+    /// Header names (lowercased) and values.
+    headers: Vec<(String, String)>,
+    /// User agents, lowercased and sorted.
+    user_agents: Vec<String>,
+}
+
+impl Narrowing {
+    fn is_none(&self) -> bool {
+        self.headers.is_empty() && self.user_agents.is_empty()
+    }
+}
+
+fn narrowing(route: &Route) -> Narrowing {
+    let mut user_agents: Vec<String> = route
+        .user_agents
+        .iter()
+        .map(|a| a.0.to_ascii_lowercase())
+        .collect();
+    user_agents.sort();
+    user_agents.dedup();
+    let mut headers: Vec<(String, String)> = route
+        .match_headers
+        .iter()
+        .map(|(n, v)| (n.0.to_ascii_lowercase(), v.0.clone()))
+        .collect();
+    headers.sort();
+    Narrowing {
+        headers,
+        user_agents,
+    }
+}
+
+/// A domain as claimed: lowercased, with how it matches (a wildcard always
+/// matches subdomains, whatever `domain_match` says).
+type DomainClaim = (String, DomainMatch);
+
+/// Two http routes may not claim the same domain and path with the same
+/// header and user-agent conditions.
 fn check_unique_claims(routes: &[Route], report: &mut impl FnMut(FieldPath, String)) {
-    let mut claims: HashMap<(Option<String>, PathMatch, String), usize> = HashMap::new();
+    type Claim = (Option<DomainClaim>, PathMatch, String, Narrowing);
+    let mut claims: HashMap<Claim, usize> = HashMap::new();
     for (index, route) in routes.iter().enumerate() {
         if route.mode != Mode::Http {
             continue;
         }
-        let domains: Vec<Option<String>> = if route.domains.is_empty() {
+        let narrowing = narrowing(route);
+        let domains: Vec<Option<DomainClaim>> = if route.domains.is_empty() {
             vec![None]
         } else {
             route
                 .domains
                 .iter()
-                .map(|d| Some(d.0.to_ascii_lowercase()))
+                .map(|d| {
+                    let how = match d.wildcard_suffix() {
+                        Some(_) => DomainMatch::Exact,
+                        None => route.domain_match,
+                    };
+                    Some((d.0.to_ascii_lowercase(), how))
+                })
                 .collect()
         };
         // A domain without paths claims the whole domain, like the prefix `/`.
@@ -648,22 +784,32 @@ fn check_unique_claims(routes: &[Route], report: &mut impl FnMut(FieldPath, Stri
         };
         for domain in &domains {
             for &(i, path_match, path) in &paths {
-                let key = (domain.clone(), path_match, path.to_string());
+                let key = (
+                    domain.clone(),
+                    path_match,
+                    path.to_string(),
+                    narrowing.clone(),
+                );
                 match claims.get(&key) {
                     Some(&first) if first != index => {
                         let on = domain
-                            .as_deref()
-                            .map(|d| format!(" on {}", excerpt(d)))
+                            .as_ref()
+                            .map(|(d, _)| format!(" on {}", excerpt(d)))
                             .unwrap_or_default();
                         let field = if route.paths.is_empty() {
                             route_path(index).key("domains")
                         } else {
                             route_path(index).key("paths").index(i)
                         };
+                        let same = if narrowing.is_none() {
+                            ""
+                        } else {
+                            " with the same `match_headers` and `user_agents`"
+                        };
                         report(
                             field,
                             format!(
-                                "`{}`{on} is already routed by routes[{first}] ({})",
+                                "`{}`{on} is already routed by routes[{first}] ({}){same}",
                                 excerpt(path),
                                 routes[first].id()
                             ),
@@ -738,6 +884,90 @@ mod tests {
                 "routes.yaml:8:13: routes[1].paths[0]: `a` must start with `/`",
                 "routes.yaml:8:16: routes[1].paths[1]: `/a` is already routed by routes[0] (a:80)",
             ]
+        );
+    }
+
+    #[test]
+    fn routes_on_one_path_may_differ_by_headers_or_user_agents() {
+        let route = |name: &str, extra: &str| {
+            format!("  - service: {name}\n    port: 80\n    paths: [/a]\n{extra}")
+        };
+        let file = |routes: &[String]| format!("version: 1\nroutes:\n{}", routes.concat());
+        let v2 = route("v2", "    match_headers: {X-Version: '2'}\n");
+        let v3 = route("v3", "    match_headers: {X-Version: '3'}\n");
+        let mobile = route("mobile", "    user_agents: [iPhone]\n");
+        let all = route("all", "");
+        assert_eq!(
+            errors(&file(&[v2.clone(), v3, mobile, all])),
+            [] as [String; 0]
+        );
+        let again = route("again", "    match_headers: {x-version: '2'}\n");
+        assert_eq!(
+            errors(&file(&[v2, again])),
+            [
+                "routes.yaml:9:13: routes[1].paths[0]: `/a` is already routed by routes[0] (v2:80) with the same `match_headers` and `user_agents`"
+            ]
+        );
+        let agents = route("b", "    user_agents: [IPHONE]\n");
+        let mobile = route("mobile", "    user_agents: [iPhone]\n");
+        assert_eq!(errors(&file(&[mobile, agents])).len(), 1);
+        // How a domain matches makes another claim; a wildcard matches one way.
+        let exact = "  - service: a\n    port: 80\n    domains: [a.com, '*.b.com']\n".to_string();
+        let labels =
+            "  - service: b\n    port: 80\n    domains: [a.com]\n    domain_match: labels\n"
+                .to_string();
+        let wildcard =
+            "  - service: c\n    port: 80\n    domains: ['*.b.com']\n    domain_match: labels\n"
+                .to_string();
+        assert_eq!(errors(&file(&[exact.clone(), labels])), [] as [String; 0]);
+        assert_eq!(errors(&file(&[exact, wildcard])).len(), 1);
+    }
+
+    #[test]
+    fn match_conditions_that_would_never_match_are_refused() {
+        let text = "version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [/a]\n    domain_match: suffix\n    match_headers: {X-A: '', X-B: '1,2', X-C: ' 1', x-a: '1'}\n    user_agents: ['', bot, BOT]\n    compression: {algorithms: [gzip, gzip], types: [text/html, TEXT/html]}\n  - service: t\n    port: 5432\n    mode: tcp\n    listen_port: 15432\n    user_agents: [bot]\n    compression: {algorithms: [gzip]}\n";
+        let fields: Vec<String> = errors(text)
+            .iter()
+            .map(|e| e.split(": ").nth(1).unwrap().to_string())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "routes[0].domain_match",
+                "routes[0].match_headers.X-A",
+                "routes[0].match_headers.X-B",
+                "routes[0].match_headers.X-C",
+                "routes[0].match_headers.x-a",
+                "routes[0].user_agents[0]",
+                "routes[0].user_agents[2]",
+                "routes[0].compression.algorithms[1]",
+                "routes[0].compression.types[1]",
+                "routes[1].user_agents",
+                "routes[1].compression",
+            ],
+            "{:#?}",
+            errors(text)
+        );
+        let empty = "version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [/a]\n    compression: {algorithms: []}\n";
+        assert_eq!(errors(empty).len(), 1, "{:?}", errors(empty));
+        let compression = |c: &str| {
+            errors(&format!(
+                "version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [/a]\n    compression: {c}\n"
+            ))
+        };
+        let unknown = compression("{algorithms: [br]}");
+        assert!(
+            unknown.len() == 1
+                && unknown[0].starts_with(
+                    "routes.yaml:6:32: routes[0].compression.algorithms[0]: \"br\" is not one of \"gzip\""
+                ),
+            "{unknown:?}"
+        );
+        let bad_type = compression("{algorithms: [gzip], types: ['text/html; charset=utf-8']}");
+        assert_eq!(bad_type.len(), 1, "{bad_type:?}");
+        assert!(
+            bad_type[0].contains("routes[0].compression.types[0]"),
+            "{bad_type:?}"
         );
     }
 

@@ -2,8 +2,9 @@
 //! other routes, hosts redirected to its domain, the default backend, the
 //! HTTPS redirect, and the requests it refuses (plain HTTP, methods).
 
-use super::{Section, host_acl, path_match_words};
-use crate::model::{HttpsRedirectWhen, Mode, Route, names};
+use super::conditions::host_acls;
+use super::{Section, path_match_words};
+use crate::model::{DomainMatch, HttpsRedirectWhen, Mode, Route, names};
 
 /// The route's `exclude_paths` ACL, and its `redirect_from` redirects, in
 /// the http frontend. The redirects keep path, query and scheme.
@@ -27,7 +28,7 @@ pub(super) fn frontend_lines(frontend: &mut Section, route: &Route) {
         .filter(|_| !route.redirect_from.is_empty())
     {
         let acl = names::redirect_from_acl(route);
-        host_acl(frontend, &acl, &route.redirect_from);
+        host_acls(frontend, &acl, &route.redirect_from, DomainMatch::Exact);
         let target = target.0.to_ascii_lowercase();
         for (scheme, tls) in [("https", ""), ("http", "!")] {
             frontend.line(format!(

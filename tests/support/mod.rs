@@ -592,7 +592,14 @@ pub struct Dns {
 
 impl Dns {
     pub fn start(names: &[&str]) -> Self {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1:0", names)
+    }
+
+    /// On `address`: `127.0.0.11:53` is where Docker's embedded DNS answers
+    /// (port 53 needs root, which the test suite runs as).
+    pub fn start_on(address: &str, names: &[&str]) -> Self {
+        let socket = std::net::UdpSocket::bind(address)
+            .unwrap_or_else(|e| panic!("binding the test DNS to {address}: {e}"));
         let port = socket.local_addr().unwrap().port();
         let names: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
         std::thread::spawn(move || {

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde_json::json;
 
+mod certs;
 mod dfp;
 
 use std::collections::BTreeMap;
@@ -188,7 +189,14 @@ pub fn router(state: ApiState) -> Router {
             get(dfp::reload).post(dfp::reload),
         )
         .route("/v1/docker-flow-proxy/ping", get(dfp::ping))
+        .route(
+            "/v1/docker-flow-proxy/cert",
+            axum::routing::put(certs::put).delete(certs::delete),
+        )
+        .route("/v1/docker-flow-proxy/certs", get(certs::list))
         .route("/metrics", get(metrics))
+        .fallback(certs::not_found)
+        .method_not_allowed_fallback(certs::method_not_allowed)
         .layer(axum::middleware::from_fn(limit_query))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

@@ -5,6 +5,8 @@
 pub mod overlay;
 pub mod servers;
 
+use std::path::PathBuf;
+
 use crate::model::RoutesFile;
 use crate::sources::Warning;
 use crate::sources::swarm_snapshot::SwarmState;
@@ -21,6 +23,9 @@ pub struct DesiredState {
     /// Routes that cannot be served as declared (no such service, no
     /// running task, no shared network, unreadable labels).
     pub warnings: Vec<Warning>,
+    /// The crt-list of the certificates capstan manages (uploaded, from
+    /// directories), when HTTPS serves it.
+    pub crt_list: Option<PathBuf>,
 }
 
 impl DesiredState {
@@ -30,6 +35,7 @@ impl DesiredState {
             routes,
             servers: TaskServers::new(),
             warnings: Vec::new(),
+            crt_list: None,
         }
     }
 
@@ -41,6 +47,13 @@ impl DesiredState {
             routes,
             servers,
             warnings,
+            crt_list: None,
         }
+    }
+
+    /// HTTPS also serves the certificates of `crt_list`, if any.
+    pub fn with_crt_list(mut self, crt_list: Option<PathBuf>) -> Self {
+        self.crt_list = crt_list;
+        self
     }
 }

@@ -6,6 +6,7 @@
 //! the live file; if the reload still fails, the previous file is restored and
 //! the old worker keeps serving.
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use crate::plan::{
     self, Change, DesiredConfig, LiveServer, LiveState, MARKER_PREFIX, Method, Plan, ServerState,
 };
 use crate::render::HaproxyConfig;
+use crate::tls::ServedCertificate;
 use crate::util::write_atomic;
 
 /// Why an apply failed. Whatever the cause, the previous config keeps serving.
@@ -48,6 +50,9 @@ pub enum ApplyError {
     /// A planned server address is not `ip:port`.
     #[error("runtime API: bad address {0}")]
     BadAddress(String),
+    /// A planned certificate change names a certificate the desired state has not.
+    #[error("runtime API: no certificate {0} to load")]
+    UnknownCertificate(String),
     #[error("starting HAProxy: {0}")]
     Start(#[source] ProcessError),
     /// HAProxy is not running and capstan, attached, may not start it.
@@ -88,7 +93,9 @@ impl ApplyError {
     pub fn stage(&self) -> &'static str {
         match self {
             ApplyError::Check(_) | ApplyError::PortInUse(_) => "check",
-            ApplyError::Runtime(_) | ApplyError::BadAddress(_) => "runtime",
+            ApplyError::Runtime(_)
+            | ApplyError::BadAddress(_)
+            | ApplyError::UnknownCertificate(_) => "runtime",
             ApplyError::Reload(_)
             | ApplyError::Refused { .. }
             | ApplyError::Unconfirmed { .. }
@@ -142,6 +149,11 @@ impl Haproxy {
             supervised,
             supervisor: None,
         }
+    }
+
+    /// The haproxy binary, which also checks configs and certificates.
+    pub fn binary(&self) -> &Path {
+        &self.binary
     }
 
     /// The admin socket the rendered config must open.
@@ -226,7 +238,23 @@ impl Haproxy {
             marker,
             config,
             servers,
+            certificates: self.served_certificates().await,
         }
+    }
+
+    /// The crt-list of the certificates capstan manages: next to the config file.
+    pub fn crt_list_file(&self) -> PathBuf {
+        sibling(&self.config_file, "crt-list")
+    }
+
+    /// The certificates of capstan's crt-list as HAProxy serves them;
+    /// `None` when it runs no such crt-list or does not answer.
+    pub async fn served_certificates(&self) -> Option<BTreeMap<PathBuf, ServedCertificate>> {
+        self.admin
+            .crt_list_certificates(&self.crt_list_file())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Carries out `plan`. On any failure the config file is left as it was
@@ -238,13 +266,19 @@ impl Haproxy {
         live: &LiveState,
     ) -> Result<ApplyReport, ApplyError> {
         let text = desired.text();
+        // Before a reload loads it, and so that a later reload keeps what
+        // changes at run time.
+        if desired.crt_list.is_some() {
+            let list = crate::tls::crt_list(&desired.certificates);
+            write_if_changed(&self.crt_list_file(), &list)?;
+        }
         let check = match plan.method {
             Method::Nothing | Method::Restart => {
                 self.write_if_changed(&text)?;
                 Duration::ZERO
             }
             Method::Runtime => {
-                self.apply_runtime(&plan.changes).await?;
+                self.apply_runtime(desired, &plan.changes).await?;
                 // So that a later reload keeps what was changed live.
                 self.write_if_changed(&text)?;
                 Duration::ZERO
@@ -254,7 +288,11 @@ impl Haproxy {
         Ok(ApplyReport { check })
     }
 
-    async fn apply_runtime(&self, changes: &[Change]) -> Result<(), ApplyError> {
+    async fn apply_runtime(
+        &self,
+        desired: &DesiredConfig,
+        changes: &[Change],
+    ) -> Result<(), ApplyError> {
         // Addresses first, so that a slot is put in service at its new address.
         for change in changes {
             if let Change::SetServerAddress {
@@ -294,14 +332,49 @@ impl Haproxy {
                 }
             }
         }
+        self.apply_certificates(desired, changes).await
+    }
+
+    async fn apply_certificates(
+        &self,
+        desired: &DesiredConfig,
+        changes: &[Change],
+    ) -> Result<(), ApplyError> {
+        let crt_list = self.crt_list_file();
+        let pem = |path: &str| {
+            desired
+                .certificates
+                .iter()
+                .find(|c| c.path.as_os_str() == path)
+                .map(|c| c.pem.clone())
+                .ok_or_else(|| ApplyError::UnknownCertificate(path.to_string()))
+        };
+        for change in changes {
+            let result = match change {
+                Change::AddCertificate { path } => {
+                    self.admin
+                        .add_certificate(&crt_list, Path::new(path), &*pem(path)?)
+                        .await
+                }
+                Change::ReplaceCertificate { path } => {
+                    self.admin
+                        .replace_certificate(Path::new(path), &*pem(path)?)
+                        .await
+                }
+                Change::RemoveCertificate { path } => {
+                    self.admin
+                        .remove_certificate(&crt_list, Path::new(path))
+                        .await
+                }
+                _ => continue,
+            };
+            result.map_err(ApplyError::Runtime)?;
+        }
         Ok(())
     }
 
     fn write_if_changed(&self, text: &str) -> Result<(), ApplyError> {
-        if std::fs::read_to_string(&self.config_file).ok().as_deref() == Some(text) {
-            return Ok(());
-        }
-        write(&self.config_file, text)
+        write_if_changed(&self.config_file, text)
     }
 
     async fn reload(
@@ -409,6 +482,13 @@ impl Haproxy {
         self.supervisor = Some(supervisor);
         Ok(())
     }
+}
+
+fn write_if_changed(path: &Path, text: &str) -> Result<(), ApplyError> {
+    if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
+        return Ok(());
+    }
+    write(path, text)
 }
 
 fn write(path: &Path, text: &str) -> Result<(), ApplyError> {

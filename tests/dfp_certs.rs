@@ -180,6 +180,16 @@ fn an_uploaded_certificate_serves_at_once_and_is_replaced_without_a_reload() {
     );
     assert!(!listing.to_string().contains("PRIVATE"), "{listing:#}");
     assert!(!capstan.status().to_string().contains("PRIVATE"));
+    let listed = Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args(["overrides", "list", "--url", &capstan.url()])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(
+        listed
+            .contains("certificate a.test (uploaded, not in git): serves /CN=a.test (DNS:a.test)"),
+        "{listed}"
+    );
 
     // capstan restarts: nothing to redo, the renewal still serves.
     capstan.restart();

@@ -42,6 +42,9 @@ pub struct OverridesAnswer {
     pub overrides: BTreeMap<String, Override>,
     #[serde(default)]
     pub drift: Vec<Drift>,
+    /// Uploaded certificates: served, and not in git. Never a key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<crate::tls::CertificateInfo>,
 }
 
 /// Largest request body accepted (webhook payloads are far smaller).
@@ -221,9 +224,17 @@ async fn list_overrides(State(state): State<ApiState>) -> Response {
     if state.auth.is_none() {
         redact_overrides(&mut set);
     }
+    let certificates = state
+        .reconciler
+        .status()
+        .certificates
+        .into_iter()
+        .filter(|c| c.source == crate::tls::CertSource::Uploaded)
+        .collect();
     let answer = OverridesAnswer {
         overrides: set.overrides,
         drift,
+        certificates,
     };
     (StatusCode::OK, axum::Json(answer)).into_response()
 }

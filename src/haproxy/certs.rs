@@ -7,7 +7,6 @@
 //! HAProxy keeps one certificate transaction at a time: only the reconcile
 //! loop, which runs alone, sends these commands.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::admin::{AdminError, AdminSocket};
@@ -107,29 +106,25 @@ fn expect(command: &str, answer: String, success: &str) -> Result<String, AdminE
 }
 
 impl AdminSocket {
-    /// The certificates `crt_list` holds and what HAProxy serves for each;
-    /// `None` when HAProxy has no such crt-list (no bind uses it).
-    pub async fn crt_list_certificates(
+    /// The certificates `crt_list` holds, in its order; `None` when HAProxy
+    /// has no such crt-list (no bind uses it).
+    pub async fn crt_list_paths(
         &self,
         crt_list: &Path,
-    ) -> Result<Option<BTreeMap<PathBuf, ServedCertificate>>, AdminError> {
+    ) -> Result<Option<Vec<PathBuf>>, AdminError> {
         let answer = self
             .command(&format!("show ssl crt-list {}", word(crt_list)?))
             .await?;
         if !answer.trim_start().starts_with('#') {
             return Ok(None);
         }
-        let mut served = BTreeMap::new();
-        for line in answer.lines().filter(|l| !l.starts_with('#')) {
-            let Some(path) = line.split_whitespace().next() else {
-                continue;
-            };
-            let path = PathBuf::from(path);
-            // One it cannot describe is replaced: better than adding it twice.
-            let info = self.served_certificate(&path).await.unwrap_or_default();
-            served.insert(path, info);
-        }
-        Ok(Some(served))
+        let paths = answer
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(PathBuf::from)
+            .collect();
+        Ok(Some(paths))
     }
 
     /// `show ssl cert <path>`: what HAProxy serves under `path`.

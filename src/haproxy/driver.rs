@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::haproxy::admin::{AdminError, AdminSocket};
@@ -117,6 +118,8 @@ pub struct Haproxy {
     master: MasterCli,
     admin: AdminSocket,
     supervisor: Option<Supervisor>,
+    /// What the worker (by pid) serves of each certificate, as last asked.
+    served_memo: Mutex<(u32, BTreeMap<PathBuf, ServedCertificate>)>,
 }
 
 /// What one successful apply reports.
@@ -148,6 +151,7 @@ impl Haproxy {
             paths,
             supervised,
             supervisor: None,
+            served_memo: Mutex::new((0, BTreeMap::new())),
         }
     }
 
@@ -238,7 +242,7 @@ impl Haproxy {
             marker,
             config,
             servers,
-            certificates: self.served_certificates().await,
+            certificates: self.served_by(info.pid).await,
         }
     }
 
@@ -250,11 +254,44 @@ impl Haproxy {
     /// The certificates of capstan's crt-list as HAProxy serves them;
     /// `None` when it runs no such crt-list or does not answer.
     pub async fn served_certificates(&self) -> Option<BTreeMap<PathBuf, ServedCertificate>> {
-        self.admin
-            .crt_list_certificates(&self.crt_list_file())
+        let pid = self.admin.show_info().await.ok()?.pid;
+        self.served_by(pid).await
+    }
+
+    /// [`Haproxy::served_certificates`] of the worker `pid`: one `show ssl
+    /// cert` per certificate it was not asked about yet (after a reload,
+    /// every one; between changes, none).
+    async fn served_by(&self, pid: u32) -> Option<BTreeMap<PathBuf, ServedCertificate>> {
+        let paths = self
+            .admin
+            .crt_list_paths(&self.crt_list_file())
             .await
             .ok()
-            .flatten()
+            .flatten()?;
+        let mut known = {
+            let mut memo = lock(&self.served_memo);
+            if memo.0 != pid {
+                *memo = (pid, BTreeMap::new());
+            }
+            memo.1.clone()
+        };
+        known.retain(|path, _| paths.contains(path));
+        for path in paths {
+            if !known.contains_key(&path) {
+                // One it cannot describe is replaced: better than added twice.
+                let served = self
+                    .admin
+                    .served_certificate(&path)
+                    .await
+                    .unwrap_or_default();
+                known.insert(path, served);
+            }
+        }
+        let mut memo = lock(&self.served_memo);
+        if memo.0 == pid {
+            memo.1 = known.clone();
+        }
+        Some(known)
     }
 
     /// Carries out `plan`. On any failure the config file is left as it was
@@ -368,6 +405,13 @@ impl Haproxy {
                 }
                 _ => continue,
             };
+            // Asked again at the next look, whatever happened.
+            if let Change::AddCertificate { path }
+            | Change::ReplaceCertificate { path }
+            | Change::RemoveCertificate { path } = change
+            {
+                lock(&self.served_memo).1.remove(Path::new(path));
+            }
             result.map_err(ApplyError::Runtime)?;
         }
         Ok(())
@@ -482,6 +526,11 @@ impl Haproxy {
         self.supervisor = Some(supervisor);
         Ok(())
     }
+}
+
+/// A poisoned lock only means a panic elsewhere; the data is still whole.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn write_if_changed(path: &Path, text: &str) -> Result<(), ApplyError> {

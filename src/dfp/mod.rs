@@ -57,8 +57,9 @@
 //! | `replicas`, `shortName` | | ignored (DFSL bookkeeping) |
 //! | `isDefaultBackend`, `redirectWhenHttpProto`, `sslVerifyNone` | | `false` accepted; `true` 400 |
 //! | `ttl` | capstan's own | `10m`, `2h`, `1d`, `3600` (seconds) → [`Reconfigure::ttl`] |
+//! | `serviceCert` | | a PEM (certificate, chain, key; newlines or `\n`, at most 16 KiB) → [`Reconfigure::service_cert`], stored as an uploaded certificate named after the first domain (`*.` as `wildcard.`), else the service; not echoed (it holds a key); ignored with a warning in labels |
 //!
-//! Rejected (400 [`DfpError::Unsupported`]): `httpsPort`, `serviceCert`,
+//! Rejected (400 [`DfpError::Unsupported`]): `httpsPort`,
 //! `usersSecret`, `servicePathExclude`, `serviceHeader`, `redirectFromDomain`,
 //! `discoveryType`, `checkResolvers`, `balanceGroup`, `allowedMethods`,
 //! `deniedMethods`, `backendExtra`, `templateFePath`, `templateBePath`, any

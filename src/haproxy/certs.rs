@@ -7,6 +7,7 @@
 //! HAProxy keeps one certificate transaction at a time: only the reconcile
 //! loop, which runs alone, sends these commands.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::admin::{AdminError, AdminSocket};
@@ -31,6 +32,7 @@ pub enum CertCheckError {
 pub async fn check(binary: &Path, scratch: &Path, pem: &Pem) -> Result<(), CertCheckError> {
     let unchecked = |e: std::io::Error| CertCheckError::Unchecked(e.to_string());
     std::fs::create_dir_all(scratch).map_err(unchecked)?;
+    std::fs::set_permissions(scratch, std::fs::Permissions::from_mode(0o700)).map_err(unchecked)?;
     let id = crate::util::sha256_hex_prefix(pem.text().as_bytes(), 8);
     let (file, config) = (
         scratch.join(format!("check-{id}.pem")),

@@ -277,14 +277,10 @@ impl Haproxy {
         };
         known.retain(|path, _| paths.contains(path));
         for path in paths {
-            if !known.contains_key(&path) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = known.entry(path) {
                 // One it cannot describe is replaced: better than added twice.
-                let served = self
-                    .admin
-                    .served_certificate(&path)
-                    .await
-                    .unwrap_or_default();
-                known.insert(path, served);
+                let served = self.admin.served_certificate(slot.key()).await;
+                slot.insert(served.unwrap_or_default());
             }
         }
         let mut memo = lock(&self.served_memo);

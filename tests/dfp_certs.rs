@@ -424,3 +424,40 @@ fn service_cert_stores_the_certificate_under_the_service_domain() {
     assert!(capstan.status()["overrides"].to_string().contains("\"c\""));
     assert!(!capstan.status()["overrides"].to_string().contains("\"d\""));
 }
+
+#[test]
+fn uploading_and_deleting_need_the_api_credentials_when_configured() {
+    require_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let remote = GitRemote::new();
+    let commit = remote.push(&routes(free_port(), free_port(), &Backend::start("A"), ""));
+    let capstan = serve_git(
+        &remote,
+        &[
+            "--poll-interval",
+            "1h",
+            "--api-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    wait_applied(&capstan, &commit);
+    let a = certificate(dir.path(), "a.pem", &["a.test"]);
+    let (code, answer) = put_cert(&capstan, "a.test", &a);
+    assert_eq!(
+        (code, answer["Status"].as_str()),
+        (401, Some("NOK")),
+        "{answer:#}"
+    );
+    let (code, _) = send(
+        &capstan,
+        "DELETE",
+        "/v1/docker-flow-proxy/cert?certName=a.test",
+        b"",
+    );
+    assert_eq!(code, 401);
+    assert!(!capstan.state_dir.join("certs/a.test.pem").exists());
+    // Listing shows no key: open, as in Docker Flow Proxy.
+    assert_eq!(capstan.get("/v1/docker-flow-proxy/certs").0, 200);
+}

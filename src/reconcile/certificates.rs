@@ -68,16 +68,19 @@ impl CertificateRegistry {
     pub fn open(state_dir: &Path, binary: &Path) -> Self {
         let store = CertStore::new(state_dir);
         let (uploaded, damaged) = match store.load() {
-            Ok(uploaded) => (uploaded, Vec::new()),
-            Err(error) => {
-                tracing::error!(%error, "uploaded certificates could not be read");
-                let warning = Warning {
-                    route: "certificates".into(),
-                    message: format!("uploaded certificates could not be read: {error}"),
-                };
-                (BTreeMap::new(), vec![warning])
-            }
+            Ok(loaded) => (loaded.certificates, loaded.damaged),
+            Err(error) => (BTreeMap::new(), vec![error]),
         };
+        let damaged = damaged
+            .into_iter()
+            .map(|error| {
+                tracing::error!(%error, "an uploaded certificate could not be read");
+                Warning {
+                    route: "certificates".into(),
+                    message: format!("uploaded certificate left out: {error}"),
+                }
+            })
+            .collect();
         if !uploaded.is_empty() {
             tracing::info!(count = uploaded.len(), "uploaded certificates in force");
         }

@@ -16,6 +16,14 @@ use crate::util::write_atomic;
 
 const SUFFIX: &str = ".pem";
 
+/// What [`CertStore::load`] found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub certificates: BTreeMap<CertName, Certificate>,
+    /// Files that are no certificate any more (a damaged disk): left out.
+    pub damaged: Vec<CertStoreError>,
+}
+
 #[derive(Debug, Clone)]
 pub struct CertStore {
     dir: PathBuf,
@@ -41,19 +49,20 @@ impl CertStore {
         self.dir.join(format!("{name}{SUFFIX}"))
     }
 
-    /// Every stored certificate, by name. Files capstan did not write
+    /// Every stored certificate, by name, and the files that could not be
+    /// read as one (each left out alone). Files capstan did not write
     /// (other names, temporary files) are left alone.
-    pub fn load(&self) -> Result<BTreeMap<CertName, Certificate>, CertStoreError> {
+    pub fn load(&self) -> Result<Loaded, CertStoreError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| CertStoreError::Io { path, source }
         };
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::default()),
             Err(e) => return Err(io(&self.dir)(e)),
         };
-        let mut certificates = BTreeMap::new();
+        let mut loaded = Loaded::default();
         for entry in entries {
             let entry = entry.map_err(io(&self.dir))?;
             let file_name = entry.file_name();
@@ -65,14 +74,23 @@ impl CertStore {
                 continue;
             };
             let path = entry.path();
-            let bytes = std::fs::read(&path).map_err(io(&path))?;
-            let pem = Pem::parse(&bytes).map_err(|source| CertStoreError::Corrupt {
-                path: path.clone(),
-                source,
-            })?;
-            certificates.insert(name.clone(), uploaded(name, path, pem));
+            let pem = match std::fs::read(&path) {
+                Ok(bytes) => Pem::parse(&bytes).map_err(|source| CertStoreError::Corrupt {
+                    path: path.clone(),
+                    source,
+                }),
+                Err(source) => Err(io(&path)(source)),
+            };
+            match pem {
+                Ok(pem) => {
+                    loaded
+                        .certificates
+                        .insert(name.clone(), uploaded(name, path, pem));
+                }
+                Err(e) => loaded.damaged.push(e),
+            }
         }
-        Ok(certificates)
+        Ok(loaded)
     }
 
     /// Stores `pem` as `name`, replacing any certificate of that name.
@@ -128,7 +146,7 @@ mod tests {
     fn stored_certificates_survive_a_reopen_in_a_private_directory() {
         let dir = tempfile::tempdir().unwrap();
         let store = CertStore::new(dir.path());
-        assert!(store.load().unwrap().is_empty());
+        assert!(store.load().unwrap().certificates.is_empty());
         let a = store
             .save(&name("a.test"), Pem::parse(pem(1).as_bytes()).unwrap())
             .unwrap();
@@ -141,7 +159,7 @@ mod tests {
         assert_eq!(a.path, dir.path().join("certs/a.test.pem"));
         // Not capstan's: ignored.
         std::fs::write(dir.path().join("certs/notes.txt"), "x").unwrap();
-        let loaded = CertStore::new(dir.path()).load().unwrap();
+        let loaded = CertStore::new(dir.path()).load().unwrap().certificates;
         assert_eq!(
             loaded.keys().map(CertName::as_str).collect::<Vec<_>>(),
             ["a.test", "b.pem"]
@@ -157,15 +175,20 @@ mod tests {
         assert_eq!(mode & 0o777, 0o700);
         assert!(store.remove(&name("a.test")).unwrap());
         assert!(!store.remove(&name("a.test")).unwrap());
-        assert_eq!(store.load().unwrap().len(), 1);
+        assert_eq!(store.load().unwrap().certificates.len(), 1);
     }
 
     #[test]
-    fn a_damaged_file_is_an_error_naming_it() {
+    fn a_damaged_file_is_left_out_alone_and_named() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("certs")).unwrap();
+        let store = CertStore::new(dir.path());
+        store
+            .save(&name("good"), Pem::parse(pem(1).as_bytes()).unwrap())
+            .unwrap();
         std::fs::write(dir.path().join("certs/x.pem"), "garbage").unwrap();
-        let error = CertStore::new(dir.path()).load().unwrap_err().to_string();
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.certificates.len(), 1);
+        let error = loaded.damaged[0].to_string();
         assert!(
             error.contains("certs/x.pem") && error.contains("no PEM block"),
             "{error}"

@@ -18,6 +18,7 @@ pub mod render;
 pub mod report;
 pub mod sources;
 pub mod state;
+pub mod tls;
 pub mod util;
 pub mod webhook;
 

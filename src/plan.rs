@@ -2,13 +2,14 @@
 //! and whether HAProxy can take it at run time or needs a reload. A pure
 //! function of desired and observed state.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::render::{HaproxyConfig, Section, Server};
+use crate::tls::{Certificate, ServedCertificate};
 
 /// Prefix of the generation marker capstan writes as `global.description`.
 pub const MARKER_PREFIX: &str = "capstan-";
@@ -21,6 +22,11 @@ pub struct DesiredConfig {
     /// server addresses HAProxy can change at run time. HAProxy reports it back
     /// through `show info`, which tells capstan what the running worker loaded.
     pub marker: String,
+    /// The crt-list HTTPS reads capstan's certificates from, if it does,
+    /// and those certificates in its order: they change at run time, so
+    /// they are not part of the marker.
+    pub crt_list: Option<PathBuf>,
+    pub certificates: Vec<Certificate>,
 }
 
 impl DesiredConfig {
@@ -32,7 +38,23 @@ impl DesiredConfig {
         config
             .global_mut()
             .line(format!("description {MARKER_PREFIX}{marker}"));
-        Self { config, marker }
+        Self {
+            config,
+            marker,
+            crt_list: None,
+            certificates: Vec::new(),
+        }
+    }
+
+    /// The certificates HTTPS serves from `crt_list` (rendered into the config already).
+    pub fn with_certificates(
+        mut self,
+        crt_list: Option<PathBuf>,
+        certificates: Vec<Certificate>,
+    ) -> Self {
+        self.crt_list = crt_list;
+        self.certificates = certificates;
+        self
     }
 
     pub fn text(&self) -> String {
@@ -127,6 +149,9 @@ pub struct LiveState {
     /// The config file capstan last wrote, if any.
     pub config: Option<HaproxyConfig>,
     pub servers: Vec<LiveServer>,
+    /// The certificates in capstan's crt-list and what HAProxy serves for
+    /// each; `None` when HAProxy runs no such crt-list (or was not asked).
+    pub certificates: Option<BTreeMap<PathBuf, ServedCertificate>>,
 }
 
 /// One change the plan makes.
@@ -157,6 +182,18 @@ pub enum Change {
         backend: String,
         server: String,
         state: ServerState,
+    },
+    /// Load a certificate and add it to capstan's crt-list, through the admin socket.
+    AddCertificate {
+        path: String,
+    },
+    /// Serve another certificate (a new serial, a renewal) under the same file.
+    ReplaceCertificate {
+        path: String,
+    },
+    /// Take a certificate out of the crt-list and out of HAProxy.
+    RemoveCertificate {
+        path: String,
     },
 }
 
@@ -244,12 +281,41 @@ pub fn plan(desired: &DesiredConfig, live: &LiveState) -> Plan {
             }
         }
     }
+    changes.extend(certificate_changes(desired, live));
     let method = if changes.is_empty() {
         Method::Nothing
     } else {
         Method::Runtime
     };
     Plan { method, changes }
+}
+
+/// The certificates to add, replace (another fingerprint under the same
+/// file) and remove so that HAProxy serves the desired ones. A crt-list
+/// HAProxy does not report is taken as empty: adding to it fails and is
+/// retried, rather than reloading on every reconcile.
+fn certificate_changes(desired: &DesiredConfig, live: &LiveState) -> Vec<Change> {
+    let empty = BTreeMap::new();
+    let served = live.certificates.as_ref().unwrap_or(&empty);
+    let mut changes = Vec::new();
+    for certificate in &desired.certificates {
+        let path = certificate.path.display().to_string();
+        match served.get(&certificate.path) {
+            None => changes.push(Change::AddCertificate { path }),
+            Some(live) if live.fingerprint != certificate.pem.fingerprint() => {
+                changes.push(Change::ReplaceCertificate { path })
+            }
+            Some(_) => {}
+        }
+    }
+    for path in served.keys() {
+        if !desired.certificates.iter().any(|c| &c.path == path) {
+            changes.push(Change::RemoveCertificate {
+                path: path.display().to_string(),
+            });
+        }
+    }
+    changes
 }
 
 fn same_address(a: &str, b: &str) -> bool {
@@ -347,6 +413,7 @@ mod tests {
             marker: Some(desired.marker.clone()),
             config: Some(desired.config.clone()),
             servers,
+            certificates: None,
         }
     }
 
@@ -424,6 +491,61 @@ mod tests {
         assert!(desired(ONE).text().contains(
             "\n    stats socket /run/admin.sock mode 600 level admin expose-fd listeners\n"
         ));
+    }
+
+    #[test]
+    fn certificates_are_added_replaced_and_removed_at_run_time() {
+        use crate::tls::pem::fixtures::pem;
+        use crate::tls::{CertSource, Pem};
+        let certificate = |name: &str, seed: u8| Certificate {
+            name: name.parse().unwrap(),
+            source: CertSource::Uploaded,
+            path: PathBuf::from(format!("/s/certs/{name}.pem")),
+            pem: std::sync::Arc::new(Pem::parse(pem(seed).as_bytes()).unwrap()),
+        };
+        let list = Some(PathBuf::from("/s/crt-list"));
+        let d = desired(ONE).with_certificates(
+            list.clone(),
+            vec![
+                certificate("kept", 1),
+                certificate("renewed", 2),
+                certificate("new", 3),
+            ],
+        );
+        let served = |c: &Certificate, fingerprint: &str| {
+            let info = ServedCertificate {
+                fingerprint: fingerprint.to_string(),
+                ..ServedCertificate::default()
+            };
+            (c.path.clone(), info)
+        };
+        let mut live = running(&d);
+        live.certificates = Some(BTreeMap::from([
+            served(&d.certificates[0], d.certificates[0].pem.fingerprint()),
+            served(&d.certificates[1], "OLD"),
+            served(&certificate("gone", 4), "GONE"),
+        ]));
+        let p = plan(&d, &live);
+        assert_eq!(p.method, Method::Runtime);
+        assert_eq!(
+            p.changes,
+            [
+                Change::ReplaceCertificate {
+                    path: "/s/certs/renewed.pem".into()
+                },
+                Change::AddCertificate {
+                    path: "/s/certs/new.pem".into()
+                },
+                Change::RemoveCertificate {
+                    path: "/s/certs/gone.pem".into()
+                },
+            ]
+        );
+        // They are not part of the marker: no reload for a certificate.
+        assert_eq!(
+            d.marker,
+            desired(ONE).with_certificates(list, vec![]).marker
+        );
     }
 
     #[test]

@@ -9,11 +9,14 @@ mod route_rules;
 mod tls;
 
 use std::fmt;
+use std::path::Path;
 
 use crate::desired::DesiredState;
 use crate::desired::FileUsers;
 use crate::desired::servers::{self, TaskServer, TaskServers};
-use crate::model::{Compression, Mode, PathMatch, Route, RoutesFile, Userlist, names};
+use crate::model::{
+    Compression, Defaults, Https, Mode, PathMatch, Route, RoutesFile, Userlist, names,
+};
 
 /// A rendered config: sections in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,19 +146,25 @@ impl Section {
 /// A userlist read from a file renders empty here (nobody authenticates):
 /// its users are read when capstan reconciles (see [`render_desired`]).
 pub fn render(file: &RoutesFile) -> HaproxyConfig {
-    render_with(file, &TaskServers::new(), &FileUsers::new())
+    render_with(file, &TaskServers::new(), &FileUsers::new(), None)
 }
 
 /// Renders the desired state: Swarm's tasks serve the routes they were
 /// resolved for, userlists of files hold the users read from them.
 pub fn render_desired(desired: &DesiredState) -> HaproxyConfig {
-    render_with(&desired.routes, &desired.servers, &desired.file_users)
+    render_with(
+        &desired.routes,
+        &desired.servers,
+        &desired.file_users,
+        desired.crt_list.as_deref(),
+    )
 }
 
 fn render_with(
     file: &RoutesFile,
     endpoints: &TaskServers,
     file_users: &FileUsers,
+    crt_list: Option<&Path>,
 ) -> HaproxyConfig {
     let mut routes: Vec<&Route> = file.routes.iter().collect();
     routes.sort_by_cached_key(|r| names::backend(r));
@@ -192,7 +201,7 @@ fn render_with(
             .line("http-request use-service prometheus-exporter if { path /metrics }");
         sections.push(frontend);
     }
-    sections.push(http_frontend(file, &routes));
+    sections.push(http_frontend(file, &routes, crt_list));
     for route in routes.iter().filter(|r| r.mode == Mode::Tcp) {
         sections.push(tcp_frontend(file, route));
     }
@@ -270,6 +279,28 @@ fn defaults(file: &RoutesFile) -> Section {
     defaults
 }
 
+/// The HTTPS bind, when there is a certificate to serve: routes.yaml's
+/// `certificates` first (the default certificate), then capstan's crt-list.
+/// With no `defaults.https`, uploaded certificates are served on 443.
+fn https_bind(d: &Defaults, crt_list: Option<&Path>) -> Option<String> {
+    let https = d.https.as_ref();
+    let mut sources: Vec<String> = https
+        .and_then(|h| h.certificates.as_ref())
+        .map(|file| format!("crt {}", file.0))
+        .into_iter()
+        .collect();
+    sources.extend(crt_list.map(|list| format!("crt-list {}", list.display())));
+    if sources.is_empty() {
+        return None;
+    }
+    let port = https.map_or(Https::DEFAULT_PORT, |h| h.port);
+    Some(format!(
+        "bind {}:{port} ssl {}",
+        d.bind_address,
+        sources.join(" ")
+    ))
+}
+
 /// One `use_backend` rule: a route's path (or its whole domain) with the
 /// route's domains, and where it sorts.
 struct Rule<'a> {
@@ -335,15 +366,12 @@ fn precedence(route: &Route, path: Option<&str>) -> Precedence {
     }
 }
 
-fn http_frontend(file: &RoutesFile, routes: &[&Route]) -> Section {
+fn http_frontend(file: &RoutesFile, routes: &[&Route], crt_list: Option<&Path>) -> Section {
     let d = &file.defaults;
     let mut frontend = Section::new(format!("frontend {}", names::HTTP_FRONTEND));
     frontend.line(format!("bind {}:{}", d.bind_address, d.http_port));
-    if let Some(https) = &d.https {
-        frontend.line(format!(
-            "bind {}:{} ssl crt {}",
-            d.bind_address, https.port, https.certificates.0
-        ));
+    if let Some(bind) = https_bind(d, crt_list) {
+        frontend.line(bind);
     }
     frontend
         .line("mode http")
@@ -780,6 +808,31 @@ mod tests {
         assert!(
             cfg.contains("userlist ops\n    user admin password $6$salt$hash\n"),
             "{cfg}"
+        );
+    }
+
+    #[test]
+    fn https_binds_routes_yaml_certificate_first_then_the_crt_list() {
+        let bind = |yaml: &str, crt_list: Option<&str>| {
+            let file = load("routes.yaml", yaml).unwrap();
+            https_bind(&file.defaults, crt_list.map(Path::new))
+        };
+        let own =
+            "version: 1\ndefaults:\n  https:\n    port: 8443\n    certificates: /etc/site.pem\n";
+        assert_eq!(
+            bind(own, None).as_deref(),
+            Some("bind *:8443 ssl crt /etc/site.pem")
+        );
+        assert_eq!(
+            bind(own, Some("/s/crt-list")).as_deref(),
+            Some("bind *:8443 ssl crt /etc/site.pem crt-list /s/crt-list")
+        );
+        let port_only = "version: 1\ndefaults:\n  https:\n    port: 8443\n";
+        assert_eq!(bind(port_only, None), None, "no certificate, no listener");
+        assert_eq!(
+            bind("version: 1\n", Some("/s/crt-list")).as_deref(),
+            Some("bind *:443 ssl crt-list /s/crt-list"),
+            "uploads without defaults.https serve on Docker Flow Proxy's port"
         );
     }
 

@@ -407,6 +407,28 @@ fn last_error(out: &mut String, error: &LastError) {
     }
 }
 
+/// The uploaded certificates, one line each, for `capstan overrides list`.
+pub fn uploaded_certificates(certificates: &[crate::tls::CertificateInfo]) -> String {
+    let mut out = String::new();
+    for c in certificates {
+        let serves = match &c.served {
+            Some(s) if s.fingerprint == c.fingerprint => {
+                format!(
+                    "serves {} ({}) until {}",
+                    s.subject, s.alt_names, s.not_after
+                )
+            }
+            _ => "not served yet".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "certificate {} (uploaded, not in git): {serves}",
+            c.name
+        );
+    }
+    out
+}
+
 /// `capstan overrides list` as text: each override in force and what it
 /// does against git, as of unix time `now`.
 pub fn overrides(set: &OverrideSet, drift: &[Drift], now: u64) -> String {

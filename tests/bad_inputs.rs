@@ -892,16 +892,17 @@ fn schema_errors_durations_secrets_headers_and_addresses() {
             message: "certs/site.pem",
         },
         Case {
-            name: "https without certificates",
+            name: "certificate directory without a path",
             yaml: r"
                 version: 1
                 defaults:
                   https:
-                    port: 443
+                    certificate_dirs:
+                      - prefixes: [cert-]
             ",
-            line: 4,
-            field: "defaults.https.certificates",
-            message: "missing required field `certificates`",
+            line: 5,
+            field: "defaults.https.certificate_dirs[0].path",
+            message: "missing required field `path`",
         },
         Case {
             name: "resolver without a port",
@@ -1681,6 +1682,18 @@ fn unquoted_slots() -> Vec<Slot> {
             "version: 1\ndefaults:\n  https:\n    certificates: @\n",
             "/etc/capstan/certs/site.pem",
             "defaults.https.certificates",
+        ),
+        Slot::new(
+            "certificate directory",
+            "version: 1\ndefaults:\n  https:\n    certificate_dirs:\n      - path: @\n",
+            "/run/secrets",
+            "defaults.https.certificate_dirs[0].path",
+        ),
+        Slot::new(
+            "certificate name prefix",
+            "version: 1\ndefaults:\n  https:\n    certificate_dirs:\n      - path: /run/secrets\n        prefixes: [@]\n",
+            "cert-",
+            "defaults.https.certificate_dirs[0].prefixes[0]",
         ),
         Slot::new(
             "resolver",

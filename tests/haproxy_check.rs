@@ -85,7 +85,7 @@ fn self_signed_certificate() -> Certificate {
 /// `haproxy -c` loads it.
 fn with_certificate(mut routes: RoutesFile, certificate: &Certificate) -> RoutesFile {
     if let Some(https) = routes.defaults.https.as_mut() {
-        https.certificates = FilePath(certificate.pem.to_str().unwrap().to_string());
+        https.certificates = Some(FilePath(certificate.pem.to_str().unwrap().to_string()));
     }
     validate::check("routes.yaml", &routes).expect("still valid with the test certificate");
     routes

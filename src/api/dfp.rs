@@ -69,6 +69,13 @@ pub async fn reconfigure(
         Ok(request) => request,
         Err(response) => return *response,
     };
+    // DFP stored the certificate before applying the routes.
+    if let Some(cert) = &request.service_cert
+        && let Err((code, message)) =
+            super::certs::store(&state, &cert.name, cert.pem.text().as_bytes()).await
+    {
+        return nok(code, &format!("serviceCert: {message}"));
+    }
     let expires_at = request
         .ttl
         .or(state.default_ttl)

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde_json::json;
 
+mod certs;
 mod dfp;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,9 @@ pub struct OverridesAnswer {
     pub overrides: BTreeMap<String, Override>,
     #[serde(default)]
     pub drift: Vec<Drift>,
+    /// Uploaded certificates: served, and not in git. Never a key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<crate::tls::CertificateInfo>,
 }
 
 /// Largest request body accepted (webhook payloads are far smaller).
@@ -194,7 +198,14 @@ pub fn router(state: ApiState) -> Router {
             get(dfp::reload).post(dfp::reload),
         )
         .route("/v1/docker-flow-proxy/ping", get(dfp::ping))
+        .route(
+            "/v1/docker-flow-proxy/cert",
+            axum::routing::put(certs::put).delete(certs::delete),
+        )
+        .route("/v1/docker-flow-proxy/certs", get(certs::list))
         .route("/metrics", get(metrics))
+        .fallback(certs::not_found)
+        .method_not_allowed_fallback(certs::method_not_allowed)
         .layer(axum::middleware::from_fn(limit_query))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -219,9 +230,17 @@ async fn list_overrides(State(state): State<ApiState>) -> Response {
     if state.auth.is_none() {
         redact_overrides(&mut set);
     }
+    let certificates = state
+        .reconciler
+        .status()
+        .certificates
+        .into_iter()
+        .filter(|c| c.source == crate::tls::CertSource::Uploaded)
+        .collect();
     let answer = OverridesAnswer {
         overrides: set.overrides,
         drift,
+        certificates,
     };
     (StatusCode::OK, axum::Json(answer)).into_response()
 }

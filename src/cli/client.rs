@@ -144,11 +144,16 @@ pub fn overrides(
             println!("{}", serde_json::to_string_pretty(&body)?);
         }
         OverridesCommand::List { json: false } => {
-            let OverridesAnswer { overrides, drift } = answer()?;
+            let OverridesAnswer {
+                overrides,
+                drift,
+                certificates,
+            } = answer()?;
             print!(
                 "{}",
                 report::overrides(&OverrideSet { overrides }, &drift, unix_now())
             );
+            print!("{}", report::uploaded_certificates(&certificates));
         }
         OverridesCommand::Export => {
             let set = OverrideSet {

@@ -5,6 +5,8 @@
 pub mod overlay;
 pub mod servers;
 
+use std::path::PathBuf;
+
 use crate::model::RoutesFile;
 use crate::sources::Warning;
 use crate::sources::swarm_snapshot::SwarmState;
@@ -24,6 +26,9 @@ pub struct DesiredState {
     pub warnings: Vec<Warning>,
     /// The users of `routes`' userlists that are files, as read this reconcile.
     pub file_users: FileUsers,
+    /// The crt-list of the certificates capstan manages (uploaded, from
+    /// directories), when HTTPS serves it.
+    pub crt_list: Option<PathBuf>,
 }
 
 impl DesiredState {
@@ -34,6 +39,7 @@ impl DesiredState {
             servers: TaskServers::new(),
             warnings: Vec::new(),
             file_users: FileUsers::new(),
+            crt_list: None,
         }
     }
 
@@ -46,11 +52,18 @@ impl DesiredState {
             servers,
             warnings,
             file_users: FileUsers::new(),
+            crt_list: None,
         }
     }
 
     /// The state with the users read from the userlists' files.
     pub fn with_file_users(self, file_users: FileUsers) -> Self {
         Self { file_users, ..self }
+    }
+
+    /// HTTPS also serves the certificates of `crt_list`, if any.
+    pub fn with_crt_list(mut self, crt_list: Option<PathBuf>) -> Self {
+        self.crt_list = crt_list;
+        self
     }
 }

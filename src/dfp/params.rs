@@ -77,14 +77,11 @@ const SERVICE_PARAMS: &[&str] = &[
     "compressionAlgo",
     "compressionType",
     "checkResolvers",
+    "serviceCert",
 ];
 
 /// Docker Flow Proxy parameters capstan knows and refuses, with the reason.
 pub(super) const REJECTED: &[(&str, &str)] = &[
-    (
-        "serviceCert",
-        "certificates come from `defaults.https` in routes.yaml",
-    ),
     ("balanceGroup", "capstan has no balance groups"),
     (
         "backendExtra",
@@ -327,7 +324,12 @@ impl Params {
                 param: name.clone(),
                 message,
             };
-            if let Err(message) = printable(value) {
+            let checked = if key.0 == "serviceCert" {
+                pem_text(value)
+            } else {
+                printable(value)
+            };
+            if let Err(message) = checked {
                 problems.push(problem(message));
                 continue;
             }
@@ -499,6 +501,30 @@ fn base_is_http_service(base: &str) -> bool {
             | "compressionAlgo"
             | "compressionType"
     )
+}
+
+/// At most this many bytes of `serviceCert`: a certificate, its chain and
+/// its key, as long as the whole query may be.
+pub const MAX_CERT_VALUE_LEN: usize = 16 * 1024;
+
+/// `serviceCert`: PEM text, lines apart (newlines, or `\n` as labels carry them).
+fn pem_text(value: &str) -> Result<(), String> {
+    if value.len() > MAX_CERT_VALUE_LEN {
+        return Err(format!(
+            "is {} bytes long; at most {MAX_CERT_VALUE_LEN} are accepted",
+            value.len()
+        ));
+    }
+    match value
+        .chars()
+        .find(|&c| !(' '..='~').contains(&c) && c != '\n' && c != '\r')
+    {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "contains the character U+{:04X}: a PEM is printable ASCII and newlines",
+            c as u32
+        )),
+    }
 }
 
 /// Only printable ASCII, at most [`MAX_VALUE_LEN`] bytes.

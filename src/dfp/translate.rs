@@ -21,12 +21,23 @@ use super::values::{
 use crate::model::diagnostics::Diagnostics;
 use crate::model::validate;
 use crate::model::{
-    Auth, BackendTls, Compression, ConnectionMode, Domain, DomainMatch, Endpoint, HeaderRules,
-    HealthCheck, Mode, Name, PathMatch, PathRewrite, Route, RoutesFile, Userlist, UsersFile,
+    Auth, BackendTls, CertName, Compression, ConnectionMode, Domain, DomainMatch, Endpoint,
+    HeaderRules, HealthCheck, Mode, Name, PathMatch, PathRewrite, Route, RoutesFile, Userlist,
+    UsersFile,
 };
+use crate::tls::Pem;
 
 /// DFP parameter → the name it was sent as (`port.2`), for one route's settings.
 pub(super) type Sources = BTreeMap<&'static str, String>;
+
+/// `serviceCert`: DFP stored it as the service's certificate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceCert {
+    /// The first destination's first domain (`*.` as `wildcard.`), else the service name.
+    pub name: CertName,
+    /// Checked against PEM's rules; HAProxy's check is the caller's.
+    pub pem: Pem,
+}
 
 /// A reconfigure request, translated and validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +53,8 @@ pub struct Reconfigure {
     pub ttl: Option<Duration>,
     /// What the answer echoes, in DFP's field names.
     pub echo: ServiceEcho,
+    /// `serviceCert`: a certificate to store, named as DFP named it.
+    pub service_cert: Option<ServiceCert>,
     /// For each route, where its settings came from.
     sources: Vec<Sources>,
 }
@@ -264,6 +277,9 @@ pub fn parse_reconfigure_in(
     }
     service_rules.apply(&mut routes, &mut sources, &mut problems);
     sni_path_type(&params, &modes, &mut problems);
+    let service_cert = params
+        .take("serviceCert")
+        .and_then(|given| given.parse(&mut problems, |v| service_cert(v, &service.value, &routes)));
     problems.extend(params.unused());
     problems.extend(settings.without_effect(&routes));
     if !problems.is_empty() {
@@ -287,6 +303,7 @@ pub fn parse_reconfigure_in(
         userlists,
         ttl: extras.ttl,
         echo,
+        service_cert,
         sources,
     };
     reconfigure.validate_with(&RoutesFile::empty(), validate::check)?;
@@ -364,6 +381,24 @@ impl Extras {
             ttl,
         }
     }
+}
+
+/// `serviceCert`: a PEM (newlines sent as `\n` in labels), named after the
+/// first destination's first domain, else the service, as DFP named it.
+fn service_cert(value: &str, service: &str, routes: &[Route]) -> Result<ServiceCert, String> {
+    let text = value.replace("\\r", "").replace("\\n", "\n");
+    let pem = Pem::parse(text.as_bytes()).map_err(|e| e.to_string())?;
+    let name = match routes.first().and_then(|r| r.domains.first()) {
+        Some(domain) => match domain.0.strip_prefix("*.") {
+            Some(rest) => format!("wildcard.{rest}"),
+            None => domain.0.clone(),
+        },
+        None => service.to_string(),
+    };
+    let name = name
+        .parse()
+        .map_err(|e| format!("cannot be stored as `{name}`: the name {e}"))?;
+    Ok(ServiceCert { name, pem })
 }
 
 /// Parses a remove request: `serviceName` (required), `aclName`,
@@ -854,6 +889,49 @@ mod tests {
     }
 
     const HASH: &str = "$6$saltsalt$qFmFH.bQmmtXzyBY0s9v7Oicd2z4XSIecDzlB5KiA2/jctKu9YterLp8wwnSq.qc.eoxqOmSuNp2xS0ktL3nh/";
+
+    #[test]
+    fn service_cert_is_named_after_the_first_domain_as_dfp_did() {
+        let pem = crate::tls::pem::fixtures::pem(1);
+        let with = |rest: &str, value: &str| {
+            parse_reconfigure(
+                &[
+                    ("serviceName".to_string(), "web".to_string()),
+                    ("port".to_string(), "80".to_string()),
+                    ("serviceCert".to_string(), value.to_string()),
+                ]
+                .into_iter()
+                .chain(q(rest))
+                .collect::<Vec<_>>(),
+            )
+        };
+        let r = with("serviceDomain=shop.test,other.test", &pem).unwrap();
+        let cert = r.service_cert.unwrap();
+        assert_eq!(cert.name.as_str(), "shop.test");
+        assert_eq!(
+            cert.pem.text(),
+            crate::tls::Pem::parse(pem.as_bytes()).unwrap().text()
+        );
+        // Labels carry `\n` for newlines.
+        let r = with("serviceDomain=*.shop.test", &pem.replace('\n', "\\n")).unwrap();
+        assert_eq!(r.service_cert.unwrap().name.as_str(), "wildcard.shop.test");
+        let r = with("servicePath=/web", &pem).unwrap();
+        assert_eq!(r.service_cert.unwrap().name.as_str(), "web");
+        let e = with(
+            "servicePath=/web",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.params(), ["serviceCert"]);
+        assert!(e.to_string().contains("holds no private key"), "{e}");
+        let e = with("servicePath=/web", &format!("{pem}\u{1}")).unwrap_err();
+        assert_eq!(e.params(), ["serviceCert"], "{e}");
+        assert!(
+            ok("serviceName=web&servicePath=/web&port=80")
+                .service_cert
+                .is_none()
+        );
+    }
 
     #[test]
     fn the_book_example_renders_as_docker_flow_proxy_did() {

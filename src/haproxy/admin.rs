@@ -247,6 +247,38 @@ impl AdminSocket {
             })
     }
 
+    /// Sends `command` with a multi-line `payload` (`<command> <<`, its
+    /// lines, an empty line) and returns HAProxy's answer as is. Refused
+    /// without sending anything unless every payload line is non-empty PEM
+    /// text (base64, `-----BEGIN X-----` armor): an empty line would end the
+    /// payload and the rest would be read as commands.
+    pub async fn command_with_payload(
+        &self,
+        command: &str,
+        payload: &str,
+    ) -> Result<String, AdminError> {
+        if let Some(problem) = wire::command_problem(command) {
+            return Err(AdminError::InvalidArgument(problem));
+        }
+        let pem_line = |l: &str| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/=- ".contains(&b))
+        };
+        if payload.lines().next().is_none() || !payload.lines().all(pem_line) {
+            return Err(AdminError::InvalidArgument(format!(
+                "the payload of `{command}` is not PEM text"
+            )));
+        }
+        let text = format!("{command} <<\n{}\n", payload.trim_end());
+        wire::exchange(&self.path, &text, REPLY_TIMEOUT)
+            .await
+            .map_err(|source| AdminError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
     /// Sends a command whose success is an empty answer or one starting with
     /// one of `success`; anything else is HAProxy's error.
     async fn expect(&self, command: &str, success: &[&str]) -> Result<(), AdminError> {

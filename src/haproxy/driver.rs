@@ -6,8 +6,10 @@
 //! the live file; if the reload still fails, the previous file is restored and
 //! the old worker keeps serving.
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::haproxy::admin::{AdminError, AdminSocket};
@@ -19,6 +21,7 @@ use crate::plan::{
     self, Change, DesiredConfig, LiveServer, LiveState, MARKER_PREFIX, Method, Plan, ServerState,
 };
 use crate::render::HaproxyConfig;
+use crate::tls::ServedCertificate;
 use crate::util::write_atomic;
 
 /// Why an apply failed. Whatever the cause, the previous config keeps serving.
@@ -48,6 +51,9 @@ pub enum ApplyError {
     /// A planned server address is not `ip:port`.
     #[error("runtime API: bad address {0}")]
     BadAddress(String),
+    /// A planned certificate change names a certificate the desired state has not.
+    #[error("runtime API: no certificate {0} to load")]
+    UnknownCertificate(String),
     #[error("starting HAProxy: {0}")]
     Start(#[source] ProcessError),
     /// HAProxy is not running and capstan, attached, may not start it.
@@ -88,7 +94,9 @@ impl ApplyError {
     pub fn stage(&self) -> &'static str {
         match self {
             ApplyError::Check(_) | ApplyError::PortInUse(_) => "check",
-            ApplyError::Runtime(_) | ApplyError::BadAddress(_) => "runtime",
+            ApplyError::Runtime(_)
+            | ApplyError::BadAddress(_)
+            | ApplyError::UnknownCertificate(_) => "runtime",
             ApplyError::Reload(_)
             | ApplyError::Refused { .. }
             | ApplyError::Unconfirmed { .. }
@@ -110,6 +118,8 @@ pub struct Haproxy {
     master: MasterCli,
     admin: AdminSocket,
     supervisor: Option<Supervisor>,
+    /// What the worker (by pid) serves of each certificate, as last asked.
+    served_memo: Mutex<(u32, BTreeMap<PathBuf, ServedCertificate>)>,
 }
 
 /// What one successful apply reports.
@@ -141,7 +151,13 @@ impl Haproxy {
             paths,
             supervised,
             supervisor: None,
+            served_memo: Mutex::new((0, BTreeMap::new())),
         }
+    }
+
+    /// The haproxy binary, which also checks configs and certificates.
+    pub fn binary(&self) -> &Path {
+        &self.binary
     }
 
     /// The admin socket the rendered config must open.
@@ -226,7 +242,52 @@ impl Haproxy {
             marker,
             config,
             servers,
+            certificates: self.served_by(info.pid).await,
         }
+    }
+
+    /// The crt-list of the certificates capstan manages: next to the config file.
+    pub fn crt_list_file(&self) -> PathBuf {
+        sibling(&self.config_file, "crt-list")
+    }
+
+    /// The certificates of capstan's crt-list as HAProxy serves them;
+    /// `None` when it runs no such crt-list or does not answer.
+    pub async fn served_certificates(&self) -> Option<BTreeMap<PathBuf, ServedCertificate>> {
+        let pid = self.admin.show_info().await.ok()?.pid;
+        self.served_by(pid).await
+    }
+
+    /// [`Haproxy::served_certificates`] of the worker `pid`: one `show ssl
+    /// cert` per certificate it was not asked about yet (after a reload,
+    /// every one; between changes, none).
+    async fn served_by(&self, pid: u32) -> Option<BTreeMap<PathBuf, ServedCertificate>> {
+        let paths = self
+            .admin
+            .crt_list_paths(&self.crt_list_file())
+            .await
+            .ok()
+            .flatten()?;
+        let mut known = {
+            let mut memo = lock(&self.served_memo);
+            if memo.0 != pid {
+                *memo = (pid, BTreeMap::new());
+            }
+            memo.1.clone()
+        };
+        known.retain(|path, _| paths.contains(path));
+        for path in paths {
+            if let std::collections::btree_map::Entry::Vacant(slot) = known.entry(path) {
+                // One it cannot describe is replaced: better than added twice.
+                let served = self.admin.served_certificate(slot.key()).await;
+                slot.insert(served.unwrap_or_default());
+            }
+        }
+        let mut memo = lock(&self.served_memo);
+        if memo.0 == pid {
+            memo.1 = known.clone();
+        }
+        Some(known)
     }
 
     /// Carries out `plan`. On any failure the config file is left as it was
@@ -238,13 +299,19 @@ impl Haproxy {
         live: &LiveState,
     ) -> Result<ApplyReport, ApplyError> {
         let text = desired.text();
+        // Before a reload loads it, and so that a later reload keeps what
+        // changes at run time.
+        if desired.crt_list.is_some() {
+            let list = crate::tls::crt_list(&desired.certificates);
+            write_if_changed(&self.crt_list_file(), &list)?;
+        }
         let check = match plan.method {
             Method::Nothing | Method::Restart => {
                 self.write_if_changed(&text)?;
                 Duration::ZERO
             }
             Method::Runtime => {
-                self.apply_runtime(&plan.changes).await?;
+                self.apply_runtime(desired, &plan.changes).await?;
                 // So that a later reload keeps what was changed live.
                 self.write_if_changed(&text)?;
                 Duration::ZERO
@@ -254,7 +321,11 @@ impl Haproxy {
         Ok(ApplyReport { check })
     }
 
-    async fn apply_runtime(&self, changes: &[Change]) -> Result<(), ApplyError> {
+    async fn apply_runtime(
+        &self,
+        desired: &DesiredConfig,
+        changes: &[Change],
+    ) -> Result<(), ApplyError> {
         // Addresses first, so that a slot is put in service at its new address.
         for change in changes {
             if let Change::SetServerAddress {
@@ -294,14 +365,56 @@ impl Haproxy {
                 }
             }
         }
+        self.apply_certificates(desired, changes).await
+    }
+
+    async fn apply_certificates(
+        &self,
+        desired: &DesiredConfig,
+        changes: &[Change],
+    ) -> Result<(), ApplyError> {
+        let crt_list = self.crt_list_file();
+        let pem = |path: &str| {
+            desired
+                .certificates
+                .iter()
+                .find(|c| c.path.as_os_str() == path)
+                .map(|c| c.pem.clone())
+                .ok_or_else(|| ApplyError::UnknownCertificate(path.to_string()))
+        };
+        for change in changes {
+            let result = match change {
+                Change::AddCertificate { path } => {
+                    self.admin
+                        .add_certificate(&crt_list, Path::new(path), &*pem(path)?)
+                        .await
+                }
+                Change::ReplaceCertificate { path } => {
+                    self.admin
+                        .replace_certificate(Path::new(path), &*pem(path)?)
+                        .await
+                }
+                Change::RemoveCertificate { path } => {
+                    self.admin
+                        .remove_certificate(&crt_list, Path::new(path))
+                        .await
+                }
+                _ => continue,
+            };
+            // Asked again at the next look, whatever happened.
+            if let Change::AddCertificate { path }
+            | Change::ReplaceCertificate { path }
+            | Change::RemoveCertificate { path } = change
+            {
+                lock(&self.served_memo).1.remove(Path::new(path));
+            }
+            result.map_err(ApplyError::Runtime)?;
+        }
         Ok(())
     }
 
     fn write_if_changed(&self, text: &str) -> Result<(), ApplyError> {
-        if std::fs::read_to_string(&self.config_file).ok().as_deref() == Some(text) {
-            return Ok(());
-        }
-        write(&self.config_file, text)
+        write_if_changed(&self.config_file, text)
     }
 
     async fn reload(
@@ -409,6 +522,18 @@ impl Haproxy {
         self.supervisor = Some(supervisor);
         Ok(())
     }
+}
+
+/// A poisoned lock only means a panic elsewhere; the data is still whole.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write_if_changed(path: &Path, text: &str) -> Result<(), ApplyError> {
+    if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
+        return Ok(());
+    }
+    write(path, text)
 }
 
 fn write(path: &Path, text: &str) -> Result<(), ApplyError> {

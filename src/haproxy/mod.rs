@@ -9,6 +9,8 @@
 //!   runtime changes that need no reload (server address, state, weight)
 //!   and reading the live state back.
 //!
+//! * [`certs`]: whether HAProxy can load a certificate, and certificates
+//!   added, replaced and removed through the admin socket.
 //! * [`driver`]: observes the live HAProxy and carries out a plan through
 //!   these, the I/O edge of the pipeline.
 //!
@@ -16,6 +18,7 @@
 //! checked first: a newline or `;` would let a value start a second command.
 
 pub mod admin;
+pub mod certs;
 pub mod driver;
 pub mod master;
 pub mod process;

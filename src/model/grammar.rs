@@ -103,6 +103,11 @@ pub static NAME: Grammar = Grammar::new(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", 1, 63, 
 /// An absolute file system path without whitespace or quotes.
 pub static FILE_PATH: Grammar = Grammar::new(r"^/[A-Za-z0-9_./@+-]*$", 0, 4096, false);
 
+/// A certificate's name, also its file name: no path separators, no leading
+/// `.`, nothing HAProxy's runtime API or a crt-list line would read as more
+/// than one word.
+pub static CERT_NAME: Grammar = Grammar::new(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", 1, 128, false);
+
 /// `host:port` or `[ipv6]:port`.
 pub static ADDRESS: Grammar = Grammar::new(
     r"^([A-Za-z0-9][A-Za-z0-9_.-]*|\[[0-9A-Fa-f:]+\]):[0-9]{1,5}$",

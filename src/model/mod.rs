@@ -191,13 +191,63 @@ pub struct Https {
     #[serde(default = "Https::default_port")]
     #[schemars(range(min = 1))]
     pub port: u16,
-    /// A PEM file, or a directory of PEM files (certificate, chain and key each), as HAProxy's `crt`.
-    pub certificates: FilePath,
+    /// A PEM file, or a directory of PEM files (certificate, chain and key each), as HAProxy's
+    /// `crt`: the default certificate, for clients that send no known name. Without it, the
+    /// listener opens once a certificate comes from `certificate_dirs` or the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<FilePath>,
+    /// Directories capstan reads certificates from (PEM files with certificate, chain and key),
+    /// e.g. Docker secrets: `{path: /run/secrets, prefixes: [cert-, cert_]}`. Files that are not
+    /// such a PEM, or that HAProxy refuses, are skipped with a warning; changes apply without a reload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificate_dirs: Vec<CertificateDir>,
 }
 
 impl Https {
+    /// The port HTTPS is served on when routes.yaml declares none but
+    /// certificates were uploaded: Docker Flow Proxy's.
+    pub const DEFAULT_PORT: u16 = 443;
+
     fn default_port() -> u16 {
-        443
+        Self::DEFAULT_PORT
+    }
+}
+
+/// A directory of certificates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateDir {
+    /// The directory; its subdirectories are not read.
+    pub path: FilePath,
+    /// Only files whose name starts with one of these, ignoring case (Docker Flow Proxy's
+    /// Docker secrets: `[cert-, cert_]`). Empty: every file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<CertName>,
+}
+
+/// The name of a certificate (an uploaded one's `certName`, a file in a
+/// certificate directory), or the start of one: letters, digits, `.`, `_`, `-`.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(transparent)]
+pub struct CertName(
+    #[schemars(
+        pattern(grammar::CERT_NAME.pattern()),
+        length(min = grammar::CERT_NAME.min_len(), max = grammar::CERT_NAME.max_len())
+    )]
+    pub String,
+);
+
+impl CertName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for CertName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -964,6 +1014,7 @@ parsed_by_grammar!(
     HeaderName: grammar::HEADER_NAME,
     HeaderValue: grammar::HEADER_VALUE,
     Method: grammar::METHOD,
+    CertName: grammar::CERT_NAME,
 );
 
 /// `http-request replace-path`: paths matching `regex` become `replace` (`\1` is the first group).

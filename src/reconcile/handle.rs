@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot, watch};
 
+use super::certificates::CertificateRegistry;
 use super::status::Status;
 use crate::desired::overlay::{check_overlay, overlay};
 use crate::metrics::Metrics;
@@ -51,6 +52,8 @@ pub struct ReconcilerHandle {
     /// Override changes HAProxy rejected (and capstan dropped), newest last,
     /// for their callers to find.
     rejections: Mutex<VecDeque<Rejection>>,
+    /// Uploaded certificates, and what HAProxy serves of every certificate.
+    certificates: CertificateRegistry,
 }
 
 /// An override change whose config `haproxy -c` rejected: it was dropped.
@@ -138,6 +141,7 @@ impl ReconcilerHandle {
         applied_routes: Option<(RevisionInfo, RoutesFile)>,
         overrides: OverrideSet,
         store: OverrideStore,
+        certificates: CertificateRegistry,
     ) -> Self {
         Self {
             metrics: Metrics::default(),
@@ -161,7 +165,21 @@ impl ReconcilerHandle {
             commit_lock: tokio::sync::Mutex::new(()),
             runs_started: AtomicU64::new(0),
             rejections: Mutex::new(VecDeque::new()),
+            certificates,
         }
+    }
+
+    /// Uploaded certificates, and what HAProxy serves of every certificate.
+    pub fn certificates(&self) -> &CertificateRegistry {
+        &self.certificates
+    }
+
+    /// Asks for a reconcile of the last fetched revision (the certificates
+    /// changed); returns what to pass to [`ReconcilerHandle::wait_for_run_after`].
+    pub fn request_reconcile(&self) -> u64 {
+        let started = self.runs_started.load(Ordering::SeqCst);
+        self.trigger.notify_one();
+        started
     }
 
     pub fn metrics(&self) -> &Metrics {

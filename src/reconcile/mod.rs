@@ -11,6 +11,7 @@
 //! * this module: the I/O around them (sources, Swarm, HAProxy, the state
 //!   dir, metrics, logs).
 
+mod certificates;
 mod handle;
 mod status;
 mod step;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+pub use certificates::{CertificateRegistry, UploadError};
 pub use handle::{APPLY_TIMEOUT, Completion, OverrideError, ReconcilerHandle};
 pub use status::{AppliedInfo, FetchStatus, HaproxyStatus, Status};
 
@@ -32,15 +34,16 @@ use crate::metrics::ResultLabel;
 use crate::model::RoutesFile;
 use crate::model::diagnostics::{Diagnostic, Diagnostics};
 use crate::model::validate;
-use crate::plan::{DesiredConfig, Method, Plan};
+use crate::plan::{Change, DesiredConfig, LiveState, Method, Plan};
 use crate::sources::overrides::{OverrideSet, OverrideStore};
 use crate::sources::swarm::{Swarm, SwarmError};
 use crate::sources::user_files::{UserlistError, UserlistFiles};
-use crate::sources::{Fetched, RevisionInfo, RoutesSource, SourceError, labels};
+use crate::sources::{Fetched, RevisionInfo, RoutesSource, SourceError, Warning, labels};
 use crate::state::{
     self, ApplyRecord, LastError, Outcome, RECORDED_CHANGES, State, StateDir, Timings,
 };
 use crate::util::{self, unix_now};
+use certificates::{TlsDesired, Verdicts, tls_desired};
 use status::recent;
 use step::{Assembled, Decision, Fetch, GitDesired, SwarmView};
 
@@ -77,6 +80,8 @@ pub struct Reconciler {
     handle: Arc<ReconcilerHandle>,
     /// Reads the userlists that are files and hashes their passwords.
     userlist_files: UserlistFiles,
+    /// What HAProxy said of each directory certificate, by content.
+    verdicts: Verdicts,
 }
 
 impl Reconciler {
@@ -102,6 +107,7 @@ impl Reconciler {
             overrides: Vec::new(),
             warnings: Vec::new(),
             label_routes: Vec::new(),
+            certificates: Vec::new(),
             history: recent(&state),
         };
         let applied_routes = state
@@ -110,6 +116,7 @@ impl Reconciler {
             .map(|a| (a.revision.clone(), a.routes.clone()));
         let store = OverrideStore::new(state_dir.root());
         let userlist_files = UserlistFiles::new(state_dir.root());
+        let certificates = CertificateRegistry::open(state_dir.root(), haproxy.binary());
         Self {
             source,
             state_dir,
@@ -123,8 +130,10 @@ impl Reconciler {
                 applied_routes,
                 overrides,
                 store,
+                certificates,
             )),
             userlist_files,
+            verdicts: Verdicts::default(),
         }
     }
 
@@ -272,6 +281,10 @@ impl Reconciler {
             self.show_pending(&assembled, plan.clone());
             let plan_ms = millis(started.elapsed()) - fetch_ms;
             let result = self.haproxy.apply(&assembled.desired, &plan, &live).await;
+            if result.is_ok() {
+                self.record_certificates(&assembled.desired, &plan, &live)
+                    .await;
+            }
             if let Err(error) = &result
                 && error.is_rejection()
                 && self
@@ -289,6 +302,29 @@ impl Reconciler {
             };
             return self.finish(&git.revision, assembled, plan, result.map(|_| ()), timings);
         }
+    }
+
+    /// What HAProxy serves of each certificate now, for status and `GET /certs`.
+    async fn record_certificates(&self, desired: &DesiredConfig, plan: &Plan, live: &LiveState) {
+        let changed = plan.method == Method::Reload
+            || plan.changes.iter().any(|c| {
+                matches!(
+                    c,
+                    Change::AddCertificate { .. }
+                        | Change::ReplaceCertificate { .. }
+                        | Change::RemoveCertificate { .. }
+                )
+            });
+        let served = if changed {
+            self.haproxy.served_certificates().await
+        } else {
+            live.certificates.clone()
+        };
+        let registry = self.handle.certificates();
+        registry.set_served(&desired.certificates, served.as_ref());
+        let infos = registry.infos();
+        self.handle
+            .update_status(|status| status.certificates = infos);
     }
 
     fn show_pending(&self, assembled: &Assembled, plan: Plan) {
@@ -390,13 +426,41 @@ impl Reconciler {
             }
             _ => routes,
         };
+        let tls = self.desired_certificates(&routes).await;
+        warnings.extend(tls.warnings.iter().cloned());
         Ok(GitDesired {
             revision,
             file_name: fetched.file_name,
             routes,
             swarm,
             warnings,
+            tls,
         })
+    }
+
+    /// The certificates of capstan's crt-list: the uploaded ones, then those
+    /// of routes.yaml's `certificate_dirs` that HAProxy can load.
+    async fn desired_certificates(&mut self, routes: &RoutesFile) -> TlsDesired {
+        let registry = self.handle.certificates();
+        let mut certificates = registry.uploaded();
+        let mut warnings = registry.damaged().to_vec();
+        let dirs = routes
+            .defaults
+            .https
+            .as_ref()
+            .map_or(&[][..], |h| &h.certificate_dirs);
+        let scanned = crate::tls::dirs::scan(dirs);
+        warnings.extend(scanned.warnings);
+        for certificate in scanned.certificates {
+            match self.verdicts.judge(registry, &certificate.pem).await {
+                None => certificates.push(certificate),
+                Some(why) => warnings.push(Warning {
+                    route: certificate.path.display().to_string(),
+                    message: format!("certificate skipped: HAProxy cannot load it: {why}"),
+                }),
+            }
+        }
+        tls_desired(routes, certificates, self.haproxy.crt_list_file(), warnings)
     }
 
     /// Lays the overrides over git (dropping stale ones) and renders the

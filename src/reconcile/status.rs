@@ -58,6 +58,11 @@ pub struct Status {
     /// Routes declared by `com.df.*` service labels (under git's, under overrides).
     #[serde(default)]
     pub label_routes: Vec<String>,
+    /// The certificates capstan serves besides routes.yaml's own: uploaded
+    /// ones (not in git) and those of `certificate_dirs`, with what HAProxy
+    /// serves for each. Never a key.
+    #[serde(default)]
+    pub certificates: Vec<crate::tls::CertificateInfo>,
     /// The latest applies, newest first.
     #[serde(default)]
     pub history: Vec<ApplyRecord>,

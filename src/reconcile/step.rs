@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use super::certificates::TlsDesired;
 use crate::desired::{DesiredState, FileUsers};
 use crate::model::RoutesFile;
 use crate::plan::{DesiredConfig, LiveState, Plan, plan};
@@ -51,6 +52,8 @@ pub struct GitDesired {
     pub routes: RoutesFile,
     pub swarm: Option<SwarmView>,
     pub warnings: Vec<Warning>,
+    /// The certificates of capstan's crt-list.
+    pub tls: TlsDesired,
 }
 
 /// A desired config with what was merged into it.
@@ -75,8 +78,10 @@ pub fn assemble(
         Some(swarm) => DesiredState::with_tasks(routes, &swarm.state, &swarm.networks),
         None => DesiredState::new(routes),
     }
-    .with_file_users(file_users);
-    let desired = DesiredConfig::new(render_desired(&state), admin_socket);
+    .with_file_users(file_users)
+    .with_crt_list(git.tls.crt_list.clone());
+    let desired = DesiredConfig::new(render_desired(&state), admin_socket)
+        .with_certificates(git.tls.crt_list.clone(), git.tls.certificates.clone());
     let mut warnings = git.warnings.clone();
     warnings.extend(state.warnings);
     Assembled {
@@ -143,6 +148,7 @@ mod tests {
             routes: routes.clone(),
             swarm: None,
             warnings: vec![],
+            tls: TlsDesired::default(),
         };
         assemble(
             &git,

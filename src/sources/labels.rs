@@ -47,11 +47,19 @@ pub fn label_routes(swarm: &SwarmState, secrets: &SecretsDir) -> Labelled {
             continue;
         };
         match crate::dfp::parse_reconfigure_in(&params, secrets) {
-            Ok(request) => labelled.services.push(ServiceRoutes {
-                service: service.name.clone(),
-                routes: request.routes,
-                userlists: request.userlists,
-            }),
+            Ok(request) => {
+                if request.service_cert.is_some() {
+                    labelled.warnings.push(Warning {
+                        route: service.name.clone(),
+                        message: "com.df.serviceCert is not read from labels (a private key in a label is readable by anyone who can inspect the service): give the certificate as a Docker secret read through `defaults.https.certificate_dirs`, or upload it with PUT /v1/docker-flow-proxy/cert".into(),
+                    });
+                }
+                labelled.services.push(ServiceRoutes {
+                    service: service.name.clone(),
+                    routes: request.routes,
+                    userlists: request.userlists,
+                });
+            }
             Err(e) => labelled.warnings.push(Warning {
                 route: service.name.clone(),
                 message: format!("com.df labels ignored: {e}"),

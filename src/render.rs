@@ -15,7 +15,7 @@ use crate::desired::DesiredState;
 use crate::desired::FileUsers;
 use crate::desired::servers::{self, TaskServer, TaskServers};
 use crate::model::{
-    Compression, Defaults, Https, Mode, PathMatch, Route, RoutesFile, Userlist, names,
+    Compression, Defaults, DomainMatch, Https, Mode, PathMatch, Route, RoutesFile, Userlist, names,
 };
 
 /// A rendered config: sections in file order.
@@ -317,9 +317,12 @@ struct Rule<'a> {
 /// 3. rules with a path other than the prefix `/` before rules that take a
 ///    whole domain or `/`: a domain-only route does not shadow a path route,
 ///    as in Docker Flow Proxy;
-/// 4. routes with domains before catch-all routes (exact-only domains before wildcards);
+/// 4. routes with domains before catch-all routes (exact-only domains before
+///    wildcards and other `domain_match`es);
 /// 5. exact paths, then prefixes longest first, then regexes;
-/// 6. ties by path and route id, so that the order never depends on the file.
+/// 6. on the same path, routes with more header and user-agent conditions
+///    first: a narrower route is not shadowed by its catch-all;
+/// 7. ties by path and route id, so that the order never depends on the file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Precedence {
     priority: std::cmp::Reverse<i16>,
@@ -329,6 +332,7 @@ struct Precedence {
     path_class: u8,
     longer_first: std::cmp::Reverse<usize>,
     path: String,
+    more_conditions_first: std::cmp::Reverse<usize>,
     route_id: String,
 }
 
@@ -338,7 +342,9 @@ const WELL_KNOWN: &str = "/.well-known/";
 fn precedence(route: &Route, path: Option<&str>) -> Precedence {
     let domain_class = if route.domains.is_empty() {
         2
-    } else if route.domains.iter().all(|d| d.wildcard_suffix().is_none()) {
+    } else if route.domain_match == DomainMatch::Exact
+        && route.domains.iter().all(|d| d.wildcard_suffix().is_none())
+    {
         0
     } else {
         1
@@ -362,6 +368,9 @@ fn precedence(route: &Route, path: Option<&str>) -> Precedence {
         path_class,
         longer_first: std::cmp::Reverse(path.map_or(0, str::len)),
         path: path.unwrap_or_default().to_string(),
+        more_conditions_first: std::cmp::Reverse(
+            route.match_headers.len() + usize::from(!route.user_agents.is_empty()),
+        ),
         route_id: route.id().0,
     }
 }
@@ -728,6 +737,19 @@ mod tests {
                 "root-be80"
             ]
         );
+    }
+
+    #[test]
+    fn a_route_with_conditions_comes_before_its_catch_all() {
+        let cfg = render_text(
+            "version: 1\nroutes:\n  - service: app\n    port: 80\n    paths: [/]\n  - service: mobile\n    port: 80\n    paths: [/]\n    user_agents: [iPhone]\n  - service: v3\n    port: 80\n    paths: [/]\n    user_agents: [iPhone]\n    match_headers: {X-Version: '3'}\n",
+        );
+        let order: Vec<&str> = cfg
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("use_backend "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(order, ["v3-be80", "mobile-be80", "app-be80"]);
     }
 
     #[test]

@@ -235,21 +235,17 @@ fn cert_json(certificate: &Certificate, served: Option<&ServedCertificate>) -> V
 /// Every path of the API capstan does not serve: JSON, as the rest of it.
 pub async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response {
     let path: String = uri.path().chars().take(256).collect();
-    let message = format!("no such endpoint: {method} {path}");
-    (
+    refused(
         StatusCode::NOT_FOUND,
-        axum::Json(json!({"Status": "NOK", "Message": message})),
+        &format!("no such endpoint: {method} {path}"),
     )
-        .into_response()
 }
 
 /// A known path with a method it does not take.
 pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
     let path: String = uri.path().chars().take(256).collect();
-    let message = format!("{path} does not take {method}");
-    (
+    refused(
         StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(json!({"Status": "NOK", "Message": message})),
+        &format!("{path} does not take {method}"),
     )
-        .into_response()
 }

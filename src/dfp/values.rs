@@ -234,12 +234,18 @@ fn not_literal(problem: InvalidValue) -> String {
 
 /// DFP's headers: `Name Value,Name2 Value2`.
 pub(super) fn header_values(value: &str) -> Result<BTreeMap<HeaderName, HeaderValue>, String> {
+    header_list(value, ' ')
+}
+
+/// A comma list of headers, each its name and value split at `separator`;
+/// a name listed twice (in any case) is an error.
+fn header_list(value: &str, separator: char) -> Result<BTreeMap<HeaderName, HeaderValue>, String> {
     let mut headers = BTreeMap::new();
     for item in items(value)? {
-        let Some((name, value)) = item.split_once(' ') else {
-            return Err(format!("`{}` is not `Name Value`", excerpt(item)));
+        let Some((name, value)) = item.split_once(separator) else {
+            return Err(format!("`{}` is not `Name{separator}Value`", excerpt(item)));
         };
-        let name = header_name(name)?;
+        let name = header_name(name.trim_matches(' '))?;
         let value = value.trim_matches(' ');
         if value.is_empty() {
             return Err(format!("`{}` has no value", name.0));
@@ -247,7 +253,10 @@ pub(super) fn header_values(value: &str) -> Result<BTreeMap<HeaderName, HeaderVa
         let value: HeaderValue = value
             .parse()
             .map_err(|e| format!("header `{}`: {}", name.0, not_literal(e)))?;
-        if headers.contains_key(&name) {
+        if headers
+            .keys()
+            .any(|n: &HeaderName| n.0.eq_ignore_ascii_case(&name.0))
+        {
             return Err(format!("header `{}` is listed twice", name.0));
         }
         headers.insert(name, value);
@@ -384,28 +393,7 @@ pub(super) fn connection_mode_value(value: &str) -> Result<ConnectionMode, Strin
 pub(super) fn service_header_value(
     value: &str,
 ) -> Result<BTreeMap<HeaderName, HeaderValue>, String> {
-    let mut headers = BTreeMap::new();
-    for item in items(value)? {
-        let Some((name, value)) = item.split_once(':') else {
-            return Err(format!("`{}` is not `Name:Value`", excerpt(item)));
-        };
-        let name = header_name(name.trim_matches(' '))?;
-        let value = value.trim_matches(' ');
-        if value.is_empty() {
-            return Err(format!("`{}` has no value", name.0));
-        }
-        let value: HeaderValue = value
-            .parse()
-            .map_err(|e| format!("header `{}`: {}", name.0, not_literal(e)))?;
-        if headers
-            .keys()
-            .any(|n: &HeaderName| n.0.eq_ignore_ascii_case(&name.0))
-        {
-            return Err(format!("header `{}` is listed twice", name.0));
-        }
-        headers.insert(name, value);
-    }
-    Ok(headers)
+    header_list(value, ':')
 }
 
 /// `userAgent`: a comma list of texts, one of which `User-Agent` must contain.

@@ -829,7 +829,8 @@ fn check_unique_claims(routes: &[Route], report: &mut impl FnMut(FieldPath, Stri
 mod tests {
     use super::*;
 
-    fn errors(text: &str) -> Vec<String> {
+    /// The diagnostics of loading `text`, as text; none when it loads.
+    pub(super) fn errors(text: &str) -> Vec<String> {
         match load("routes.yaml", text) {
             Ok(_) => vec![],
             Err(d) => d.iter().map(|d| d.to_string()).collect(),

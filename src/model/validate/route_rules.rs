@@ -200,10 +200,7 @@ mod file_tests {
     use crate::model::validate::load;
 
     fn errors(routes: &str) -> Vec<String> {
-        match load("routes.yaml", &format!("version: 1\nroutes:\n{routes}")) {
-            Ok(_) => vec![],
-            Err(d) => d.iter().map(|d| d.to_string()).collect(),
-        }
+        crate::model::validate::tests::errors(&format!("version: 1\nroutes:\n{routes}"))
     }
 
     const API: &str = "  - service: api\n    port: 80\n    paths: [/api]\n";

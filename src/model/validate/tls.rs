@@ -136,14 +136,8 @@ pub(super) fn check_https_backend_names(
 
 #[cfg(test)]
 mod tests {
-    use crate::model::validate::load;
 
-    fn errors(text: &str) -> Vec<String> {
-        match load("routes.yaml", text) {
-            Ok(_) => vec![],
-            Err(d) => d.iter().map(|d| d.to_string()).collect(),
-        }
-    }
+    use crate::model::validate::tests::errors;
 
     fn sni(service: &str, port: u16, domains: &str) -> String {
         format!(

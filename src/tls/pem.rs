@@ -83,81 +83,30 @@ impl Pem {
         let mut chain = String::new();
         let mut fingerprint = None;
         let mut keys = 0;
-        let mut open: Option<(usize, &str, String)> = None;
-        for (i, raw) in text.lines().enumerate() {
-            let line = raw.trim();
-            let number = i + 1;
-            match open.take() {
-                None => {
-                    if let Some(label) = armor(line, "BEGIN") {
-                        open = Some((number, label, String::new()));
-                    } else if armor(line, "END").is_some() {
-                        return Err(PemError::Stray {
-                            line: number,
-                            text: line.to_string(),
-                        });
-                    }
+        for Block { line, label, body } in blocks(text)? {
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(&body)
+                .map_err(|_| PemError::NotBase64 {
+                    line,
+                    label: label.into(),
+                })?;
+            let block = block_text(label, &body);
+            match label {
+                CERTIFICATE => {
+                    fingerprint.get_or_insert_with(|| hex::encode_upper(Sha1::digest(&der)));
+                    chain.push_str(&block);
                 }
-                Some((start, label, mut body)) => {
-                    if let Some(end) = armor(line, "END") {
-                        if end != label {
-                            return Err(PemError::Unterminated {
-                                line: start,
-                                label: label.into(),
-                            });
-                        }
-                        let der = base64::engine::general_purpose::STANDARD
-                            .decode(&body)
-                            .map_err(|_| PemError::NotBase64 {
-                                line: start,
-                                label: label.into(),
-                            })?;
-                        let block = block_text(label, &body);
-                        match label {
-                            CERTIFICATE => {
-                                fingerprint
-                                    .get_or_insert_with(|| hex::encode_upper(Sha1::digest(&der)));
-                                chain.push_str(&block);
-                            }
-                            l if KEY_LABELS.contains(&l) => keys += 1,
-                            l if PARAMETER_LABELS.contains(&l) => {}
-                            "ENCRYPTED PRIVATE KEY" => {
-                                return Err(PemError::Encrypted { line: start });
-                            }
-                            other => {
-                                return Err(PemError::Unexpected {
-                                    line: start,
-                                    label: other.to_string(),
-                                });
-                            }
-                        }
-                        out.push_str(&block);
-                    } else if line.contains(':') {
-                        // RFC 1421 headers: `Proc-Type: 4,ENCRYPTED`.
-                        return Err(PemError::Encrypted { line: start });
-                    } else if !line.is_empty() {
-                        if !line
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
-                        {
-                            return Err(PemError::NotBase64 {
-                                line: start,
-                                label: label.into(),
-                            });
-                        }
-                        body.push_str(line);
-                        open = Some((start, label, body));
-                    } else {
-                        open = Some((start, label, body));
-                    }
+                l if KEY_LABELS.contains(&l) => keys += 1,
+                l if PARAMETER_LABELS.contains(&l) => {}
+                "ENCRYPTED PRIVATE KEY" => return Err(PemError::Encrypted { line }),
+                other => {
+                    return Err(PemError::Unexpected {
+                        line,
+                        label: other.to_string(),
+                    });
                 }
             }
-        }
-        if let Some((line, label, _)) = open {
-            return Err(PemError::Unterminated {
-                line,
-                label: label.into(),
-            });
+            out.push_str(&block);
         }
         if out.is_empty() {
             return Err(PemError::NotPem);
@@ -187,6 +136,66 @@ impl Pem {
     /// SHA-1 of the certificate, as HAProxy's `show ssl cert` prints it.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+}
+
+/// One `-----BEGIN <label>-----` ... `-----END <label>-----` block.
+struct Block<'a> {
+    /// Where it begins (from 1).
+    line: usize,
+    label: &'a str,
+    /// Its base64, without line breaks.
+    body: String,
+}
+
+/// The blocks of `text`, in order; lines outside them are skipped.
+fn blocks(text: &str) -> Result<Vec<Block<'_>>, PemError> {
+    let mut blocks = Vec::new();
+    let mut open: Option<Block<'_>> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        let Some(mut block) = open.take() else {
+            if let Some(label) = armor(line, "BEGIN") {
+                open = Some(Block {
+                    line: i + 1,
+                    label,
+                    body: String::new(),
+                });
+            } else if armor(line, "END").is_some() {
+                return Err(PemError::Stray {
+                    line: i + 1,
+                    text: line.to_string(),
+                });
+            }
+            continue;
+        };
+        let (start, label) = (block.line, block.label.to_string());
+        if let Some(end) = armor(line, "END") {
+            if end != block.label {
+                return Err(PemError::Unterminated { line: start, label });
+            }
+            blocks.push(block);
+            continue;
+        }
+        if line.contains(':') {
+            // RFC 1421 headers: `Proc-Type: 4,ENCRYPTED`.
+            return Err(PemError::Encrypted { line: start });
+        }
+        if !line
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+        {
+            return Err(PemError::NotBase64 { line: start, label });
+        }
+        block.body.push_str(line);
+        open = Some(block);
+    }
+    match open {
+        Some(block) => Err(PemError::Unterminated {
+            line: block.line,
+            label: block.label.into(),
+        }),
+        None => Ok(blocks),
     }
 }
 

@@ -575,18 +575,20 @@ fn compress(backend: &mut Section, compression: &Compression) {
     }
 }
 
-fn servers(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) -> Vec<Server> {
+/// The options every server of `route` takes (`check`, resolvers, TLS);
+/// `from_tasks`: the servers are Swarm tasks' addresses.
+fn server_options(file: &RoutesFile, route: &Route, from_tasks: bool) -> Vec<String> {
     let mut options = Vec::new();
     if let Some(check) = &route.health_check {
         options.push("check".to_string());
         if let Some(interval) = &check.interval {
             options.extend(["inter".to_string(), interval.to_string()]);
         }
-    } else if tasks.is_some() {
+    } else if from_tasks {
         // HAProxy health-checks every replica itself (a TCP connect).
         options.extend(["check", "inter", "2s"].map(String::from));
     }
-    if tasks.is_none() {
+    if !from_tasks {
         // Task servers are addresses Swarm gave; names are for DNS.
         if route.resolve_at_runtime && !options.iter().any(|o| o == "check") {
             // Health-checked as with Docker Flow Proxy's `checkResolvers`:
@@ -602,6 +604,11 @@ fn servers(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
     if let Some(backend_tls) = &route.backend_tls {
         options.extend(tls::server_tls_options(backend_tls));
     }
+    options
+}
+
+fn servers(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) -> Vec<Server> {
+    let options = server_options(file, route, tasks.is_some());
     // (name, address, disabled, draining)
     let addresses: Vec<(String, String, bool, bool)> = match tasks {
         // A slot per task, and spare slots (disabled) to scale into without a

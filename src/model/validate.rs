@@ -572,6 +572,46 @@ fn check_match_conditions(
     }
 }
 
+/// The http-only fields a route sets.
+fn http_only_fields(route: &Route) -> Vec<&'static str> {
+    [
+        ("paths", !route.paths.is_empty()),
+        // sni routes are routed by them (see `tls::check_route_tls`).
+        (
+            "domains",
+            route.mode == Mode::Tcp && !route.domains.is_empty(),
+        ),
+        ("https_only", route.https_only),
+        ("redirect_code", route.redirect_code.is_some()),
+        ("auth", route.auth.is_some()),
+        ("request_headers", !route.request_headers.is_empty()),
+        ("response_headers", !route.response_headers.is_empty()),
+        ("rewrite_path", !route.rewrite_path.is_empty()),
+        (
+            "connection_mode",
+            route.connection_mode != ConnectionMode::KeepAlive,
+        ),
+        ("priority", route.priority != 0),
+        ("exclude_paths", !route.exclude_paths.is_empty()),
+        ("redirect_from", !route.redirect_from.is_empty()),
+        ("default_backend", route.default_backend),
+        (
+            "https_redirect_when",
+            route.https_redirect_when != HttpsRedirectWhen::NotTls,
+        ),
+        ("deny_http", route.deny_http),
+        ("allowed_methods", !route.allowed_methods.is_empty()),
+        ("denied_methods", !route.denied_methods.is_empty()),
+        ("domain_match", !route.domain_match.is_exact()),
+        ("match_headers", !route.match_headers.is_empty()),
+        ("user_agents", !route.user_agents.is_empty()),
+        ("compression", route.compression.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, set)| set.then_some(field))
+    .collect()
+}
+
 /// What a route's mode requires and rules out.
 fn check_mode(route: &Route, at: &FieldPath, report: &mut impl FnMut(FieldPath, String)) {
     match route.mode {
@@ -587,46 +627,11 @@ fn check_mode(route: &Route, at: &FieldPath, report: &mut impl FnMut(FieldPath, 
                     format!("{a_route} needs `listen_port`"),
                 );
             }
-            let http_only = [
-                ("paths", !route.paths.is_empty()),
-                // sni routes are routed by them (see `tls::check_route_tls`).
-                (
-                    "domains",
-                    route.mode == Mode::Tcp && !route.domains.is_empty(),
-                ),
-                ("https_only", route.https_only),
-                ("redirect_code", route.redirect_code.is_some()),
-                ("auth", route.auth.is_some()),
-                ("request_headers", !route.request_headers.is_empty()),
-                ("response_headers", !route.response_headers.is_empty()),
-                ("rewrite_path", !route.rewrite_path.is_empty()),
-                (
-                    "connection_mode",
-                    route.connection_mode != ConnectionMode::KeepAlive,
-                ),
-                ("priority", route.priority != 0),
-                ("exclude_paths", !route.exclude_paths.is_empty()),
-                ("redirect_from", !route.redirect_from.is_empty()),
-                ("default_backend", route.default_backend),
-                (
-                    "https_redirect_when",
-                    route.https_redirect_when != HttpsRedirectWhen::NotTls,
-                ),
-                ("deny_http", route.deny_http),
-                ("allowed_methods", !route.allowed_methods.is_empty()),
-                ("denied_methods", !route.denied_methods.is_empty()),
-                ("domain_match", !route.domain_match.is_exact()),
-                ("match_headers", !route.match_headers.is_empty()),
-                ("user_agents", !route.user_agents.is_empty()),
-                ("compression", route.compression.is_some()),
-            ];
-            for (field, set) in http_only {
-                if set {
-                    report(
-                        at.key(field),
-                        format!("`{field}` applies to http routes only"),
-                    );
-                }
+            for field in http_only_fields(route) {
+                report(
+                    at.key(field),
+                    format!("`{field}` applies to http routes only"),
+                );
             }
             if route
                 .health_check

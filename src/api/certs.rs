@@ -63,6 +63,19 @@ fn cert_name(params: &[(String, String)]) -> Result<CertName, Box<Response>> {
     })
 }
 
+/// The `certName` of a request that may change certificates: it needs the
+/// API credentials when they are configured.
+fn authorized_cert_name(
+    state: &ApiState,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Result<CertName, Box<Response>> {
+    match state.unauthorized(headers) {
+        Some(denied) => Err(Box::new(denied)),
+        None => cert_name(params),
+    }
+}
+
 /// Waits for a reconcile that started after the change; `None` when HAProxy serves it.
 async fn applied(state: &ApiState, run: u64) -> Option<String> {
     let completion =
@@ -107,10 +120,7 @@ pub async fn put(
     Query(params): Query<Vec<(String, String)>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Some(denied) = state.unauthorized(&headers) {
-        return denied;
-    }
-    let name = match cert_name(&params) {
+    let name = match authorized_cert_name(&state, &headers, &params) {
         Ok(name) => name,
         Err(response) => return *response,
     };
@@ -145,10 +155,7 @@ pub async fn delete(
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    if let Some(denied) = state.unauthorized(&headers) {
-        return denied;
-    }
-    let name = match cert_name(&params) {
+    let name = match authorized_cert_name(&state, &headers, &params) {
         Ok(name) => name,
         Err(response) => return *response,
     };

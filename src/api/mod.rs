@@ -352,6 +352,8 @@ async fn webhook(State(state): State<ApiState>, headers: HeaderMap, body: Bytes)
     }
     count("accepted");
     let _ = state.reconciler.request_fetch();
+    let reconciler = state.reconciler.clone();
+    tokio::spawn(async move { reconciler.pass_on_fetch().await });
     json_response(
         StatusCode::ACCEPTED,
         json!({ "status": "reconcile triggered" }),

@@ -15,10 +15,11 @@ use capstan::dfp::SecretsDir;
 use capstan::haproxy::driver::Haproxy;
 use capstan::haproxy::process::RuntimePaths;
 use capstan::model::duration::parse_flag;
-use capstan::reconcile::{Reconciler, SwarmSource};
+use capstan::reconcile::{Reconciler, SwarmSource, follow_shared};
 use capstan::sources::RoutesSource;
 use capstan::sources::git::{GitAuth, RemoteRepo};
 use capstan::sources::overrides::OverrideStore;
+use capstan::sources::overrides::swarm_store::SwarmStore;
 use capstan::sources::swarm::Swarm;
 use capstan::state::StateDir;
 use capstan::webhook::WebhookSecret;
@@ -132,9 +133,36 @@ pub struct ServeArgs {
     /// (RLIMIT_NOFILE, raised to its hard limit) stay for reconciling.
     #[arg(long, env = "CAPSTAN_MAX_CONNECTIONS", default_value_t = 512)]
     max_connections: usize,
+    /// Where overrides (the reconfigure API's changes) are kept: `state-dir`
+    /// (overrides.json, this capstan's own), or `swarm:<group>`: Swarm
+    /// config objects labelled with the group, shared by every capstan of
+    /// the group (the replicas of one service: name the group after it).
+    /// Swarm keeps them in its replicated store, so they reach every
+    /// replica and survive tasks being rescheduled; it needs a Swarm
+    /// manager's Docker API (run the replicas on managers).
+    #[arg(long, env = "CAPSTAN_OVERRIDES", default_value = "state-dir", value_parser = parse_overrides_location)]
+    overrides: OverridesLocation,
     /// Log format.
     #[arg(long, env = "CAPSTAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+/// Where `--overrides` keeps the overrides.
+#[derive(Clone, Debug)]
+enum OverridesLocation {
+    StateDir,
+    Swarm { group: String },
+}
+
+fn parse_overrides_location(value: &str) -> Result<OverridesLocation, String> {
+    match value.split_once(':') {
+        None if value == "state-dir" => Ok(OverridesLocation::StateDir),
+        Some(("swarm", group)) if !group.trim().is_empty() => Ok(OverridesLocation::Swarm {
+            group: group.trim().to_string(),
+        }),
+        Some(("swarm", _)) => Err("swarm:<group> needs a group name, e.g. swarm:proxy".into()),
+        _ => Err(format!("`{value}`: expected state-dir or swarm:<group>")),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -172,7 +200,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tracing::error!(%error, "could not resume HAProxy with the last applied config");
     }
     let webhook_secret = webhook_secret(&args)?;
-    let overrides = OverrideStore::new(state_dir.root()).load()?;
+    let store = override_store(&args, &state_dir).await?;
+    let overrides = store
+        .load()
+        .await
+        .with_context(|| format!("reading the overrides from {}", store.describe()))?;
     if !overrides.overrides.is_empty() {
         tracing::info!(
             count = overrides.overrides.len(),
@@ -184,7 +216,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .attach_config
         .clone()
         .unwrap_or_else(|| state_dir.config_file());
-    let mut reconciler = Reconciler::new(source, state_dir, haproxy, state, overrides);
+    let shared = match &store {
+        OverrideStore::Swarm(shared) => Some(shared.clone()),
+        OverrideStore::StateDir(_) => None,
+    };
+    let mut reconciler = Reconciler::new(source, state_dir, haproxy, state, overrides, store);
+    if let Some(shared) = shared {
+        tracing::info!(group = shared.group(), "overrides shared through Swarm");
+        tokio::spawn(follow_shared(shared, reconciler.handle()));
+    }
     if args.swarm {
         reconciler = reconciler.with_swarm(swarm_source(&args).await?);
         tracing::info!(networks = ?args.swarm_networks, "Swarm discovery on");
@@ -260,6 +300,19 @@ fn api_auth(args: &ServeArgs) -> Result<Option<Arc<ApiAuth>>> {
                 );
             }
             None
+        }
+    })
+}
+
+/// Where the overrides are kept.
+async fn override_store(args: &ServeArgs, state_dir: &StateDir) -> Result<OverrideStore> {
+    Ok(match &args.overrides {
+        OverridesLocation::StateDir => OverrideStore::in_state_dir(state_dir.root()),
+        OverridesLocation::Swarm { group } => {
+            let swarm = Swarm::connect()
+                .await
+                .context("--overrides swarm: connecting to Docker")?;
+            OverrideStore::Swarm(SwarmStore::new(swarm, group.clone()))
         }
     })
 }

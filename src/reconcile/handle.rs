@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::model::RoutesFile;
 use crate::model::diagnostics::Diagnostics;
 use crate::sources::RevisionInfo;
+use crate::sources::overrides::swarm_store::{Shared, SwarmStore};
 use crate::sources::overrides::{OverrideChange, OverrideSet, OverrideStore, StoreError};
 use crate::util::unix_now;
 
@@ -39,13 +40,18 @@ pub struct ReconcilerHandle {
     /// The routes HAProxy serves (git and overrides merged), for `capstan diff --live`.
     applied_routes: Mutex<Option<(RevisionInfo, RoutesFile)>>,
     overrides: Mutex<Overrides>,
+    /// Where the overrides are kept; written by one writer at a time (the
+    /// holder of `commit_lock`), so that what it writes is a change from
+    /// what it read.
+    store: OverrideStore,
     /// git's last valid table: overrides are validated against it when submitted.
     git_routes: Mutex<Option<RoutesFile>>,
     /// The last finished reconcile: which overrides it included, and how it ended.
     completed: watch::Sender<Completion>,
     /// Submitted override changes not committed yet, with their callers.
     pending: Mutex<Vec<PendingChange>>,
-    /// Held by the one caller committing a group.
+    /// Held by the one writer of the override set (a caller committing a
+    /// group, the loop dropping overrides, a refresh from Swarm).
     commit_lock: tokio::sync::Mutex<()>,
     /// Reconciles started so far.
     runs_started: AtomicU64,
@@ -68,11 +74,10 @@ struct Rejection {
 
 type PendingChange = (OverrideChange, oneshot::Sender<Result<u64, OverrideError>>);
 
-/// The override set, its store, and a generation counting its changes.
+/// The override set, and a generation counting its changes.
 struct Overrides {
     set: OverrideSet,
     generation: u64,
-    store: OverrideStore,
     /// The set the last successful apply served; services whose override
     /// differs from it are pending: not known to be accepted by HAProxy.
     served: OverrideSet,
@@ -153,12 +158,12 @@ impl ReconcilerHandle {
             overrides: Mutex::new(Overrides {
                 set: overrides,
                 generation: 0,
-                store,
                 // Nothing is known to serve until the first apply: a stored
                 // override HAProxy rejects is found then.
                 served: OverrideSet::default(),
                 changed_in: BTreeMap::new(),
             }),
+            store,
             git_routes: Mutex::new(None),
             completed: watch::channel(Completion::default()).0,
             pending: Mutex::new(Vec::new()),
@@ -277,28 +282,28 @@ impl ReconcilerHandle {
         let (reply, answer) = oneshot::channel();
         lock(&self.pending).push((change, reply));
         {
-            let _committer = self.commit_lock.lock().await;
-            self.commit_pending();
+            let _writer = self.commit_lock.lock().await;
+            self.commit_pending().await;
         }
         answer.await.unwrap_or(Err(OverrideError::Lost))
     }
 
-    fn commit_pending(&self) {
+    async fn commit_pending(&self) {
         let batch = std::mem::take(&mut *lock(&self.pending));
         if batch.is_empty() {
             return;
         }
         let git = self.git_table();
         let check = |set: &OverrideSet| check_overlay(&overlay(&git, set, unix_now()));
-        let mut overrides = lock(&self.overrides);
-        let mut candidate = overrides.set.clone();
+        let current = self.overrides();
+        let mut candidate = current.clone();
         for (change, _) in &batch {
             change.apply(&mut candidate);
         }
         let mut outcomes: Vec<Result<(), Diagnostics>> = vec![Ok(()); batch.len()];
         if check(&candidate).is_err() {
             // Find the offenders: add the changes one by one.
-            candidate = overrides.set.clone();
+            candidate = current.clone();
             for ((change, _), outcome) in batch.iter().zip(&mut outcomes) {
                 let mut next = candidate.clone();
                 change.apply(&mut next);
@@ -308,10 +313,12 @@ impl ReconcilerHandle {
                 }
             }
         }
-        let saved = overrides
+        let saved = self
             .store
-            .save(&candidate)
+            .save(&current, &candidate)
+            .await
             .map_err(std::sync::Arc::new);
+        let mut overrides = lock(&self.overrides);
         if saved.is_ok() {
             overrides.set = candidate;
             overrides.generation += 1;
@@ -326,7 +333,9 @@ impl ReconcilerHandle {
         }
         let generation = overrides.generation;
         drop(overrides);
-        self.trigger.notify_one();
+        if saved.is_ok() {
+            self.overrides_changed();
+        }
         for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
             let result = match (&saved, outcome) {
                 (Err(e), _) => Err(OverrideError::Store(e.clone())),
@@ -334,6 +343,80 @@ impl ReconcilerHandle {
                 (Ok(()), Ok(())) => Ok(generation),
             };
             let _ = reply.send(result);
+        }
+    }
+
+    /// Reads the overrides other replicas share through Swarm and serves
+    /// them: a change one of them made is reconciled here too.
+    pub async fn refresh_shared(&self, store: &SwarmStore) -> Result<Shared, StoreError> {
+        let _writer = self.commit_lock.lock().await;
+        let shared = store.load().await?;
+        let mut overrides = lock(&self.overrides);
+        if overrides.set != shared.overrides {
+            let changed = pending(&overrides.set, &shared.overrides);
+            tracing::info!(services = ?changed, "overrides changed by another replica");
+            overrides.set = shared.overrides.clone();
+            overrides.generation += 1;
+            let generation = overrides.generation;
+            for service in changed {
+                overrides.changed_in.insert(service, generation);
+            }
+            drop(overrides);
+            self.overrides_changed();
+        }
+        Ok(shared)
+    }
+
+    /// The override set changed: not in sync until a reconcile applies it.
+    fn overrides_changed(&self) {
+        self.update_status(|status| status.in_sync = false);
+        self.metrics.in_sync.set(0);
+        self.trigger.notify_one();
+    }
+
+    /// Records whether the shared overrides could be read; while they
+    /// cannot, the desired state is unknown and capstan is not in sync.
+    pub(super) fn set_store_error(&self, error: Option<String>) {
+        let cleared = self.update_status(|status| {
+            let cleared = status.overrides_store.error.is_some() && error.is_none();
+            if error.is_some() {
+                status.in_sync = false;
+            }
+            status.overrides_store.error = error.clone();
+            cleared
+        });
+        if error.is_some() {
+            self.metrics.in_sync.set(0);
+        }
+        if cleared {
+            // The next reconcile tells whether capstan is in sync again.
+            self.trigger.notify_one();
+        }
+    }
+
+    /// Passes a push webhook on to the other replicas, when the overrides
+    /// are shared through Swarm: they fetch git at once, not at their next poll.
+    pub async fn pass_on_fetch(&self) {
+        if let OverrideStore::Swarm(store) = &self.store
+            && let Err(error) = store.signal_fetch().await
+        {
+            tracing::warn!(%error, "could not pass the push webhook on to the other replicas");
+        }
+    }
+
+    /// The loop's own change to the overrides: made by `edit`, then saved;
+    /// a failure to save is logged (the change stays in force here, and is
+    /// saved with the next change).
+    async fn edit_for_loop(&self, edit: impl FnOnce(&mut Overrides)) {
+        let _writer = self.commit_lock.lock().await;
+        let (before, after) = {
+            let mut overrides = lock(&self.overrides);
+            let before = overrides.set.clone();
+            edit(&mut overrides);
+            (before, overrides.set.clone())
+        };
+        if let Err(error) = self.store.save(&before, &after).await {
+            tracing::error!(%error, "could not save the overrides");
         }
     }
 
@@ -382,6 +465,11 @@ impl ReconcilerHandle {
         }
     }
 
+    /// Counts the changes of the override set.
+    pub(super) fn overrides_generation(&self) -> u64 {
+        lock(&self.overrides).generation
+    }
+
     pub(super) fn complete(&self, completion: Completion) {
         self.completed.send_replace(completion);
     }
@@ -401,24 +489,23 @@ impl ReconcilerHandle {
 
     /// Drops overrides that expired or that git now declares, judged in
     /// `judged` (unless changed since), and saves.
-    pub(super) fn drop_stale(&self, judged: &OverrideSet, stale: &[String]) {
+    pub(super) async fn drop_stale(&self, judged: &OverrideSet, stale: &[String]) {
         if stale.is_empty() {
             return;
         }
-        let mut overrides = lock(&self.overrides);
-        for service in stale {
-            if overrides.set.overrides.get(service) != judged.overrides.get(service) {
-                continue;
+        self.edit_for_loop(|overrides| {
+            for service in stale {
+                if overrides.set.overrides.get(service) != judged.overrides.get(service) {
+                    continue;
+                }
+                tracing::info!(
+                    service,
+                    "dropping an override that expired or that git now declares"
+                );
+                overrides.set.overrides.remove(service);
             }
-            tracing::info!(
-                service,
-                "dropping an override that expired or that git now declares"
-            );
-            overrides.set.overrides.remove(service);
-        }
-        if let Err(error) = overrides.store.save(&overrides.set) {
-            tracing::error!(%error, "could not save the overrides");
-        }
+        })
+        .await;
     }
 
     /// The services of `tried` whose override HAProxy never served, and
@@ -436,35 +523,38 @@ impl ReconcilerHandle {
     /// Drops the `rejected` services' changes in `tried` (restoring what was
     /// served), unless a newer change replaced one meanwhile, and keeps why
     /// for their callers. Returns whether any was dropped.
-    pub(super) fn reject(&self, tried: &OverrideSet, rejected: Vec<(String, String)>) -> bool {
+    pub(super) async fn reject(
+        &self,
+        tried: &OverrideSet,
+        rejected: Vec<(String, String)>,
+    ) -> bool {
         if rejected.is_empty() {
             return false;
         }
-        let mut overrides = lock(&self.overrides);
-        let mut rejections = lock(&self.rejections);
-        for (service, message) in rejected {
-            if overrides.set.overrides.get(&service) != tried.overrides.get(&service) {
-                continue;
+        self.edit_for_loop(|overrides| {
+            let mut rejections = lock(&self.rejections);
+            for (service, message) in rejected {
+                if overrides.set.overrides.get(&service) != tried.overrides.get(&service) {
+                    continue;
+                }
+                let served = overrides.served.clone();
+                take_override(&mut overrides.set, &served, &service);
+                tracing::warn!(
+                    service,
+                    "HAProxy rejected this override; it was dropped:\n{message}"
+                );
+                let generation = overrides.changed_in.get(&service).copied().unwrap_or(0);
+                if rejections.len() == REJECTIONS_KEPT {
+                    rejections.pop_front();
+                }
+                rejections.push_back(Rejection {
+                    service,
+                    generation,
+                    message,
+                });
             }
-            let served = overrides.served.clone();
-            take_override(&mut overrides.set, &served, &service);
-            tracing::warn!(
-                service,
-                "HAProxy rejected this override; it was dropped:\n{message}"
-            );
-            let generation = overrides.changed_in.get(&service).copied().unwrap_or(0);
-            if rejections.len() == REJECTIONS_KEPT {
-                rejections.pop_front();
-            }
-            rejections.push_back(Rejection {
-                service,
-                generation,
-                message,
-            });
-        }
-        if let Err(error) = overrides.store.save(&overrides.set) {
-            tracing::error!(%error, "could not save the overrides");
-        }
+        })
+        .await;
         true
     }
 

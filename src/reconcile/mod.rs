@@ -13,6 +13,7 @@
 
 mod certificates;
 mod handle;
+mod shared;
 mod status;
 mod step;
 
@@ -24,7 +25,8 @@ use tokio::sync::mpsc;
 
 pub use certificates::{CertificateRegistry, UploadError};
 pub use handle::{APPLY_TIMEOUT, Completion, OverrideError, ReconcilerHandle};
-pub use status::{AppliedInfo, FetchStatus, HaproxyStatus, Status};
+pub use shared::follow_shared;
+pub use status::{AppliedInfo, FetchStatus, HaproxyStatus, OverridesStoreStatus, Status};
 
 use crate::desired::overlay::{check_overlay, lay_labels_under, overlay};
 use crate::dfp::SecretsDir;
@@ -91,6 +93,7 @@ impl Reconciler {
         haproxy: Haproxy,
         state: State,
         overrides: OverrideSet,
+        store: OverrideStore,
     ) -> Self {
         let status = Status {
             source: source.describe(),
@@ -105,6 +108,10 @@ impl Reconciler {
             haproxy: HaproxyStatus::default(),
             pending_plan: None,
             overrides: Vec::new(),
+            overrides_store: OverridesStoreStatus {
+                location: store.describe(),
+                error: None,
+            },
             warnings: Vec::new(),
             label_routes: Vec::new(),
             certificates: Vec::new(),
@@ -114,7 +121,6 @@ impl Reconciler {
             .applied
             .as_ref()
             .map(|a| (a.revision.clone(), a.routes.clone()));
-        let store = OverrideStore::new(state_dir.root());
         let userlist_files = UserlistFiles::new(state_dir.root());
         let certificates = CertificateRegistry::open(state_dir.root(), haproxy.binary());
         Self {
@@ -219,8 +225,15 @@ impl Reconciler {
                 self.serving_label()
             )
         });
-        // Unknown desired state is not "in sync", whatever HAProxy serves.
-        let in_sync = result.is_ok() && fetch_error.is_none();
+        let store_error = self
+            .handle
+            .update_status(|s| s.overrides_store.error.clone());
+        // Unknown desired state is not "in sync", whatever HAProxy serves;
+        // nor are overrides that changed during the run.
+        let in_sync = result.is_ok()
+            && fetch_error.is_none()
+            && store_error.is_none()
+            && self.handle.overrides_generation() == run.generation;
         metrics.in_sync.set(i64::from(in_sync));
         if result.as_ref().is_err_and(ReconcileError::is_transient) {
             self.transient_failures += 1;
@@ -259,7 +272,7 @@ impl Reconciler {
         let fetch_ms = millis(started.elapsed());
         let git = self.git_desired(fetched).await?;
         loop {
-            let assembled = self.assemble(&git)?;
+            let assembled = self.assemble(&git).await?;
             for warning in &assembled.warnings {
                 tracing::warn!(route = %warning.route, "{}", warning.message);
             }
@@ -465,10 +478,10 @@ impl Reconciler {
 
     /// Lays the overrides over git (dropping stale ones) and renders the
     /// desired config.
-    fn assemble(&mut self, git: &GitDesired) -> Result<Assembled, ReconcileError> {
+    async fn assemble(&mut self, git: &GitDesired) -> Result<Assembled, ReconcileError> {
         let overrides = self.handle.overrides();
         let overlay = overlay(&git.routes, &overrides, unix_now());
-        self.handle.drop_stale(&overrides, &overlay.stale);
+        self.handle.drop_stale(&overrides, &overlay.stale).await;
         let drift = overlay.drift.clone();
         self.handle.update_status(|status| status.overrides = drift);
         if let Err(diagnostics) = check_overlay(&overlay) {
@@ -551,7 +564,7 @@ impl Reconciler {
                 }
             }
         }
-        self.handle.reject(tried, rejected)
+        self.handle.reject(tried, rejected).await
     }
 
     /// Whether HAProxy accepts git with `overrides`.

@@ -30,6 +30,17 @@ pub struct HaproxyStatus {
     pub last_exit_at: Option<String>,
 }
 
+/// Where the overrides are kept, for status.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OverridesStoreStatus {
+    /// `overrides.json` in the state directory, or the Swarm group.
+    pub location: String,
+    /// Why the shared overrides could not be read, while they cannot: the
+    /// desired state is unknown meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// What `GET /v1/status` and `capstan status` show.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
@@ -52,6 +63,8 @@ pub struct Status {
     /// Overrides in force and how they differ from git.
     #[serde(default)]
     pub overrides: Vec<Drift>,
+    #[serde(default)]
+    pub overrides_store: OverridesStoreStatus,
     /// Swarm-side problems with routes (a missing service, no running task).
     #[serde(default)]
     pub warnings: Vec<Warning>,

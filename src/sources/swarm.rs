@@ -66,7 +66,7 @@ pub enum SwarmError {
 
 impl SwarmError {
     /// The failure of the request `what`.
-    fn api(what: &'static str) -> impl FnOnce(bollard::errors::Error) -> Self {
+    pub(crate) fn api(what: &'static str) -> impl FnOnce(bollard::errors::Error) -> Self {
         move |source| Self::Api { what, source }
     }
 }
@@ -108,6 +108,11 @@ impl Swarm {
             request
         });
         Ok(Swarm { docker, raw_tasks })
+    }
+
+    /// The Engine client, for the other sources that talk to Swarm.
+    pub(crate) fn docker(&self) -> &Docker {
+        &self.docker
     }
 
     /// Reads every service, task and network.
@@ -161,8 +166,24 @@ impl Swarm {
     /// [`snapshot`](Swarm::snapshot) periodically, and again a few seconds
     /// after a wake-up.
     pub async fn watch(&self, tx: mpsc::Sender<()>) {
-        let filters: HashMap<&str, Vec<&str>> =
-            HashMap::from([("type", vec!["service", "container", "network", "node"])]);
+        self.watch_events(
+            &["service", "container", "network", "node"],
+            is_relevant,
+            tx,
+        )
+        .await;
+    }
+
+    /// Sends a wake-up on `tx` for every event of `types` that `relevant`
+    /// accepts, and once each time the stream is opened again (events may
+    /// have been missed meanwhile), until `tx` is closed.
+    pub async fn watch_events(
+        &self,
+        types: &[&str],
+        relevant: fn(&EventMessage) -> bool,
+        tx: mpsc::Sender<()>,
+    ) {
+        let filters: HashMap<&str, Vec<&str>> = HashMap::from([("type", types.to_vec())]);
         let options = EventsOptionsBuilder::new().filters(&filters).build();
         // Reopenings since the stream last delivered an event or stayed up.
         let mut failures = 0;
@@ -177,7 +198,7 @@ impl Swarm {
                 match next {
                     Some(Ok(event)) => {
                         failures = 0;
-                        if is_relevant(&event) && !wake(&tx) {
+                        if relevant(&event) && !wake(&tx) {
                             return;
                         }
                     }

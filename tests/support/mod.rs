@@ -296,9 +296,16 @@ impl GitRemote {
 
     /// Commits `routes.yaml` with `text` and pushes it; returns the commit id.
     pub fn push(&self, text: &str) -> String {
+        self.push_files(&[("routes.yaml", text)])
+    }
+
+    /// Commits the files `(name, text)` and pushes them; returns the commit id.
+    pub fn push_files(&self, files: &[(&str, &str)]) -> String {
         let work = self.dir.path().join("work");
-        std::fs::write(work.join("routes.yaml"), text).unwrap();
-        git(&work, &["add", "routes.yaml"]);
+        for (name, text) in files {
+            std::fs::write(work.join(name), text).unwrap();
+            git(&work, &["add", name]);
+        }
         git(&work, &["commit", "-q", "--allow-empty", "-m", "routes"]);
         git(&work, &["push", "-q", "origin", "HEAD:main"]);
         git(&work, &["rev-parse", "HEAD"])

@@ -8,17 +8,20 @@
 //! - an override expires at its deadline, or is dropped once git declares
 //!   exactly what it says (it is then *redundant*).
 //!
-//! [`OverrideStore`] persists the set atomically; laying it over git is
-//! `desired::overlay::merge`.
+//! [`OverrideStore`] keeps the set: in the state directory for one
+//! capstan, or in Swarm's replicated store for the replicas of a service
+//! ([`swarm_store`]). Laying it over git is `desired::overlay::merge`.
+
+mod store;
+pub mod swarm_store;
 
 use std::collections::BTreeMap;
-use std::io;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Name, Route, Userlist};
-use crate::util::write_atomic;
+
+pub use store::{OverrideStore, StoreError};
 
 /// What an override does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,54 +89,6 @@ impl OverrideChange {
                 set.overrides.remove(service);
             }
         }
-    }
-}
-
-/// `overrides.json` in the state directory.
-#[derive(Debug, Clone)]
-pub struct OverrideStore {
-    path: PathBuf,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error("{path}: not a capstan overrides file: {source}")]
-    Corrupt {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-}
-
-impl OverrideStore {
-    pub fn new(state_dir: &Path) -> Self {
-        Self {
-            path: state_dir.join("overrides.json"),
-        }
-    }
-
-    pub fn load(&self) -> Result<OverrideSet, StoreError> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
-                path: self.path.clone(),
-                source,
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(OverrideSet::default()),
-            Err(source) => Err(StoreError::Io {
-                path: self.path.clone(),
-                source,
-            }),
-        }
-    }
-
-    /// Written atomically: a crash leaves the old set or the new one.
-    pub fn save(&self, set: &OverrideSet) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec_pretty(set).expect("overrides serialize");
-        write_atomic(&self.path, &bytes).map_err(|source| StoreError::Io {
-            path: self.path.clone(),
-            source,
-        })
     }
 }
 
@@ -234,15 +189,5 @@ mod tests {
         let routes =
             crate::model::validate::load("export", &format!("version: 1\n{fragment}")).unwrap();
         assert_eq!(ids(&routes), ["c:90"]);
-    }
-
-    #[test]
-    fn the_store_survives_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = OverrideStore::new(dir.path());
-        assert_eq!(store.load().unwrap(), OverrideSet::default());
-        let s = set(vec![reconfigure("c", vec![route("c", 90, "/c")], Some(5))]);
-        store.save(&s).unwrap();
-        assert_eq!(OverrideStore::new(dir.path()).load().unwrap(), s);
     }
 }

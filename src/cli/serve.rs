@@ -15,7 +15,7 @@ use capstan::dfp::SecretsDir;
 use capstan::haproxy::driver::Haproxy;
 use capstan::haproxy::process::RuntimePaths;
 use capstan::model::duration::parse_flag;
-use capstan::reconcile::{Reconciler, SwarmSource};
+use capstan::reconcile::{Reconciler, ReconcilerHandle, SwarmSource};
 use capstan::sources::RoutesSource;
 use capstan::sources::git::{GitAuth, RemoteRepo};
 use capstan::sources::overrides::OverrideStore;
@@ -185,10 +185,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| state_dir.config_file());
     let mut reconciler = Reconciler::new(source, state_dir, haproxy, state, overrides);
+    let mut docker = None;
     if args.swarm {
-        reconciler = reconciler.with_swarm(swarm_source(&args).await?);
+        let swarm = swarm_source(&args).await?;
+        docker = Some(swarm.client.clone());
+        reconciler = reconciler.with_swarm(swarm);
         tracing::info!(networks = ?args.swarm_networks, "Swarm discovery on");
     }
+    tokio::spawn(find_replica(docker, reconciler.handle()));
     let api_state = ApiState {
         reconciler: reconciler.handle(),
         webhook_secret,
@@ -277,6 +281,43 @@ async fn swarm_source(args: &ServeArgs) -> Result<SwarmSource> {
         labels: args.swarm_labels,
         secrets_dir: args.secrets_dir.clone(),
     })
+}
+
+/// Puts the Swarm task this capstan runs in, if any, into its status:
+/// through `docker` (`--swarm`'s client), else the local Engine when its
+/// socket is there. Never fails: without Docker, status shows no replica.
+async fn find_replica(docker: Option<Swarm>, handle: Arc<ReconcilerHandle>) {
+    let docker = match docker {
+        Some(docker) => docker,
+        None if std::env::var_os("DOCKER_HOST").is_some()
+            || std::path::Path::new("/var/run/docker.sock").exists() =>
+        {
+            match Swarm::connect().await {
+                Ok(docker) => docker,
+                Err(error) => {
+                    tracing::debug!(%error, "no Docker: not looking for this capstan's Swarm task");
+                    return;
+                }
+            }
+        }
+        None => {
+            tracing::debug!("no Docker socket: not looking for this capstan's Swarm task");
+            return;
+        }
+    };
+    match docker.this_task().await {
+        Ok(Some(task)) => {
+            tracing::info!(
+                service = task.service_name,
+                task = task.task_name,
+                node = task.node(),
+                "running as a Swarm task"
+            );
+            handle.set_replica(task);
+        }
+        Ok(None) => tracing::info!("not running as a Swarm task: status shows no replica"),
+        Err(error) => tracing::info!(%error, "cannot tell which Swarm task this capstan runs in"),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

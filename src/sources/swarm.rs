@@ -66,7 +66,7 @@ pub enum SwarmError {
 
 impl SwarmError {
     /// The failure of the request `what`.
-    fn api(what: &'static str) -> impl FnOnce(bollard::errors::Error) -> Self {
+    pub(super) fn api(what: &'static str) -> impl FnOnce(bollard::errors::Error) -> Self {
         move |source| Self::Api { what, source }
     }
 }
@@ -76,7 +76,7 @@ impl SwarmError {
 /// [`snapshot`]: Swarm::snapshot
 #[derive(Debug, Clone)]
 pub struct Swarm {
-    docker: Docker,
+    pub(super) docker: Docker,
     /// The same connection, with `GET /_ping` redirected to `GET /tasks`: the
     /// only way through bollard's transport to read the task list as raw JSON
     /// (bollard's `Task` model drops `NetworksAttachments`).

@@ -15,6 +15,7 @@ pub mod model;
 pub mod plan;
 pub mod reconcile;
 pub mod render;
+pub mod replicas;
 pub mod report;
 pub mod sources;
 pub mod state;

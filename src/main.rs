@@ -17,7 +17,7 @@ use capstan::{EMBEDDED_ROUTES, render};
 
 mod cli;
 
-use cli::{client, serve};
+use cli::{client, replicas, serve};
 
 /// Declarative GitOps reconciler for HAProxy on Docker Swarm.
 ///
@@ -43,8 +43,19 @@ enum Command {
     /// Show a running capstan's status: desired and applied revisions, last
     /// error, pending plan, last applies.
     ///
+    /// With --all-replicas, one line per replica of the Swarm service the
+    /// capstan at --url runs in (or of --service): task, node, applied
+    /// commit and config marker, in sync or not, overrides. Run it inside a
+    /// replica (`docker exec <task container> capstan status
+    /// --all-replicas`): replicas are found through `tasks.<service>`, which
+    /// only Docker's DNS in a container on the service's network answers,
+    /// and asked on --url's port (their API must listen on it, e.g.
+    /// --listen 0.0.0.0:8080).
+    ///
     /// Exit status: 0 in sync with no error, 2 not in sync or an error (the
-    /// last apply or git fetching failing), 1 capstan unreachable.
+    /// last apply or git fetching failing; with --all-replicas also a
+    /// replica unreachable or serving another commit or config), 1 capstan
+    /// unreachable (or the replicas not found).
     Status {
         /// The capstan API address.
         #[arg(long, default_value = "http://127.0.0.1:8080", env = "CAPSTAN_URL")]
@@ -52,6 +63,15 @@ enum Command {
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
+        /// Show every replica of the Swarm service the capstan at --url
+        /// runs in.
+        #[arg(long)]
+        all_replicas: bool,
+        /// Show every replica of this Swarm service (implies
+        /// --all-replicas; --url's capstan is then not asked, only its port
+        /// is used).
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
     },
     /// List, export or delete the overrides of a running capstan (changes
     /// made through the Docker-Flow-Proxy-compatible API).
@@ -159,7 +179,18 @@ fn main() -> ExitCode {
             Ok(diff(&base, head.as_deref(), &repo, &file, format))
         }
         Command::Serve(args) => serve::run(*args),
-        Command::Status { url, json } => client::status(&url, json),
+        Command::Status {
+            url,
+            json,
+            all_replicas,
+            service,
+        } => {
+            if all_replicas || service.is_some() {
+                replicas::status(&url, service, json)
+            } else {
+                client::status(&url, json)
+            }
+        }
         Command::Overrides {
             url,
             credentials,

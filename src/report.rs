@@ -335,6 +335,15 @@ fn label(revision: Option<&RevisionInfo>) -> &str {
 /// `capstan status` as text.
 pub fn status(status: &Status) -> String {
     let mut out = String::new();
+    if let Some(task) = &status.replica {
+        let _ = writeln!(
+            out,
+            "replica:  {} on node {} (service {})",
+            task.task_name,
+            task.node(),
+            task.service_name
+        );
+    }
     let source = &status.source;
     let _ = writeln!(
         out,
@@ -351,9 +360,13 @@ pub fn status(status: &Status) -> String {
     let applied = status.applied.as_ref();
     let _ = writeln!(
         out,
-        "applied:  {} at {}",
+        "applied:  {} at {}{}",
         label(applied.map(|a| &a.revision)),
-        applied.map_or("-", |a| a.at.as_str())
+        applied.map_or("-", |a| a.at.as_str()),
+        applied
+            .filter(|a| !a.marker.is_empty())
+            .map(|a| format!(" (marker {})", a.marker))
+            .unwrap_or_default()
     );
     let in_sync = if status.in_sync { "yes" } else { "NO" };
     let _ = writeln!(out, "in sync:  {in_sync}");
@@ -544,6 +557,32 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line:?} in {text}");
         }
+    }
+
+    #[test]
+    fn status_names_the_replica_and_the_applied_marker() {
+        let mut view = failed_status();
+        view.replica = Some(
+            serde_json::from_value(json!({
+                "service_id": "s1", "service_name": "proxy", "task_id": "t1",
+                "task_name": "proxy.2.t1", "node_id": "n1", "node_hostname": "manager-1",
+            }))
+            .unwrap(),
+        );
+        view.applied = serde_json::from_value(json!({
+            "revision": {"label": "main (1a2b3c4)", "commit": "1a2b3c4"},
+            "marker": "9f8e7d6c", "at": "t",
+        }))
+        .unwrap();
+        let text = status(&view);
+        assert!(
+            text.starts_with("replica:  proxy.2.t1 on node manager-1 (service proxy)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("applied:  main (1a2b3c4) at t (marker 9f8e7d6c)\n"),
+            "{text}"
+        );
     }
 
     #[test]

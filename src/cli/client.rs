@@ -53,7 +53,7 @@ impl Credentials {
     }
 }
 
-fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
+pub(super) fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -64,9 +64,16 @@ fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
 /// `GET url` as JSON; an error status is an error, with the reason the
 /// answer gives.
 async fn get_json(url: &str, credentials: &Credentials) -> Result<serde_json::Value> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    get_json_within(url, credentials, Duration::from_secs(10)).await
+}
+
+/// [`get_json`], given up after `timeout`.
+pub(super) async fn get_json_within(
+    url: &str,
+    credentials: &Credentials,
+    timeout: Duration,
+) -> Result<serde_json::Value> {
+    let client = reqwest::Client::builder().timeout(timeout).build()?;
     let response = credentials
         .apply(client.get(url))?
         .send()
@@ -185,8 +192,8 @@ pub fn overrides(
 }
 
 /// Exit codes of `capstan status`.
-const STATUS_HEALTHY: u8 = 0;
-const STATUS_UNHEALTHY: u8 = 2;
+pub(super) const STATUS_HEALTHY: u8 = 0;
+pub(super) const STATUS_UNHEALTHY: u8 = 2;
 
 /// `capstan status`: exits 0 when healthy, 2 when not (see
 /// [`report::is_healthy`]), 1 when capstan cannot be asked.

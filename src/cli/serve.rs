@@ -15,7 +15,7 @@ use capstan::dfp::SecretsDir;
 use capstan::haproxy::driver::Haproxy;
 use capstan::haproxy::process::RuntimePaths;
 use capstan::model::duration::parse_flag;
-use capstan::reconcile::{Reconciler, SwarmSource, follow_shared};
+use capstan::reconcile::{Reconciler, ReconcilerHandle, SwarmSource, follow_shared};
 use capstan::sources::RoutesSource;
 use capstan::sources::git::{GitAuth, RemoteRepo};
 use capstan::sources::overrides::OverrideStore;
@@ -134,11 +134,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CAPSTAN_MAX_CONNECTIONS", default_value_t = 512)]
     max_connections: usize,
     /// Where overrides (the reconfigure API's changes) are kept: `state-dir`
-    /// (overrides.json, this capstan's own), or `swarm:<group>`: Swarm
-    /// config objects labelled with the group, shared by every capstan of
-    /// the group (the replicas of one service: name the group after it).
-    /// Swarm keeps them in its replicated store, so they reach every
-    /// replica and survive tasks being rescheduled; it needs a Swarm
+    /// (overrides.json, this capstan's own); `swarm`: Swarm config objects
+    /// shared by every replica of the Swarm service this capstan runs as a
+    /// task of; `swarm:<group>`: shared by every capstan started with the
+    /// same group. Swarm keeps them in its replicated store, so they reach
+    /// every replica and survive tasks being rescheduled; it needs a Swarm
     /// manager's Docker API (run the replicas on managers).
     #[arg(long, env = "CAPSTAN_OVERRIDES", default_value = "state-dir", value_parser = parse_overrides_location)]
     overrides: OverridesLocation,
@@ -151,17 +151,23 @@ pub struct ServeArgs {
 #[derive(Clone, Debug)]
 enum OverridesLocation {
     StateDir,
-    Swarm { group: String },
+    /// The group; `None`: this task's service.
+    Swarm {
+        group: Option<String>,
+    },
 }
 
 fn parse_overrides_location(value: &str) -> Result<OverridesLocation, String> {
     match value.split_once(':') {
         None if value == "state-dir" => Ok(OverridesLocation::StateDir),
+        None if value == "swarm" => Ok(OverridesLocation::Swarm { group: None }),
         Some(("swarm", group)) if !group.trim().is_empty() => Ok(OverridesLocation::Swarm {
-            group: group.trim().to_string(),
+            group: Some(group.trim().to_string()),
         }),
         Some(("swarm", _)) => Err("swarm:<group> needs a group name, e.g. swarm:proxy".into()),
-        _ => Err(format!("`{value}`: expected state-dir or swarm:<group>")),
+        _ => Err(format!(
+            "`{value}`: expected state-dir, swarm or swarm:<group>"
+        )),
     }
 }
 
@@ -225,10 +231,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tracing::info!(group = shared.group(), "overrides shared through Swarm");
         tokio::spawn(follow_shared(shared, reconciler.handle()));
     }
+    let mut docker = None;
     if args.swarm {
-        reconciler = reconciler.with_swarm(swarm_source(&args).await?);
+        let swarm = swarm_source(&args).await?;
+        docker = Some(swarm.client.clone());
+        reconciler = reconciler.with_swarm(swarm);
         tracing::info!(networks = ?args.swarm_networks, "Swarm discovery on");
     }
+    tokio::spawn(find_replica(docker, reconciler.handle()));
     let api_state = ApiState {
         reconciler: reconciler.handle(),
         webhook_secret,
@@ -312,7 +322,18 @@ async fn override_store(args: &ServeArgs, state_dir: &StateDir) -> Result<Overri
             let swarm = Swarm::connect()
                 .await
                 .context("--overrides swarm: connecting to Docker")?;
-            OverrideStore::Swarm(SwarmStore::new(swarm, group.clone()))
+            let group = match group {
+                Some(group) => group.clone(),
+                None => swarm
+                    .this_task()
+                    .await
+                    .context("--overrides swarm: finding this capstan's Swarm task")?
+                    .context(
+                        "--overrides swarm: this capstan is not a Swarm task; name the group with swarm:<group>",
+                    )?
+                    .service_name,
+            };
+            OverrideStore::Swarm(SwarmStore::new(swarm, group))
         }
     })
 }
@@ -330,6 +351,43 @@ async fn swarm_source(args: &ServeArgs) -> Result<SwarmSource> {
         labels: args.swarm_labels,
         secrets_dir: args.secrets_dir.clone(),
     })
+}
+
+/// Puts the Swarm task this capstan runs in, if any, into its status:
+/// through `docker` (`--swarm`'s client), else the local Engine when its
+/// socket is there. Never fails: without Docker, status shows no replica.
+async fn find_replica(docker: Option<Swarm>, handle: Arc<ReconcilerHandle>) {
+    let docker = match docker {
+        Some(docker) => docker,
+        None if std::env::var_os("DOCKER_HOST").is_some()
+            || std::path::Path::new("/var/run/docker.sock").exists() =>
+        {
+            match Swarm::connect().await {
+                Ok(docker) => docker,
+                Err(error) => {
+                    tracing::debug!(%error, "no Docker: not looking for this capstan's Swarm task");
+                    return;
+                }
+            }
+        }
+        None => {
+            tracing::debug!("no Docker socket: not looking for this capstan's Swarm task");
+            return;
+        }
+    };
+    match docker.this_task().await {
+        Ok(Some(task)) => {
+            tracing::info!(
+                service = task.service_name,
+                task = task.task_name,
+                node = task.node(),
+                "running as a Swarm task"
+            );
+            handle.set_replica(task);
+        }
+        Ok(None) => tracing::info!("not running as a Swarm task: status shows no replica"),
+        Err(error) => tracing::info!(%error, "cannot tell which Swarm task this capstan runs in"),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

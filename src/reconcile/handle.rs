@@ -18,6 +18,7 @@ use crate::model::diagnostics::Diagnostics;
 use crate::sources::RevisionInfo;
 use crate::sources::overrides::swarm_store::{Shared, SwarmStore};
 use crate::sources::overrides::{OverrideChange, OverrideSet, OverrideStore, StoreError};
+use crate::sources::swarm_task::TaskIdentity;
 use crate::util::unix_now;
 
 /// How long a caller waits for its change to be applied.
@@ -194,6 +195,11 @@ impl ReconcilerHandle {
     /// What `GET /v1/status` shows.
     pub fn status(&self) -> Status {
         lock(&self.status).clone()
+    }
+
+    /// Status shows which Swarm task this capstan runs in.
+    pub fn set_replica(&self, task: TaskIdentity) {
+        lock(&self.status).replica = Some(task);
     }
 
     /// The revision and routes HAProxy serves, once anything was applied.

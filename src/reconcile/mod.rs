@@ -96,10 +96,12 @@ impl Reconciler {
         store: OverrideStore,
     ) -> Self {
         let status = Status {
+            replica: None,
             source: source.describe(),
             desired: None,
             applied: state.applied.as_ref().map(|a| AppliedInfo {
                 revision: a.revision.clone(),
+                marker: a.marker.clone(),
                 at: a.at.clone(),
             }),
             in_sync: false,
@@ -774,6 +776,7 @@ impl Reconciler {
             self.handle.update_status(|status| {
                 status.applied = Some(AppliedInfo {
                     revision: revision.clone(),
+                    marker: desired.marker.clone(),
                     at,
                 });
                 status.last_error = None;

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::desired::overlay::Drift;
 use crate::plan::Plan;
+use crate::sources::swarm_task::TaskIdentity;
 use crate::sources::{RevisionInfo, SourceInfo, Warning};
 use crate::state::{ApplyRecord, LastError, State};
 
@@ -44,6 +45,9 @@ pub struct OverridesStoreStatus {
 /// What `GET /v1/status` and `capstan status` show.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
+    /// The Swarm task this capstan runs in, when it runs in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<TaskIdentity>,
     pub source: SourceInfo,
     /// The newest revision fetched, valid or not.
     pub desired: Option<RevisionInfo>,
@@ -84,6 +88,10 @@ pub struct Status {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AppliedInfo {
     pub revision: RevisionInfo,
+    /// The generation marker of the config HAProxy runs: replicas that
+    /// serve the same config report the same one.
+    #[serde(default)]
+    pub marker: String,
     pub at: String,
 }
 

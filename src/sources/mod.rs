@@ -6,6 +6,7 @@ pub mod labels;
 pub mod overrides;
 pub mod swarm;
 pub mod swarm_snapshot;
+pub mod swarm_task;
 pub mod user_files;
 
 use std::path::PathBuf;

@@ -226,6 +226,13 @@ impl TestService {
     /// naming themselves by task id (`TASK_ID={{.Task.ID}}`); `extra` goes
     /// before the image (networks, replicas, labels, `--publish`, ...).
     pub fn create(what: &str, extra: &[&str]) -> Self {
+        let extra = [&["--env", "TASK_ID={{.Task.ID}}"], extra].concat();
+        Self::create_of(IMAGE, what, &extra, &[])
+    }
+
+    /// `docker service create --detach` of `image`: `extra` goes before the
+    /// image, `args_after` (the command) after it.
+    pub fn create_of(image: &str, what: &str, extra: &[&str], args_after: &[&str]) -> Self {
         let name = unique_name(what);
         let mut args = vec![
             "service",
@@ -239,9 +246,9 @@ impl TestService {
         ];
         let owner = owner_label();
         args.push(&owner);
-        args.extend(["--env", "TASK_ID={{.Task.ID}}"]);
         args.extend(extra);
-        args.push(IMAGE);
+        args.push(image);
+        args.extend(args_after);
         docker(&args);
         Self { name }
     }

@@ -1,0 +1,234 @@
+//! capstan's image on this machine's Swarm, for the tests and benches that
+//! run it: building it (`scripts/build-image`), its services of replicas,
+//! and reading each replica from inside the overlay.
+//!
+//! Include it with `swarm_rig` and `support` at the crate root:
+//! `#[path = "support/stack.rs"] mod stack;`.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{GitRemote, wait_until};
+use crate::swarm_rig::*;
+
+/// The capstan image the tests run (built from the debug binary).
+pub const CAPSTAN_IMAGE: &str = "capstan:test";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Builds the image once per test process (the script skips the build when
+/// the binary and Dockerfile did not change).
+pub fn build_image() {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        setup();
+        let started = Instant::now();
+        let out = Command::new(repo().join("scripts/build-image"))
+            .arg("--debug")
+            .env("CAPSTAN_IMAGE", CAPSTAN_IMAGE)
+            .output()
+            .map_err(|e| format!("cannot run scripts/build-image: {e}"))?;
+        eprintln!(
+            "build-image ({:?}): {}{}",
+            started.elapsed(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.status
+            .success()
+            .then_some(())
+            .ok_or_else(|| format!("scripts/build-image failed: {}", out.status))
+    });
+    if let Err(e) = built {
+        panic!("{e}");
+    }
+}
+
+/// The group id of the Docker socket: the proxy's tasks run with it.
+pub fn docker_gid() -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/var/run/docker.sock")
+        .expect("the Docker socket")
+        .gid()
+        .to_string()
+}
+
+/// A git remote the proxy's tasks (uid 10001) can read through a bind
+/// mount at /routes: `file:///routes/remote.git`.
+pub fn shared_remote(routes: &str) -> (GitRemote, String) {
+    let remote = GitRemote::new();
+    remote.push(routes);
+    let dir = remote
+        .url()
+        .strip_prefix("file://")
+        .and_then(|path| path.strip_suffix("/remote.git"))
+        .expect("a file:// remote")
+        .to_string();
+    let status = Command::new("chmod")
+        .args(["-R", "a+rX", &dir])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (remote, dir)
+}
+
+pub const REMOTE_IN_TASK: &str = "file:///routes/remote.git";
+
+/// Removes the config objects that hold `group`'s overrides.
+pub fn remove_overrides(group: &str) {
+    let filter = format!("label=org.capstan.group={group}");
+    for id in try_docker(&["config", "ls", "-q", "--filter", &filter])
+        .unwrap_or_default()
+        .lines()
+    {
+        let _ = try_docker(&["config", "rm", id]);
+    }
+}
+
+/// The running containers of `service`'s tasks.
+pub fn containers(service: &str) -> Vec<String> {
+    let filter = format!("label=com.docker.swarm.service.name={service}");
+    let mut ids: Vec<String> = try_docker(&["ps", "-q", "--filter", &filter])
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A container's address on `network`.
+pub fn address(container: &str, network: &str) -> Option<Ipv4Addr> {
+    let format = format!(
+        "{{{{with index .NetworkSettings.Networks \"{network}\"}}}}{{{{.IPAddress}}}}{{{{end}}}}"
+    );
+    try_docker(&["inspect", "--format", &format, container])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+pub fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"))
+}
+
+/// The task ids go-demo's answers came from (its tasks answer `task=<id> ...`).
+pub fn task_of(body: &str) -> Option<String> {
+    body.strip_prefix("task=")?
+        .split_whitespace()
+        .next()
+        .map(str::to_string)
+}
+
+/// Three replicas of the image as one service on `network`, following
+/// `remote_dir`'s repository, with no published port.
+pub fn proxy_replicas(network: &OverlayNetwork, remote_dir: &str) -> TestService {
+    let user = format!("10001:{}", docker_gid());
+    let routes = format!("type=bind,source={remote_dir},target=/routes,readonly");
+    let networks = format!("CAPSTAN_SWARM_NETWORKS={}", network.name);
+    let remote = format!("CAPSTAN_REPO={REMOTE_IN_TASK}");
+    TestService::create_of(
+        CAPSTAN_IMAGE,
+        "proxy",
+        &[
+            "--replicas",
+            "3",
+            "--network",
+            &network.name,
+            "--endpoint-mode",
+            "dnsrr",
+            "--user",
+            &user,
+            "--mount",
+            "type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock",
+            "--mount",
+            &routes,
+            "--env",
+            &remote,
+            "--env",
+            "CAPSTAN_SWARM=true",
+            "--env",
+            &networks,
+            "--env",
+            "CAPSTAN_OVERRIDES=swarm",
+            // Only webhooks make a replica fetch: a slow poll cannot hide a
+            // replica that missed one.
+            "--env",
+            "CAPSTAN_POLL_INTERVAL=1h",
+            "--stop-grace-period",
+            "15s",
+        ],
+        &["serve"],
+    )
+}
+
+/// The replicas of `service` as (container, address on `network`), once
+/// there are `n`, all other than `not`.
+pub fn replicas(service: &str, network: &str, n: usize, not: &[String]) -> Vec<(String, Ipv4Addr)> {
+    let mut found = Vec::new();
+    wait_until(
+        &format!("{n} new replicas of {service}"),
+        Duration::from_secs(90),
+        || {
+            let ids = containers(service);
+            found = ids
+                .iter()
+                .filter(|id| !not.contains(id))
+                .filter_map(|id| Some((id.clone(), address(id, network)?)))
+                .collect();
+            ids.len() == n && found.len() == n
+        },
+    );
+    found
+}
+
+/// A replica's status, read from inside the overlay.
+pub fn replica_status(anchor: &Anchor, ip: Ipv4Addr) -> Option<Value> {
+    let body = anchor.http_get(ip, 8080, "/v1/status").ok()?;
+    serde_json::from_str(&body).ok()
+}
+
+/// Waits until every replica is in sync and serves `path` from go-demo's
+/// tasks; returns each one's (applied commit, config marker).
+pub fn wait_serving(
+    anchor: &Anchor,
+    replicas: &[(String, Ipv4Addr)],
+    path: &str,
+) -> Vec<(Value, Value)> {
+    replicas
+        .iter()
+        .map(|(container, ip)| {
+            wait_until(
+                &format!("replica {container} serves {path}"),
+                Duration::from_secs(60),
+                || {
+                    replica_status(anchor, *ip).is_some_and(|s| s["in_sync"] == true)
+                        && anchor
+                            .http_get(*ip, 80, path)
+                            .is_ok_and(|body| task_of(&body).is_some())
+                },
+            );
+            let status = replica_status(anchor, *ip).unwrap();
+            (
+                status["applied"]["revision"]["commit"].clone(),
+                status["applied"]["marker"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// The config objects a service's overrides left, removed on drop.
+pub struct OverridesGroup(pub String);
+
+impl Drop for OverridesGroup {
+    fn drop(&mut self) {
+        remove_overrides(&self.0);
+    }
+}

@@ -94,7 +94,7 @@ impl Drop for Stack {
 
 #[test]
 fn the_example_stack_serves_the_books_go_demo_through_its_published_ports() {
-    build_image();
+    let image = build_image();
     let network = OverlayNetwork::create();
     let prefix = unique_name("secret");
     let _secrets = Secrets::create(
@@ -120,7 +120,7 @@ fn the_example_stack_serves_the_books_go_demo_through_its_published_ports() {
     let stack = Stack::deploy(
         &[&repo().join("examples/swarm/stack.yml"), plumbing.path()],
         &[
-            ("CAPSTAN_IMAGE", CAPSTAN_IMAGE.into()),
+            ("CAPSTAN_IMAGE", image.into()),
             ("DOCKER_GID", docker_gid()),
             ("CAPSTAN_REPO", REMOTE_IN_TASK.into()),
             ("CAPSTAN_NETWORK", network.name.clone()),
@@ -185,7 +185,7 @@ fn curl(args: &[&str]) -> String {
 
 #[test]
 fn three_replicas_share_overrides_and_commits_and_outlive_their_tasks() {
-    build_image();
+    let image = build_image();
     let network = OverlayNetwork::create();
     let anchor = Anchor::start(&network.name);
     let go_demo = TestService::create(
@@ -200,7 +200,7 @@ fn three_replicas_share_overrides_and_commits_and_outlive_their_tasks() {
         ],
     );
     let (remote, remote_dir) = shared_remote("version: 1\nroutes: []\n");
-    let proxy = proxy_replicas(&network, &remote_dir);
+    let proxy = proxy_replicas(image, &network, &remote_dir);
     let _overrides = OverridesGroup(proxy.name.clone());
     let first = replicas(&proxy.name, &network.name, 3, &[]);
     for (_, ip) in &first {

@@ -23,32 +23,36 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Builds the image once per test process (the script skips the build when
-/// the binary and Dockerfile did not change).
-pub fn build_image() {
+/// Builds the test image once per test process (the script skips the build
+/// when the binary and Dockerfile did not change); returns its tag.
+pub fn build_image() -> &'static str {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        setup();
-        let started = Instant::now();
-        let out = Command::new(repo().join("scripts/build-image"))
-            .arg("--debug")
-            .env("CAPSTAN_IMAGE", CAPSTAN_IMAGE)
-            .output()
-            .map_err(|e| format!("cannot run scripts/build-image: {e}"))?;
-        eprintln!(
-            "build-image ({:?}): {}{}",
-            started.elapsed(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.status
-            .success()
-            .then_some(())
-            .ok_or_else(|| format!("scripts/build-image failed: {}", out.status))
-    });
+    let built = BUILT.get_or_init(|| build_image_as(CAPSTAN_IMAGE, &["--debug"]));
     if let Err(e) = built {
         panic!("{e}");
     }
+    CAPSTAN_IMAGE
+}
+
+/// Runs `scripts/build-image args` for `image`.
+pub fn build_image_as(image: &str, args: &[&str]) -> Result<(), String> {
+    setup();
+    let started = Instant::now();
+    let out = Command::new(repo().join("scripts/build-image"))
+        .args(args)
+        .env("CAPSTAN_IMAGE", image)
+        .output()
+        .map_err(|e| format!("cannot run scripts/build-image: {e}"))?;
+    eprintln!(
+        "build-image {image} ({:?}): {}{}",
+        started.elapsed(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.status
+        .success()
+        .then_some(())
+        .ok_or_else(|| format!("scripts/build-image failed: {}", out.status))
 }
 
 /// The group id of the Docker socket: the proxy's tasks run with it.
@@ -129,13 +133,13 @@ pub fn task_of(body: &str) -> Option<String> {
 
 /// Three replicas of the image as one service on `network`, following
 /// `remote_dir`'s repository, with no published port.
-pub fn proxy_replicas(network: &OverlayNetwork, remote_dir: &str) -> TestService {
+pub fn proxy_replicas(image: &str, network: &OverlayNetwork, remote_dir: &str) -> TestService {
     let user = format!("10001:{}", docker_gid());
     let routes = format!("type=bind,source={remote_dir},target=/routes,readonly");
     let networks = format!("CAPSTAN_SWARM_NETWORKS={}", network.name);
     let remote = format!("CAPSTAN_REPO={REMOTE_IN_TASK}");
     TestService::create_of(
-        CAPSTAN_IMAGE,
+        image,
         "proxy",
         &[
             "--replicas",

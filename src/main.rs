@@ -17,7 +17,7 @@ use capstan::{EMBEDDED_ROUTES, render};
 
 mod cli;
 
-use cli::{client, serve};
+use cli::{client, health, serve};
 
 /// Declarative GitOps reconciler for HAProxy on Docker Swarm.
 ///
@@ -38,7 +38,7 @@ enum Command {
     /// example table built into capstan), validates and renders it, and applies
     /// only the changes to HAProxy: through its runtime API when it can,
     /// otherwise through a checked, hitless reload. HAProxy keeps serving when
-    /// capstan stops.
+    /// capstan stops, unless --stop-grace (for a container) stops it too.
     Serve(Box<serve::ServeArgs>),
     /// Show a running capstan's status: desired and applied revisions, last
     /// error, pending plan, last applies.
@@ -53,6 +53,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check that a running capstan answers and its HAProxy runs: a
+    /// container's HEALTHCHECK. Out of sync with git is not unhealthy.
+    ///
+    /// Exit status: 0 healthy, 1 not (one line says why).
+    Health(health::HealthArgs),
     /// List, export or delete the overrides of a running capstan (changes
     /// made through the Docker-Flow-Proxy-compatible API).
     Overrides {
@@ -160,6 +165,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => serve::run(*args),
         Command::Status { url, json } => client::status(&url, json),
+        Command::Health(args) => health::run(args),
         Command::Overrides {
             url,
             credentials,

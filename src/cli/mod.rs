@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 pub mod client;
+pub mod health;
 pub mod serve;
 
 /// The trimmed content of a file holding a secret (a token, `user:password`);

@@ -226,6 +226,11 @@ impl TestService {
     /// naming themselves by task id (`TASK_ID={{.Task.ID}}`); `extra` goes
     /// before the image (networks, replicas, labels, `--publish`, ...).
     pub fn create(what: &str, extra: &[&str]) -> Self {
+        Self::create_from(IMAGE, what, extra)
+    }
+
+    /// Like [`TestService::create`], of another `image` (e.g. capstan's own).
+    pub fn create_from(image: &str, what: &str, extra: &[&str]) -> Self {
         let name = unique_name(what);
         let mut args = vec![
             "service",
@@ -241,7 +246,7 @@ impl TestService {
         args.push(&owner);
         args.extend(["--env", "TASK_ID={{.Task.ID}}"]);
         args.extend(extra);
-        args.push(IMAGE);
+        args.push(image);
         docker(&args);
         Self { name }
     }

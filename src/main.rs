@@ -17,7 +17,7 @@ use capstan::{EMBEDDED_ROUTES, render};
 
 mod cli;
 
-use cli::{client, replicas, serve};
+use cli::{client, health, replicas, serve};
 
 /// Declarative GitOps reconciler for HAProxy on Docker Swarm.
 ///
@@ -38,7 +38,7 @@ enum Command {
     /// example table built into capstan), validates and renders it, and applies
     /// only the changes to HAProxy: through its runtime API when it can,
     /// otherwise through a checked, hitless reload. HAProxy keeps serving when
-    /// capstan stops.
+    /// capstan stops, unless --stop-grace (for a container) stops it too.
     Serve(Box<serve::ServeArgs>),
     /// Show a running capstan's status: desired and applied revisions, last
     /// error, pending plan, last applies.
@@ -73,6 +73,11 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         service: Option<String>,
     },
+    /// Check that a running capstan answers and its HAProxy runs: a
+    /// container's HEALTHCHECK. Out of sync with git is not unhealthy.
+    ///
+    /// Exit status: 0 healthy, 1 not (one line says why).
+    Health(health::HealthArgs),
     /// List, export or delete the overrides of a running capstan (changes
     /// made through the Docker-Flow-Proxy-compatible API).
     Overrides {
@@ -191,6 +196,7 @@ fn main() -> ExitCode {
                 client::status(&url, json)
             }
         }
+        Command::Health(args) => health::run(args),
         Command::Overrides {
             url,
             credentials,

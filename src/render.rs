@@ -242,13 +242,18 @@ fn resolvers(file: &RoutesFile) -> Option<Section> {
     Some(resolvers)
 }
 
+/// How long an HAProxy worker may finish its connections once told to stop
+/// (an old worker after a reload, every worker at a soft stop); then
+/// HAProxy closes what is left.
+pub const HARD_STOP_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn global(file: &RoutesFile) -> Section {
     let mut global = Section::new("global");
     if let Some(maxconn) = file.defaults.maxconn {
         global.line(format!("maxconn {maxconn}"));
     }
     // Bounds how long an old worker may keep serving long connections after a reload.
-    global.line("hard-stop-after 30s");
+    global.line(format!("hard-stop-after {}s", HARD_STOP_AFTER.as_secs()));
     global
 }
 

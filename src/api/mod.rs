@@ -1,5 +1,5 @@
 //! capstan's HTTP API: status, the push webhook, live routes for
-//! `capstan diff --live`, and Prometheus metrics.
+//! `capstan diff --live`, Prometheus metrics and a health check.
 
 use std::sync::Arc;
 
@@ -13,6 +13,9 @@ use serde_json::json;
 
 mod certs;
 mod dfp;
+mod health;
+
+pub use health::HealthAnswer;
 
 use std::collections::BTreeMap;
 
@@ -79,6 +82,8 @@ pub struct ApiState {
     pub config_file: std::path::PathBuf,
     /// Where `usersSecret=<name>` files are (`dfp_users_<name>`).
     pub secrets_dir: crate::dfp::SecretsDir,
+    /// The master CLI of the HAProxy capstan drives, for `/healthz`.
+    pub master_socket: std::path::PathBuf,
 }
 
 impl ApiState {
@@ -204,6 +209,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/docker-flow-proxy/certs", get(certs::list))
         .route("/metrics", get(metrics))
+        .route("/healthz", get(health::healthz))
         .fallback(certs::not_found)
         .method_not_allowed_fallback(certs::method_not_allowed)
         .layer(axum::middleware::from_fn(limit_query))

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 pub mod client;
+pub mod health;
 pub mod replicas;
 pub mod serve;
 

@@ -13,9 +13,10 @@ use clap::{Args, ValueEnum};
 use capstan::api::{self, ApiAuth, ApiState};
 use capstan::dfp::SecretsDir;
 use capstan::haproxy::driver::Haproxy;
-use capstan::haproxy::process::RuntimePaths;
+use capstan::haproxy::process::{RuntimePaths, Stopped};
 use capstan::model::duration::parse_flag;
 use capstan::reconcile::{Reconciler, ReconcilerHandle, SwarmSource, follow_shared};
+use capstan::render::HARD_STOP_AFTER;
 use capstan::sources::RoutesSource;
 use capstan::sources::git::{GitAuth, RemoteRepo};
 use capstan::sources::overrides::OverrideStore;
@@ -145,6 +146,27 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "CAPSTAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// On SIGTERM or SIGINT, stop the HAProxy capstan supervises too, softly:
+    /// its listeners close and the requests in flight get up to this long to
+    /// finish (e.g. 8s), then it is killed and capstan exits. For a
+    /// container, which ends with capstan: give it a stop grace period a
+    /// few seconds longer. Without it HAProxy keeps serving after capstan
+    /// exits. At most 30s, HAProxy's hard-stop-after.
+    #[arg(long, env = "CAPSTAN_STOP_GRACE", value_parser = parse_stop_grace)]
+    stop_grace: Option<Duration>,
+}
+
+/// A `--stop-grace`: a duration HAProxy's `hard-stop-after` lets a soft
+/// stop last.
+fn parse_stop_grace(text: &str) -> Result<Duration, String> {
+    let grace = parse_flag(text).map_err(|e| e.to_string())?;
+    if grace > HARD_STOP_AFTER {
+        return Err(format!(
+            "at most {}s: HAProxy's hard-stop-after closes every connection then",
+            HARD_STOP_AFTER.as_secs()
+        ));
+    }
+    Ok(grace)
 }
 
 /// Where `--overrides` keeps the overrides.
@@ -222,6 +244,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .attach_config
         .clone()
         .unwrap_or_else(|| state_dir.config_file());
+    let master_socket = haproxy.master_socket().to_path_buf();
     let shared = match &store {
         OverrideStore::Swarm(shared) => Some(shared.clone()),
         OverrideStore::StateDir(_) => None,
@@ -247,6 +270,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         default_ttl: args.override_ttl,
         config_file,
         secrets_dir: args.secrets_dir.clone(),
+        master_socket,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -259,11 +283,36 @@ async fn serve(args: ServeArgs) -> Result<()> {
         args.api_header_timeout,
     );
     tokio::select! {
-        () = reconciler.run(args.poll_interval) => {}
+        haproxy = reconciler.run_until(args.poll_interval, shutdown()) => {
+            stop(haproxy, args.stop_grace).await;
+        }
         () = api => {}
-        () = shutdown() => tracing::info!("stopping; HAProxy keeps serving"),
     }
     Ok(())
+}
+
+/// On the way out: HAProxy keeps serving, or with `--stop-grace`, is
+/// stopped softly (the API no longer answers meanwhile).
+async fn stop(haproxy: Haproxy, grace: Option<Duration>) {
+    let Some(grace) = grace else {
+        tracing::info!("stopping; HAProxy keeps serving");
+        return;
+    };
+    tracing::info!(
+        ?grace,
+        "stopping HAProxy softly: listeners close, requests in flight finish"
+    );
+    match haproxy.stop(grace).await {
+        Ok(Some(Stopped::Exited)) => tracing::info!("HAProxy stopped; stopping"),
+        Ok(Some(Stopped::Killed)) => tracing::warn!(
+            ?grace,
+            "HAProxy still had connections after the grace and was killed; stopping"
+        ),
+        Ok(None) => tracing::info!(
+            "stopping; capstan supervises no HAProxy (an attached one keeps serving)"
+        ),
+        Err(error) => tracing::error!(%error, "stopping HAProxy failed; stopping"),
+    }
 }
 
 /// The HAProxy capstan drives: one started elsewhere with `--attach-*`,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::haproxy::admin::{AdminError, AdminSocket};
 use crate::haproxy::master::MasterCli;
 use crate::haproxy::process::{
-    self, CheckError, MasterExit, ProcessError, RuntimePaths, Supervisor,
+    self, CheckError, MasterExit, ProcessError, RuntimePaths, StopMode, Stopped, Supervisor,
 };
 use crate::plan::{
     self, Change, DesiredConfig, LiveServer, LiveState, MARKER_PREFIX, Method, Plan, ServerState,
@@ -163,6 +163,24 @@ impl Haproxy {
     /// The admin socket the rendered config must open.
     pub fn admin_socket(&self) -> &Path {
         &self.paths.admin_socket
+    }
+
+    /// The master CLI of the HAProxy driven: whether it answers says
+    /// whether HAProxy runs.
+    pub fn master_socket(&self) -> &Path {
+        &self.paths.master_socket
+    }
+
+    /// Ends the HAProxy capstan supervises, for a capstan whose container
+    /// ends with it: a soft stop (listeners close, requests in flight
+    /// finish) for up to `grace`, then SIGKILL. `None` when capstan
+    /// supervises none: an attached HAProxy is not capstan's, and keeps
+    /// running.
+    pub async fn stop(self, grace: Duration) -> std::io::Result<Option<Stopped>> {
+        match self.supervisor {
+            Some(supervisor) => supervisor.stop(StopMode::Soft, grace).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// At startup: takes over the HAProxy an earlier capstan started, or,

@@ -4,7 +4,9 @@
 //! The master is started in its own process group and is not killed when
 //! capstan exits or drops its [`Supervisor`]: HAProxy keeps serving, and
 //! the next capstan finds it through the pid file and the sockets of its
-//! [`RuntimePaths`] ([`Supervisor::start_or_attach`]).
+//! [`RuntimePaths`] ([`Supervisor::start_or_attach`]). Only
+//! [`Supervisor::stop`] ends it (`capstan serve --stop-grace`, in a
+//! container that ends with capstan).
 
 use std::collections::VecDeque;
 use std::io;
@@ -538,43 +540,89 @@ async fn ready(master_socket: &Path, admin: &AdminSocket) -> Result<ProcInfo, St
     Ok(proc_info)
 }
 
-/// What only tests do with a supervisor: capstan itself never stops the
-/// HAProxy it supervises (HAProxy outlives capstan), nor reads back its
-/// whole stderr.
+/// How often [`Supervisor::stop`] repeats its signal.
+const RESIGNAL: Duration = Duration::from_millis(250);
+
+/// How to stop HAProxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// SIGUSR1: stop listening, let current connections finish (bounded by
+    /// `hard-stop-after`).
+    Soft,
+    /// SIGTERM: close everything now.
+    Hard,
+}
+
+/// How HAProxy ended after [`Supervisor::stop`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// It exited on the requested signal.
+    Exited,
+    /// It was still running at the timeout and got SIGKILL.
+    Killed,
+}
+
+impl Supervisor {
+    /// True when this supervisor found HAProxy running rather than started it.
+    pub(crate) fn is_attached(&self) -> bool {
+        self.stderr.is_none()
+    }
+
+    /// Stops HAProxy: `mode`'s signal to the master (repeated, since one
+    /// that arrives during a reload is lost), then SIGKILL to the master and
+    /// its workers if it is still running after `timeout`.
+    pub async fn stop(mut self, mode: StopMode, timeout: Duration) -> io::Result<Stopped> {
+        let pid = self.master_pid;
+        let workers = self.master.show_proc().await.ok();
+        let signal = match mode {
+            StopMode::Soft => sys::SIGUSR1,
+            StopMode::Hard => sys::SIGTERM,
+        };
+        // A signal that reaches the master while it re-executes itself for a
+        // reload is lost (measured on 2.6): send it again until it exits.
+        let deadline = Instant::now() + timeout;
+        loop {
+            match sys::signal(pid, signal) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(sys::ESRCH) => return Ok(Stopped::Exited),
+                Err(e) => return Err(e),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.wait_exit(left.min(RESIGNAL)).await {
+                tracing::info!(master_pid = pid, ?mode, "haproxy stopped");
+                return Ok(Stopped::Exited);
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        tracing::warn!(master_pid = pid, ?timeout, "haproxy still running: SIGKILL");
+        if !self.is_attached() {
+            let _ = sys::signal_group(pid, sys::SIGKILL);
+        }
+        let _ = sys::signal(pid, sys::SIGKILL);
+        for worker in workers.iter().flat_map(ProcInfo::all_workers) {
+            let _ = sys::signal(worker, sys::SIGKILL);
+        }
+        self.wait_exit(Duration::from_secs(2)).await;
+        Ok(Stopped::Killed)
+    }
+
+    /// Whether the master exited within `timeout`.
+    async fn wait_exit(&mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.exited()).await.is_ok()
+    }
+}
+
+/// What only tests do with a supervisor: read its master CLI and its whole
+/// stderr back.
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
 
     pub(crate) use super::sys::is_running;
 
-    /// How often [`Supervisor::stop`] repeats its signal.
-    const RESIGNAL: Duration = Duration::from_millis(250);
-
-    /// How to stop HAProxy.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub(crate) enum StopMode {
-        /// SIGUSR1: stop listening, let current connections finish (bounded by
-        /// `hard-stop-after`).
-        Soft,
-        /// SIGTERM: close everything now.
-        Hard,
-    }
-
-    /// How HAProxy ended after [`Supervisor::stop`].
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub(crate) enum Stopped {
-        /// It exited on the requested signal.
-        Exited,
-        /// It was still running at the timeout and got SIGKILL.
-        Killed,
-    }
-
     impl Supervisor {
-        /// True when this supervisor found HAProxy running rather than started it.
-        pub(crate) fn is_attached(&self) -> bool {
-            self.stderr.is_none()
-        }
-
         /// The master CLI.
         pub(crate) fn master(&self) -> &MasterCli {
             &self.master
@@ -584,55 +632,6 @@ pub(crate) mod testing {
         /// for an attached HAProxy.
         pub(crate) fn stderr_lines(&self) -> Vec<String> {
             self.stderr.as_ref().map_or_else(Vec::new, |r| r.since(0))
-        }
-
-        /// Stops HAProxy: `mode`'s signal to the master (repeated, since one
-        /// that arrives during a reload is lost), then SIGKILL to the master and
-        /// its workers if it is still running after `timeout`.
-        pub(crate) async fn stop(
-            mut self,
-            mode: StopMode,
-            timeout: Duration,
-        ) -> io::Result<Stopped> {
-            let pid = self.master_pid;
-            let workers = self.master.show_proc().await.ok();
-            let signal = match mode {
-                StopMode::Soft => sys::SIGUSR1,
-                StopMode::Hard => sys::SIGTERM,
-            };
-            // A signal that reaches the master while it re-executes itself for a
-            // reload is lost (measured on 2.6): send it again until it exits.
-            let deadline = Instant::now() + timeout;
-            loop {
-                match sys::signal(pid, signal) {
-                    Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(sys::ESRCH) => return Ok(Stopped::Exited),
-                    Err(e) => return Err(e),
-                }
-                let left = deadline.saturating_duration_since(Instant::now());
-                if self.wait_exit(left.min(RESIGNAL)).await {
-                    tracing::info!(master_pid = pid, ?mode, "haproxy stopped");
-                    return Ok(Stopped::Exited);
-                }
-                if Instant::now() >= deadline {
-                    break;
-                }
-            }
-            tracing::warn!(master_pid = pid, ?timeout, "haproxy still running: SIGKILL");
-            if !self.is_attached() {
-                let _ = sys::signal_group(pid, sys::SIGKILL);
-            }
-            let _ = sys::signal(pid, sys::SIGKILL);
-            for worker in workers.iter().flat_map(ProcInfo::all_workers) {
-                let _ = sys::signal(worker, sys::SIGKILL);
-            }
-            self.wait_exit(Duration::from_secs(2)).await;
-            Ok(Stopped::Killed)
-        }
-
-        /// Whether the master exited within `timeout`.
-        async fn wait_exit(&mut self, timeout: Duration) -> bool {
-            tokio::time::timeout(timeout, self.exited()).await.is_ok()
         }
     }
 }
@@ -645,12 +644,9 @@ mod sys {
 
     /// Linux signal numbers (x86, ARM, RISC-V).
     pub const SIGKILL: i32 = 9;
-    #[cfg(test)]
     pub const SIGUSR1: i32 = 10;
-    #[cfg(test)]
     pub const SIGTERM: i32 = 15;
     /// `kill(2)`: no such process.
-    #[cfg(test)]
     pub const ESRCH: i32 = 3;
 
     unsafe extern "C" {
@@ -668,7 +664,6 @@ mod sys {
 
     /// Sends `sig` to process `pid`. Pids 0 and 1 (which would mean our own
     /// group, or init) and pids beyond `i32` are refused.
-    #[cfg(test)]
     pub fn signal(pid: u32, sig: i32) -> io::Result<()> {
         kill_checked(checked_pid(pid)?, sig)
     }

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use super::admin::{AdminError, AdminSocket, MAX_WEIGHT};
 use super::master::{MasterCli, MasterError};
-use super::process::testing::{StopMode, Stopped, is_running};
-use super::process::{CheckError, ProcessError, RuntimePaths, Supervisor, check_config};
+use super::process::testing::is_running;
+use super::process::{
+    CheckError, ProcessError, RuntimePaths, StopMode, Stopped, Supervisor, check_config,
+};
 use crate::plan::{ServerState, stats_socket_line};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

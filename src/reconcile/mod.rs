@@ -156,11 +156,22 @@ impl Reconciler {
         self.handle.clone()
     }
 
+    /// Runs the loop (see [`Reconciler::run`]) until `stop` resolves, even
+    /// mid-reconcile, and returns the HAProxy it drove: the caller decides
+    /// whether it keeps serving or is stopped, and nothing restarts it.
+    pub async fn run_until(mut self, poll: Duration, stop: impl Future<Output = ()>) -> Haproxy {
+        tokio::select! {
+            () = self.run(poll) => {}
+            () = stop => {}
+        }
+        self.haproxy
+    }
+
     /// Reconciles now, then on every trigger and every `poll` interval;
     /// while fetching or applying fails for a reason that may go away,
     /// retries with exponential backoff up to `poll`. When the HAProxy it
     /// supervises dies, starts it again at once with the last applied config.
-    pub async fn run(mut self, poll: Duration) {
+    async fn run(&mut self, poll: Duration) {
         let mut fetch = true;
         let mut follow_up: Option<Instant> = None;
         loop {

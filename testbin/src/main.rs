@@ -2,7 +2,8 @@
 //!
 //! Answers every request with `200 OK` and the body `task=<name> path=<path>\n`
 //! (plus an `X-Served-By: <name>` header), so a test can tell which task
-//! served it. `<name>` is `$TASK_ID` when set (e.g. `--env
+//! served it. A path `/slow/<ms>` is answered `<ms>` milliseconds late (and
+//! logged on arrival): a request that stays in flight. `<name>` is `$TASK_ID` when set (e.g. `--env
 //! TASK_ID={{.Task.ID}}`), else the container's hostname (`/etc/hostname`,
 //! else `$HOSTNAME`).
 //!
@@ -163,6 +164,11 @@ fn serve(stream: TcpStream, name: &str) -> io::Result<()> {
             io::copy(&mut (&mut reader).take(content_length), &mut io::sink())?;
         }
         let path = target.split('?').next().unwrap_or(target);
+        if let Some(delay) = path.strip_prefix("/slow/").and_then(|ms| ms.parse().ok()) {
+            // Logged so that a test knows the request is in flight.
+            eprintln!("capstan-test-http: answering {path} in {delay} ms");
+            thread::sleep(Duration::from_millis(delay));
+        }
         let body = format!("task={name} path={path}\n");
         let connection = if keep_alive { "keep-alive" } else { "close" };
         let mut response = format!(

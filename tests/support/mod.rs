@@ -7,7 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Fails loudly when the tests' real dependencies are missing.
@@ -37,6 +37,8 @@ pub fn free_port() -> u16 {
 pub struct Backend {
     pub port: u16,
     stop: Arc<AtomicBool>,
+    /// Requests received so far (counted before answering).
+    received: Arc<AtomicUsize>,
 }
 
 impl Backend {
@@ -46,32 +48,48 @@ impl Backend {
 
     /// On a given port (0: any free one).
     pub fn start_on(port: u16, name: &str) -> Self {
-        Self::listen(port, name, false)
+        Self::listen(port, name, false, Duration::ZERO)
+    }
+
+    /// A backend that waits `delay` before answering each request: a slow
+    /// request stays in flight that long.
+    pub fn start_slow(name: &str, delay: Duration) -> Self {
+        Self::listen(0, name, false, delay)
     }
 
     /// A backend whose answer is `<name> <path>`, a newline, then the request
     /// head it received (request line and headers, as sent by HAProxy).
     pub fn start_echoing(name: &str) -> Self {
-        Self::listen(0, name, true)
+        Self::listen(0, name, true, Duration::ZERO)
     }
 
-    fn listen(port: u16, name: &str, echo: bool) -> Self {
+    fn listen(port: u16, name: &str, echo: bool, delay: Duration) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .unwrap_or_else(|e| panic!("binding 127.0.0.1:{port}: {e}"));
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
-        let (name, flag) = (name.to_string(), stop.clone());
+        let received = Arc::new(AtomicUsize::new(0));
+        let (name, flag, count) = (name.to_string(), stop.clone(), received.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if flag.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let name = name.clone();
-                std::thread::spawn(move || serve_connection(stream, &name, echo));
+                let (name, count) = (name.clone(), count.clone());
+                std::thread::spawn(move || serve_connection(stream, &name, echo, delay, &count));
             }
         });
-        Self { port, stop }
+        Self {
+            port,
+            stop,
+            received,
+        }
+    }
+
+    /// How many requests reached this backend.
+    pub fn received(&self) -> usize {
+        self.received.load(Ordering::SeqCst)
     }
 
     pub fn address(&self) -> String {
@@ -86,8 +104,15 @@ impl Drop for Backend {
     }
 }
 
-/// Answers requests on one connection (keep-alive aware) with `name`.
-fn serve_connection(mut stream: TcpStream, name: &str, echo: bool) {
+/// Answers requests on one connection (keep-alive aware) with `name`,
+/// `delay` after reading each.
+fn serve_connection(
+    mut stream: TcpStream,
+    name: &str,
+    echo: bool,
+    delay: Duration,
+    received: &AtomicUsize,
+) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -101,6 +126,8 @@ fn serve_connection(mut stream: TcpStream, name: &str, echo: bool) {
         let end = buffer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         let head = String::from_utf8_lossy(&buffer[..end]).to_string();
         buffer.drain(..end);
+        received.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(delay);
         let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
         let close = head.to_ascii_lowercase().contains("connection: close")
             || head.starts_with("GET / HTTP/1.0")

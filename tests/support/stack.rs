@@ -5,8 +5,9 @@
 //! Include it with `swarm_rig` and `support` at the crate root:
 //! `#[path = "support/stack.rs"] mod stack;`.
 
+use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -16,31 +17,42 @@ use serde_json::Value;
 use crate::support::{GitRemote, wait_until};
 use crate::swarm_rig::*;
 
-/// The capstan image the tests run (built from the debug binary).
-pub const CAPSTAN_IMAGE: &str = "capstan:test";
-
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Builds the test image once per test process (the script skips the build
-/// when the binary and Dockerfile did not change); returns its tag.
+/// The test image, built once per test process around the capstan binary
+/// cargo built for these tests (`scripts/build-image` skips the build when
+/// the binary and Dockerfile did not change), under a tag of this checkout's
+/// own (another checkout's tests may build theirs meanwhile); its tag.
 pub fn build_image() -> &'static str {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| build_image_as(CAPSTAN_IMAGE, &["--debug"]));
-    if let Err(e) = built {
-        panic!("{e}");
+    static BUILT: OnceLock<Result<String, String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let mut hasher = std::hash::DefaultHasher::new();
+        env!("CARGO_MANIFEST_DIR").hash(&mut hasher);
+        let tag = format!("capstan-test:{:016x}", hasher.finish());
+        build_image_as(&tag, &["--debug"]).map(|()| tag)
+    });
+    match built {
+        Ok(tag) => tag,
+        Err(e) => panic!("{e}"),
     }
-    CAPSTAN_IMAGE
 }
 
-/// Runs `scripts/build-image args` for `image`.
+/// Runs `scripts/build-image args` for `image`, in the target directory of
+/// the binary cargo built for this test or bench.
 pub fn build_image_as(image: &str, args: &[&str]) -> Result<(), String> {
     setup();
+    let binary = Path::new(env!("CARGO_BIN_EXE_capstan"));
+    let target_dir = binary
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/capstan");
     let started = Instant::now();
     let out = Command::new(repo().join("scripts/build-image"))
         .args(args)
         .env("CAPSTAN_IMAGE", image)
+        .env("CARGO_TARGET_DIR", target_dir)
         .output()
         .map_err(|e| format!("cannot run scripts/build-image: {e}"))?;
     eprintln!(

@@ -48,8 +48,9 @@ fn main() {
             "dnsrr",
         ],
     );
-    let (remote, remote_dir) = shared_remote("version: 1\nroutes: []\n");
-    let proxy = proxy_replicas(IMAGE, &network, &remote_dir);
+    let task_remote = TaskRemote::new("version: 1\nroutes: []\n");
+    let remote = &task_remote.remote;
+    let proxy = proxy_replicas(IMAGE, &network, &task_remote);
     let _overrides = OverridesGroup(proxy.name.clone());
     let replicas = replicas(&proxy.name, &network.name, 3, &[]);
     let ips: Vec<Ipv4Addr> = replicas.iter().map(|(_, ip)| *ip).collect();

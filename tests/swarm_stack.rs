@@ -99,30 +99,16 @@ fn the_example_stack_serves_the_books_go_demo_through_its_published_ports() {
     let prefix = unique_name("secret");
     let _secrets = Secrets::create(
         &prefix,
-        &[
-            ("api_token", TOKEN),
-            ("webhook_secret", "webhook-secret"),
-            ("git_token", "unused-by-file-remotes"),
-        ],
+        &[("api_token", TOKEN), ("webhook_secret", "webhook-secret")],
     );
-    let (_remote, remote_dir) = shared_remote("version: 1\nroutes: []\n");
-    // The test's own plumbing on top of the example: the git remote is a
-    // directory on this host.
-    let plumbing = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        plumbing.path(),
-        format!(
-            "version: \"3.8\"\nservices:\n  proxy:\n    volumes:\n      - type: bind\n        source: {remote_dir}\n        target: /routes\n        read_only: true\n"
-        ),
-    )
-    .unwrap();
+    let remote = TaskRemote::new("version: 1\nroutes: []\n");
     let (http, api) = (free_port(), free_port());
     let stack = Stack::deploy(
-        &[&repo().join("examples/swarm/stack.yml"), plumbing.path()],
+        &[&repo().join("examples/swarm/stack.yml")],
         &[
             ("CAPSTAN_IMAGE", image.into()),
             ("DOCKER_GID", docker_gid()),
-            ("CAPSTAN_REPO", REMOTE_IN_TASK.into()),
+            ("CAPSTAN_REPO", remote.url.clone()),
             ("CAPSTAN_NETWORK", network.name.clone()),
             ("CAPSTAN_SECRET_PREFIX", prefix.clone()),
             ("CAPSTAN_HTTP_PORT", http.to_string()),
@@ -199,8 +185,8 @@ fn three_replicas_share_overrides_and_commits_and_outlive_their_tasks() {
             "dnsrr",
         ],
     );
-    let (remote, remote_dir) = shared_remote("version: 1\nroutes: []\n");
-    let proxy = proxy_replicas(image, &network, &remote_dir);
+    let remote = TaskRemote::new("version: 1\nroutes: []\n");
+    let proxy = proxy_replicas(image, &network, &remote);
     let _overrides = OverridesGroup(proxy.name.clone());
     let first = replicas(&proxy.name, &network.name, 3, &[]);
     for (_, ip) in &first {
@@ -219,9 +205,10 @@ fn three_replicas_share_overrides_and_commits_and_outlive_their_tasks() {
     wait_serving(&anchor, &first, "/demo/hello");
 
     // A push with its webhook delivered to one replica: all three apply the
-    // commit, and render the same config.
-    let commit = remote.push(&format!(
-        "version: 1\nroutes:\n  - service: {}\n    port: 8080\n    paths: [/git]\n",
+    // commit, and render the same config. (The route is named: git's route
+    // `<go-demo>:8080` would be replaced by the override.)
+    let commit = remote.remote.push(&format!(
+        "version: 1\nroutes:\n  - service: {}\n    name: from-git\n    port: 8080\n    paths: [/git]\n",
         go_demo.name
     ));
     let hook = format!("http://{}:8080/v1/webhook/git", first[1].1);
@@ -250,9 +237,13 @@ fn three_replicas_share_overrides_and_commits_and_outlive_their_tasks() {
         "every replica applied {commit} with the same config: {applied:?}"
     );
 
-    // `capstan status --all-replicas` from inside a task sees all three.
-    let out = docker_output(&["exec", &first[2].0, "capstan", "status", "--all-replicas"]);
-    assert!(out.0 == Some(0), "status --all-replicas: {}", out.1);
+    // `capstan status --all-replicas` from inside a task sees all three
+    // (once Swarm counts them running: their health check passed).
+    let mut out = (None, String::new());
+    wait_until("status --all-replicas", Duration::from_secs(60), || {
+        out = docker_output(&["exec", &first[2].0, "capstan", "status", "--all-replicas"]);
+        out.0 == Some(0)
+    });
     assert!(out.1.contains("3 replicas, all in sync"), "{}", out.1);
 
     // Every task replaced: the override is still served, no manual step.

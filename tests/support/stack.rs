@@ -8,13 +8,13 @@
 use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{GitRemote, wait_until};
+use crate::support::{GitRemote, free_port, wait_until};
 use crate::swarm_rig::*;
 
 pub fn repo() -> PathBuf {
@@ -76,26 +76,57 @@ pub fn docker_gid() -> String {
         .to_string()
 }
 
-/// A git remote the proxy's tasks (uid 10001) can read through a bind
-/// mount at /routes: `file:///routes/remote.git`.
-pub fn shared_remote(routes: &str) -> (GitRemote, String) {
-    let remote = GitRemote::new();
-    remote.push(routes);
-    let dir = remote
-        .url()
-        .strip_prefix("file://")
-        .and_then(|path| path.strip_suffix("/remote.git"))
-        .expect("a file:// remote")
-        .to_string();
-    let status = Command::new("chmod")
-        .args(["-R", "a+rX", &dir])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    (remote, dir)
+/// A git remote the proxy's tasks fetch from: `git daemon` on this host,
+/// which containers reach at the host's `docker_gwbridge` address (a
+/// `file://` remote bind-mounted into a task is refused by libgit2: it
+/// belongs to another user than the task's).
+pub struct TaskRemote {
+    pub remote: GitRemote,
+    /// `git://<gateway>:<port>/remote.git`.
+    pub url: String,
+    _daemon: KillOnDrop,
 }
 
-pub const REMOTE_IN_TASK: &str = "file:///routes/remote.git";
+impl TaskRemote {
+    /// A remote holding `routes` as routes.yaml.
+    pub fn new(routes: &str) -> Self {
+        let remote = GitRemote::new();
+        remote.push(routes);
+        let dir = remote
+            .url()
+            .strip_prefix("file://")
+            .and_then(|path| path.strip_suffix("/remote.git"))
+            .expect("a file:// remote")
+            .to_string();
+        let port = free_port();
+        let daemon = KillOnDrop(
+            Command::new("git")
+                .arg("daemon")
+                .arg(format!("--base-path={dir}"))
+                .args(["--export-all", "--reuseaddr", "--listen=0.0.0.0"])
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("git daemon starts"),
+        );
+        wait_until("git daemon", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        let gateway = docker(&[
+            "network",
+            "inspect",
+            "docker_gwbridge",
+            "--format",
+            "{{(index .IPAM.Config 0).Gateway}}",
+        ]);
+        TaskRemote {
+            remote,
+            url: format!("git://{gateway}:{port}/remote.git"),
+            _daemon: daemon,
+        }
+    }
+}
 
 /// Removes the config objects that hold `group`'s overrides.
 pub fn remove_overrides(group: &str) {
@@ -144,12 +175,11 @@ pub fn task_of(body: &str) -> Option<String> {
 }
 
 /// Three replicas of the image as one service on `network`, following
-/// `remote_dir`'s repository, with no published port.
-pub fn proxy_replicas(image: &str, network: &OverlayNetwork, remote_dir: &str) -> TestService {
+/// `remote`, with no published port.
+pub fn proxy_replicas(image: &str, network: &OverlayNetwork, remote: &TaskRemote) -> TestService {
     let user = format!("10001:{}", docker_gid());
-    let routes = format!("type=bind,source={remote_dir},target=/routes,readonly");
     let networks = format!("CAPSTAN_SWARM_NETWORKS={}", network.name);
-    let remote = format!("CAPSTAN_REPO={REMOTE_IN_TASK}");
+    let remote = format!("CAPSTAN_REPO={}", remote.url);
     TestService::create_of(
         image,
         "proxy",
@@ -164,8 +194,6 @@ pub fn proxy_replicas(image: &str, network: &OverlayNetwork, remote_dir: &str) -
             &user,
             "--mount",
             "type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock",
-            "--mount",
-            &routes,
             "--env",
             &remote,
             "--env",

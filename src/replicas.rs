@@ -24,6 +24,10 @@ pub struct ReplicaAnswer {
 pub struct Replicas {
     pub service: String,
     pub answers: Vec<ReplicaAnswer>,
+    /// How many tasks Swarm wants running, when the Engine could be asked:
+    /// DNS lists only the tasks Swarm counts running (healthy), so fewer
+    /// answers than this means replicas are missing.
+    pub wanted: Option<usize>,
 }
 
 /// What a replica serves: its applied revision and config marker.
@@ -56,7 +60,7 @@ fn slot(status: &Status) -> Option<u64> {
 }
 
 impl Replicas {
-    pub fn new(service: String, mut answers: Vec<ReplicaAnswer>) -> Self {
+    pub fn new(service: String, mut answers: Vec<ReplicaAnswer>, wanted: Option<usize>) -> Self {
         answers.sort_by_cached_key(|a| {
             let status = a.status.as_ref().ok();
             let slot = status.and_then(slot);
@@ -72,7 +76,11 @@ impl Replicas {
                 a.address.clone(),
             )
         });
-        Self { service, answers }
+        Self {
+            service,
+            answers,
+            wanted,
+        }
     }
 
     fn statuses(&self) -> impl Iterator<Item = &Status> {
@@ -94,12 +102,20 @@ impl Replicas {
         counts
     }
 
-    /// Every replica answered, is healthy (see [`is_healthy`]) and serves
-    /// the same revision with the same config: `capstan status
+    /// Replicas Swarm wants that DNS did not list (not running, or not
+    /// healthy yet).
+    fn missing(&self) -> usize {
+        self.wanted
+            .map_or(0, |wanted| wanted.saturating_sub(self.answers.len()))
+    }
+
+    /// Every replica Swarm wants answered, is healthy (see [`is_healthy`])
+    /// and serves the same revision with the same config: `capstan status
     /// --all-replicas` exits 0.
     pub fn all_in_sync(&self) -> bool {
         let served = self.served_counts();
         !self.answers.is_empty()
+            && self.missing() == 0
             && self
                 .answers
                 .iter()
@@ -119,6 +135,13 @@ impl Replicas {
             );
         }
         let mut problems = Vec::new();
+        if self.missing() > 0 {
+            problems.push(format!(
+                "{} of the {} Swarm wants not running yet",
+                self.missing(),
+                self.wanted.unwrap_or_default()
+            ));
+        }
         let unreachable = total - self.statuses().count();
         if unreachable > 0 {
             problems.push(format!("{unreachable} unreachable"));
@@ -213,6 +236,7 @@ impl Replicas {
             .collect();
         json!({
             "service": self.service,
+            "wanted": self.wanted,
             "all_in_sync": self.all_in_sync(),
             "summary": self.summary(),
             "replicas": replicas,
@@ -275,7 +299,9 @@ mod tests {
     const C1: &str = "1a2b3c4d5e6f1a2b3c4d5e6f1a2b3c4d5e6f1a2b";
     const C2: &str = "9f8e7d6c5b4a9f8e7d6c5b4a9f8e7d6c5b4a9f8e";
 
+    /// The replicas answering, all that Swarm wants.
     fn replicas(answers: Vec<(&str, Result<Status, String>)>) -> Replicas {
+        let wanted = answers.len();
         Replicas::new(
             "proxy".into(),
             answers
@@ -285,7 +311,32 @@ mod tests {
                     status,
                 })
                 .collect(),
+            Some(wanted),
         )
+    }
+
+    #[test]
+    fn fewer_answers_than_swarm_wants_is_not_in_sync() {
+        let two = Replicas {
+            wanted: Some(3),
+            ..replicas(vec![
+                ("10.0.1.11:8080", Ok(status(1, C1, "m1", true))),
+                ("10.0.1.12:8080", Ok(status(2, C1, "m1", true))),
+            ])
+        };
+        assert!(!two.all_in_sync());
+        assert_eq!(
+            two.summary(),
+            "2 replicas of service proxy, NOT all in sync: 1 of the 3 Swarm wants not running yet"
+        );
+        let unknown = Replicas {
+            wanted: None,
+            ..two
+        };
+        assert!(
+            unknown.all_in_sync(),
+            "without the Engine, DNS is all there is"
+        );
     }
 
     #[test]

@@ -65,7 +65,15 @@ async fn ask_replicas(url: &str, service: Option<String>) -> Result<Replicas> {
         });
     }
     let answers = asked.join_all().await;
-    Ok(Replicas::new(service, answers))
+    let wanted = tasks_wanted(&service).await;
+    Ok(Replicas::new(service, answers, wanted))
+}
+
+/// How many tasks of `service` Swarm wants running, if the Engine answers
+/// (a replica has its socket mounted).
+async fn tasks_wanted(service: &str) -> Option<usize> {
+    let swarm = capstan::sources::swarm::Swarm::connect().await.ok()?;
+    swarm.tasks_wanted(service).await.ok()
 }
 
 /// The service of the capstan at `url`, as its status names it.

@@ -228,7 +228,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tracing::error!(%error, "could not resume HAProxy with the last applied config");
     }
     let webhook_secret = webhook_secret(&args)?;
-    let store = override_store(&args, &state_dir).await?;
+    let docker = match (args.swarm, &args.overrides) {
+        (false, OverridesLocation::StateDir) => None,
+        _ => Some(Swarm::connect().await.context("connecting to Docker")?),
+    };
+    let store = override_store(&args, &state_dir, docker.as_ref()).await?;
     let overrides = store
         .load()
         .await
@@ -254,11 +258,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tracing::info!(group = shared.group(), "overrides shared through Swarm");
         tokio::spawn(follow_shared(shared, reconciler.handle()));
     }
-    let mut docker = None;
-    if args.swarm {
-        let swarm = swarm_source(&args).await?;
-        docker = Some(swarm.client.clone());
-        reconciler = reconciler.with_swarm(swarm);
+    if let Some(client) = docker.clone().filter(|_| args.swarm) {
+        reconciler = reconciler.with_swarm(swarm_source(&args, client));
         tracing::info!(networks = ?args.swarm_networks, "Swarm discovery on");
     }
     tokio::spawn(find_replica(docker, reconciler.handle()));
@@ -364,13 +365,13 @@ fn api_auth(args: &ServeArgs) -> Result<Option<Arc<ApiAuth>>> {
 }
 
 /// Where the overrides are kept.
-async fn override_store(args: &ServeArgs, state_dir: &StateDir) -> Result<OverrideStore> {
-    Ok(match &args.overrides {
-        OverridesLocation::StateDir => OverrideStore::in_state_dir(state_dir.root()),
-        OverridesLocation::Swarm { group } => {
-            let swarm = Swarm::connect()
-                .await
-                .context("--overrides swarm: connecting to Docker")?;
+async fn override_store(
+    args: &ServeArgs,
+    state_dir: &StateDir,
+    docker: Option<&Swarm>,
+) -> Result<OverrideStore> {
+    Ok(match (&args.overrides, docker) {
+        (OverridesLocation::Swarm { group }, Some(swarm)) => {
             let group = match group {
                 Some(group) => group.clone(),
                 None => swarm
@@ -382,24 +383,24 @@ async fn override_store(args: &ServeArgs, state_dir: &StateDir) -> Result<Overri
                     )?
                     .service_name,
             };
-            OverrideStore::Swarm(SwarmStore::new(swarm, group))
+            OverrideStore::Swarm(SwarmStore::new(swarm.clone(), group))
         }
+        _ => OverrideStore::in_state_dir(state_dir.root()),
     })
 }
 
 /// Docker Swarm, and a task that forwards its events to the reconciler.
-async fn swarm_source(args: &ServeArgs) -> Result<SwarmSource> {
-    let client = Swarm::connect().await.context("connecting to Docker")?;
+fn swarm_source(args: &ServeArgs, client: Swarm) -> SwarmSource {
     let (tx, events) = tokio::sync::mpsc::channel(1);
     let watcher = client.clone();
     tokio::spawn(async move { watcher.watch(tx).await });
-    Ok(SwarmSource {
+    SwarmSource {
         client,
         networks: args.swarm_networks.clone(),
         events,
         labels: args.swarm_labels,
         secrets_dir: args.secrets_dir.clone(),
-    })
+    }
 }
 
 /// Puts the Swarm task this capstan runs in, if any, into its status:

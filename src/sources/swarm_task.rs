@@ -47,6 +47,25 @@ impl TaskIdentity {
 }
 
 impl Swarm {
+    /// How many tasks of `service` Swarm wants running now (its replicas,
+    /// or one per eligible node for a global service).
+    pub async fn tasks_wanted(&self, service: &str) -> Result<usize, SwarmError> {
+        let filters = HashMap::from([
+            ("service", vec![service]),
+            ("desired-state", vec!["running"]),
+        ]);
+        let tasks = self
+            .docker()
+            .list_tasks(Some(
+                bollard::query_parameters::ListTasksOptionsBuilder::new()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(SwarmError::api("list tasks"))?;
+        Ok(tasks.len())
+    }
+
     /// The Swarm task this process runs in: `None` when it runs in no
     /// container of this Engine, or in one that is not a Swarm task.
     pub async fn this_task(&self) -> Result<Option<TaskIdentity>, SwarmError> {

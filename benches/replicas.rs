@@ -37,17 +37,7 @@ fn main() {
     build_image_as(IMAGE, &[]).unwrap_or_else(|e| panic!("{e}"));
     let network = OverlayNetwork::create();
     let anchor = Anchor::start(&network.name);
-    let go_demo = TestService::create(
-        "go-demo",
-        &[
-            "--network",
-            &network.name,
-            "--replicas",
-            "3",
-            "--endpoint-mode",
-            "dnsrr",
-        ],
-    );
+    let go_demo = go_demo(&network);
     let task_remote = TaskRemote::new("version: 1\nroutes: []\n");
     let remote = &task_remote.remote;
     let proxy = proxy_replicas(IMAGE, &network, &task_remote);

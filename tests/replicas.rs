@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use capstan::sources::swarm::Swarm;
@@ -12,16 +11,7 @@ use support::*;
 
 /// `capstan status <args>`: (exit code, stdout, stderr).
 fn status_cli(args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .arg("status")
-        .args(args)
-        .output()
-        .expect("capstan status runs");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).to_string(),
-        String::from_utf8_lossy(&output.stderr).to_string(),
-    )
+    run_capstan(&[&["status"], args].concat())
 }
 
 #[test]

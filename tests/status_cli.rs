@@ -3,22 +3,13 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use support::*;
 
 /// `capstan status --url <capstan>`: (exit code, stdout, stderr).
 fn status_cli(capstan: &Capstan) -> (Option<i32>, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .args(["status", "--url", &capstan.url()])
-        .output()
-        .expect("capstan status runs");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).to_string(),
-        String::from_utf8_lossy(&output.stderr).to_string(),
-    )
+    run_capstan(&["status", "--url", &capstan.url()])
 }
 
 #[test]

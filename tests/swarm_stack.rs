@@ -116,17 +116,7 @@ fn the_example_stack_serves_the_books_go_demo_through_its_published_ports() {
             ("CAPSTAN_API_PORT", api.to_string()),
         ],
     );
-    let go_demo = TestService::create(
-        "go-demo",
-        &[
-            "--network",
-            &network.name,
-            "--replicas",
-            "3",
-            "--endpoint-mode",
-            "dnsrr",
-        ],
-    );
+    let go_demo = go_demo(&network);
     let api_addr = SocketAddr::from(([127, 0, 0, 1], api));
     wait_until("the proxy in sync", Duration::from_secs(90), || {
         host_http_get(api_addr, "/v1/status").is_ok_and(|body| json(&body)["in_sync"] == true)
@@ -174,17 +164,7 @@ fn three_replicas_share_overrides_and_commits_and_outlive_their_tasks() {
     let image = build_image();
     let network = OverlayNetwork::create();
     let anchor = Anchor::start(&network.name);
-    let go_demo = TestService::create(
-        "go-demo",
-        &[
-            "--network",
-            &network.name,
-            "--replicas",
-            "3",
-            "--endpoint-mode",
-            "dnsrr",
-        ],
-    );
+    let go_demo = go_demo(&network);
     let remote = TaskRemote::new("version: 1\nroutes: []\n");
     let proxy = proxy_replicas(image, &network, &remote);
     let _overrides = OverridesGroup(proxy.name.clone());

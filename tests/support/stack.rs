@@ -174,6 +174,22 @@ pub fn task_of(body: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The book's go-demo: 3 tasks of the test image on `network`, addressed
+/// one by one (DNS round robin: no VIP without IPVS).
+pub fn go_demo(network: &OverlayNetwork) -> TestService {
+    TestService::create(
+        "go-demo",
+        &[
+            "--network",
+            &network.name,
+            "--replicas",
+            "3",
+            "--endpoint-mode",
+            "dnsrr",
+        ],
+    )
+}
+
 /// Three replicas of the image as one service on `network`, following
 /// `remote`, with no published port.
 pub fn proxy_replicas(image: &str, network: &OverlayNetwork, remote: &TaskRemote) -> TestService {

@@ -73,12 +73,13 @@ fn main() {
     report("reconfigure: the called replica answers OK", &mut answered);
     report("reconfigure: served on all 3 replicas", &mut everywhere);
 
-    // Push + webhook to one replica → every replica serves the commit.
+    // Push + webhook to one replica → every replica serves the commit. (Routes
+    // are named: git's `<go-demo>:8080` would be replaced by the override.)
     let mut pushed = Vec::new();
     for i in 0..PUSHES {
         let path = format!("/push{i}");
         remote.push(&format!(
-            "version: 1\nroutes:\n  - service: {}\n    port: 8080\n    paths: [{path}]\n",
+            "version: 1\nroutes:\n  - service: {}\n    name: push{i}\n    port: 8080\n    paths: [{path}]\n",
             go_demo.name
         ));
         let started = Instant::now();
@@ -106,7 +107,7 @@ fn main() {
     let routes: String = (0..ROUTES)
         .map(|i| {
             format!(
-                "  - service: {}\n    port: 8080\n    paths: [/r{i}]\n",
+                "  - service: {}\n    name: r{i}\n    port: 8080\n    paths: [/r{i}]\n",
                 go_demo.name
             )
         })

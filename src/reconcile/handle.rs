@@ -375,24 +375,27 @@ impl ReconcilerHandle {
 
     /// The override set changed: not in sync until a reconcile applies it.
     fn overrides_changed(&self) {
+        self.mark_out_of_sync();
+        self.trigger.notify_one();
+    }
+
+    /// Not in sync, in status and metrics, until a reconcile says otherwise.
+    pub(super) fn mark_out_of_sync(&self) {
         self.update_status(|status| status.in_sync = false);
         self.metrics.in_sync.set(0);
-        self.trigger.notify_one();
     }
 
     /// Records whether the shared overrides could be read; while they
     /// cannot, the desired state is unknown and capstan is not in sync.
     pub(super) fn set_store_error(&self, error: Option<String>) {
+        let failing = error.is_some();
         let cleared = self.update_status(|status| {
-            let cleared = status.overrides_store.error.is_some() && error.is_none();
-            if error.is_some() {
-                status.in_sync = false;
-            }
-            status.overrides_store.error = error.clone();
+            let cleared = status.overrides_store.error.is_some() && !failing;
+            status.overrides_store.error = error;
             cleared
         });
-        if error.is_some() {
-            self.metrics.in_sync.set(0);
+        if failing {
+            self.mark_out_of_sync();
         }
         if cleared {
             // The next reconcile tells whether capstan is in sync again.

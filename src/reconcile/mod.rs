@@ -707,8 +707,7 @@ impl Reconciler {
     async fn restart_haproxy(&mut self, exit: MasterExit) {
         tracing::error!(%exit, "HAProxy died; starting it again with the last applied config");
         let started = Instant::now();
-        self.handle.update_status(|status| status.in_sync = false);
-        self.handle.metrics().in_sync.set(0);
+        self.handle.mark_out_of_sync();
         let result = self.haproxy.restart().await;
         self.handle
             .metrics()

@@ -297,7 +297,14 @@ impl Reconciler {
                 .and_then(|e| e.marker.as_deref());
             let decision = step::decide(&assembled.desired, &live, failed_marker, force);
             let plan = match decision {
-                Decision::Apply(plan) => plan,
+                Decision::Apply(plan) => {
+                    // Status must not say "in sync" with the old state while
+                    // HAProxy already serves part of the new one.
+                    if !plan.is_empty() {
+                        self.handle.mark_out_of_sync();
+                    }
+                    plan
+                }
                 Decision::AlreadyFailed(plan) => {
                     self.show_pending(&assembled, plan);
                     let message = self.state.last_error.as_ref().map(|e| e.message.clone());

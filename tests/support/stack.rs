@@ -255,8 +255,9 @@ pub fn replica_status(anchor: &Anchor, ip: Ipv4Addr) -> Option<Value> {
     serde_json::from_str(&body).ok()
 }
 
-/// Waits until every replica is in sync and serves `path` from go-demo's
-/// tasks; returns each one's (applied commit, config marker).
+/// Waits until every replica serves `path` from go-demo's tasks and then
+/// reports itself in sync (so its status is that of the config serving
+/// it); returns each one's (applied commit, config marker).
 pub fn wait_serving(
     anchor: &Anchor,
     replicas: &[(String, Ipv4Addr)],
@@ -265,17 +266,19 @@ pub fn wait_serving(
     replicas
         .iter()
         .map(|(container, ip)| {
+            let mut synced = None;
             wait_until(
                 &format!("replica {container} serves {path}"),
                 Duration::from_secs(60),
                 || {
-                    replica_status(anchor, *ip).is_some_and(|s| s["in_sync"] == true)
-                        && anchor
-                            .http_get(*ip, 80, path)
-                            .is_ok_and(|body| task_of(&body).is_some())
+                    let serves = anchor
+                        .http_get(*ip, 80, path)
+                        .is_ok_and(|body| task_of(&body).is_some());
+                    synced = replica_status(anchor, *ip).filter(|s| serves && s["in_sync"] == true);
+                    synced.is_some()
                 },
             );
-            let status = replica_status(anchor, *ip).unwrap();
+            let status = synced.unwrap();
             (
                 status["applied"]["revision"]["commit"].clone(),
                 status["applied"]["marker"].clone(),

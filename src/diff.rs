@@ -219,7 +219,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// A validated table and the config it renders to.
     pub fn rendered(label: impl Into<String>, commit: Option<String>, routes: RoutesFile) -> Self {
-        let config = crate::render::render(&routes).to_string();
+        let config = crate::render::render(&routes).with_maps_listed();
         Self {
             label: label.into(),
             commit,

@@ -160,7 +160,7 @@ fn main() -> ExitCode {
         Command::Plan { file, format } => plan(file, format),
         Command::Validate { file } => validate_file(&file),
         Command::Render { file } => read_routes(&file).map(|(_, routes)| {
-            emit(&render::render(&routes).to_string());
+            emit(&render::render(&routes).with_maps_listed());
             ExitCode::SUCCESS
         }),
         Command::Schema => {

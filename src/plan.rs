@@ -152,6 +152,9 @@ pub struct LiveState {
     /// The certificates in capstan's crt-list and what HAProxy serves for
     /// each; `None` when HAProxy runs no such crt-list (or was not asked).
     pub certificates: Option<BTreeMap<PathBuf, ServedCertificate>>,
+    /// The entries of the map files HAProxy routes through, by file, as it
+    /// holds them now (`show map`); a map it does not report is empty.
+    pub maps: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// One change the plan makes.
@@ -195,6 +198,33 @@ pub enum Change {
     RemoveCertificate {
         path: String,
     },
+    /// Route a path (or domain and path) through a map to a backend, through the admin socket.
+    AddMapEntry {
+        map: String,
+        key: String,
+        backend: String,
+    },
+    /// Route a key of a map to another backend.
+    SetMapEntry {
+        map: String,
+        key: String,
+        backend: String,
+    },
+    /// Stop routing a key of a map.
+    RemoveMapEntry {
+        map: String,
+        key: String,
+    },
+}
+
+impl Change {
+    /// Whether this change is a map entry.
+    pub fn is_map_entry(&self) -> bool {
+        matches!(
+            self,
+            Change::AddMapEntry { .. } | Change::SetMapEntry { .. } | Change::RemoveMapEntry { .. }
+        )
+    }
 }
 
 /// How a plan is applied.
@@ -281,6 +311,7 @@ pub fn plan(desired: &DesiredConfig, live: &LiveState) -> Plan {
             }
         }
     }
+    changes.extend(map_changes(&desired.config, live));
     changes.extend(certificate_changes(desired, live));
     let method = if changes.is_empty() {
         Method::Nothing
@@ -288,6 +319,40 @@ pub fn plan(desired: &DesiredConfig, live: &LiveState) -> Plan {
         Method::Runtime
     };
     Plan { method, changes }
+}
+
+/// The map entries to add, change and remove so that HAProxy routes as the
+/// desired maps say.
+fn map_changes(desired: &HaproxyConfig, live: &LiveState) -> Vec<Change> {
+    let empty = BTreeMap::new();
+    let mut changes = Vec::new();
+    for map in &desired.maps {
+        let running = live.maps.get(&map.path).unwrap_or(&empty);
+        for (key, backend) in &map.entries {
+            match running.get(key) {
+                None => changes.push(Change::AddMapEntry {
+                    map: map.path.clone(),
+                    key: key.clone(),
+                    backend: backend.clone(),
+                }),
+                Some(live) if live != backend => changes.push(Change::SetMapEntry {
+                    map: map.path.clone(),
+                    key: key.clone(),
+                    backend: backend.clone(),
+                }),
+                Some(_) => {}
+            }
+        }
+        for key in running.keys() {
+            if !map.entries.contains_key(key) {
+                changes.push(Change::RemoveMapEntry {
+                    map: map.path.clone(),
+                    key: key.clone(),
+                });
+            }
+        }
+    }
+    changes
 }
 
 /// The certificates to add, replace (another fingerprint under the same
@@ -414,6 +479,12 @@ mod tests {
             config: Some(desired.config.clone()),
             servers,
             certificates: None,
+            maps: desired
+                .config
+                .maps
+                .iter()
+                .map(|m| (m.path.clone(), m.entries.clone()))
+                .collect(),
         }
     }
 

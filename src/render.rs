@@ -5,6 +5,7 @@
 //! is computed, never taken from file order (see `precedence`).
 
 mod conditions;
+pub mod maps;
 mod route_rules;
 mod tls;
 
@@ -14,14 +15,18 @@ use std::path::Path;
 use crate::desired::DesiredState;
 use crate::desired::FileUsers;
 use crate::desired::servers::{self, TaskServer, TaskServers};
+pub use maps::{DEFAULT_MAPS_DIR, MapFile};
+
 use crate::model::{
     Compression, Defaults, DomainMatch, Https, Mode, PathMatch, Route, RoutesFile, Userlist, names,
 };
 
-/// A rendered config: sections in file order.
+/// A rendered config: sections in file order, and the map files the http
+/// frontend routes through (their contents change at run time).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HaproxyConfig {
     pub sections: Vec<Section>,
+    pub maps: Vec<MapFile>,
 }
 
 /// One section (`global`, `defaults`, `frontend x`, `backend y`, ...).
@@ -116,7 +121,23 @@ impl HaproxyConfig {
                 _ => section.lines.push(line.to_string()),
             }
         }
-        Self { sections }
+        Self {
+            sections,
+            maps: Vec::new(),
+        }
+    }
+
+    /// The config followed by the entries of each map file that has some, as comments: the
+    /// whole routing table in one readable text (`capstan render`).
+    pub fn with_maps_listed(&self) -> String {
+        let mut text = self.to_string();
+        for map in self.maps.iter().filter(|m| !m.entries.is_empty()) {
+            text.push_str(&format!("\n# {}:\n", map.path));
+            for line in map.text().lines() {
+                text.push_str(&format!("#   {line}\n"));
+            }
+        }
+        text
     }
 
     /// The section with this header (`backend go-demo-be8080`).
@@ -146,7 +167,13 @@ impl Section {
 /// A userlist read from a file renders empty here (nobody authenticates):
 /// its users are read when capstan reconciles (see [`render_desired`]).
 pub fn render(file: &RoutesFile) -> HaproxyConfig {
-    render_with(file, &TaskServers::new(), &FileUsers::new(), None)
+    render_with(
+        file,
+        &TaskServers::new(),
+        &FileUsers::new(),
+        None,
+        Path::new(DEFAULT_MAPS_DIR),
+    )
 }
 
 /// Renders the desired state: Swarm's tasks serve the routes they were
@@ -157,6 +184,7 @@ pub fn render_desired(desired: &DesiredState) -> HaproxyConfig {
         &desired.servers,
         &desired.file_users,
         desired.crt_list.as_deref(),
+        &desired.maps_dir,
     )
 }
 
@@ -165,6 +193,7 @@ fn render_with(
     endpoints: &TaskServers,
     file_users: &FileUsers,
     crt_list: Option<&Path>,
+    maps_dir: &Path,
 ) -> HaproxyConfig {
     let mut routes: Vec<&Route> = file.routes.iter().collect();
     routes.sort_by_cached_key(|r| names::backend(r));
@@ -201,7 +230,8 @@ fn render_with(
             .line("http-request use-service prometheus-exporter if { path /metrics }");
         sections.push(frontend);
     }
-    sections.push(http_frontend(file, &routes, crt_list));
+    let (frontend, maps) = http_frontend(file, &routes, crt_list, maps_dir);
+    sections.push(frontend);
     for route in routes.iter().filter(|r| r.mode == Mode::Tcp) {
         sections.push(tcp_frontend(file, route));
     }
@@ -211,7 +241,7 @@ fn render_with(
         sections.push(backend(file, route, tasks));
         sections.extend(tls::https_port_backend(file, route, tasks));
     }
-    HaproxyConfig { sections }
+    HaproxyConfig { sections, maps }
 }
 
 /// Docker's embedded DNS server, which routes that resolve at run time ask
@@ -310,6 +340,7 @@ fn https_bind(d: &Defaults, crt_list: Option<&Path>) -> Option<String> {
 /// route's domains, and where it sorts.
 struct Rule<'a> {
     route: &'a Route,
+    path: Option<&'a str>,
     path_acl: Option<String>,
     precedence: Precedence,
 }
@@ -380,7 +411,12 @@ fn precedence(route: &Route, path: Option<&str>) -> Precedence {
     }
 }
 
-fn http_frontend(file: &RoutesFile, routes: &[&Route], crt_list: Option<&Path>) -> Section {
+fn http_frontend(
+    file: &RoutesFile,
+    routes: &[&Route],
+    crt_list: Option<&Path>,
+    maps_dir: &Path,
+) -> (Section, Vec<MapFile>) {
     let d = &file.defaults;
     let mut frontend = Section::new(format!("frontend {}", names::HTTP_FRONTEND));
     frontend.line(format!("bind {}:{}", d.bind_address, d.http_port));
@@ -397,6 +433,9 @@ fn http_frontend(file: &RoutesFile, routes: &[&Route], crt_list: Option<&Path>) 
         // Tells keep-alive clients to close idle connections before a reload, which
         // is what makes reloads lose no request (see haproxy-2.6 notes in README).
         .line("option idle-close-on-response");
+    for line in maps::key_lines() {
+        frontend.line(line);
+    }
 
     let mut rules = Vec::new();
     for route in routes.iter().filter(|r| r.mode == Mode::Http) {
@@ -405,21 +444,28 @@ fn http_frontend(file: &RoutesFile, routes: &[&Route], crt_list: Option<&Path>) 
         paths.dedup();
         let indexed = paths.len() > 1;
         for (i, path) in paths.iter().enumerate() {
-            let acl = names::path_acl(route, indexed.then_some(i));
-            frontend.line(format!(
-                "acl {acl} {}",
-                path_match_words(route.path_match, path)
-            ));
-            rules.push(Rule {
+            let rule = Rule {
                 route,
-                path_acl: Some(acl),
+                path: Some(path),
+                path_acl: Some(names::path_acl(route, indexed.then_some(i))),
                 precedence: precedence(route, Some(path)),
-            });
+            };
+            // A path routed through a map needs no ACL.
+            if !maps::routes_by_map(&rule)
+                && let Some(acl) = &rule.path_acl
+            {
+                frontend.line(format!(
+                    "acl {acl} {}",
+                    path_match_words(route.path_match, path)
+                ));
+            }
+            rules.push(rule);
         }
         // A route with neither (a `default_backend` alone) has no rule of its own.
         if paths.is_empty() && !route.domains.is_empty() {
             rules.push(Rule {
                 route,
+                path: None,
                 path_acl: None,
                 precedence: precedence(route, None),
             });
@@ -429,8 +475,16 @@ fn http_frontend(file: &RoutesFile, routes: &[&Route], crt_list: Option<&Path>) 
         route_rules::frontend_lines(&mut frontend, route);
     }
     rules.sort_by(|a, b| a.precedence.cmp(&b.precedence));
-    for rule in rules {
-        let mut condition: Vec<String> = rule.path_acl.into_iter().collect();
+    let (steps, maps) = maps::route(&rules, maps_dir);
+    for step in steps {
+        let rule = match step {
+            maps::Routing::Map(line) => {
+                frontend.line(line);
+                continue;
+            }
+            maps::Routing::Rule(rule) => rule,
+        };
+        let mut condition: Vec<String> = rule.path_acl.iter().cloned().collect();
         condition.extend(route_rules::exclusion(rule.route));
         if !rule.route.domains.is_empty() {
             condition.push(names::domain_acl(rule.route));
@@ -446,7 +500,7 @@ fn http_frontend(file: &RoutesFile, routes: &[&Route], crt_list: Option<&Path>) 
         ));
     }
     route_rules::default_backend(&mut frontend, routes);
-    frontend
+    (frontend, maps)
 }
 
 /// `path_beg /demo`: the fetch and the word an ACL matches `path` with.

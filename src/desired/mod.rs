@@ -29,6 +29,8 @@ pub struct DesiredState {
     /// The crt-list of the certificates capstan manages (uploaded, from
     /// directories), when HTTPS serves it.
     pub crt_list: Option<PathBuf>,
+    /// Where the http frontend's map files are written.
+    pub maps_dir: PathBuf,
 }
 
 impl DesiredState {
@@ -40,6 +42,7 @@ impl DesiredState {
             warnings: Vec::new(),
             file_users: FileUsers::new(),
             crt_list: None,
+            maps_dir: PathBuf::from(crate::render::DEFAULT_MAPS_DIR),
         }
     }
 
@@ -53,12 +56,19 @@ impl DesiredState {
             warnings,
             file_users: FileUsers::new(),
             crt_list: None,
+            maps_dir: PathBuf::from(crate::render::DEFAULT_MAPS_DIR),
         }
     }
 
     /// The state with the users read from the userlists' files.
     pub fn with_file_users(self, file_users: FileUsers) -> Self {
         Self { file_users, ..self }
+    }
+
+    /// The map files go to `maps_dir`.
+    pub fn with_maps_dir(mut self, maps_dir: PathBuf) -> Self {
+        self.maps_dir = maps_dir;
+        self
     }
 
     /// HTTPS also serves the certificates of `crt_list`, if any.

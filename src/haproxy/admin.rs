@@ -3,6 +3,7 @@
 //! reload. Nothing changed here survives a reload unless the config says
 //! the same: write the config too.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -342,6 +343,82 @@ impl AdminSocket {
         .await
     }
 
+    /// `show map`: the files of the maps HAProxy loaded.
+    pub async fn map_files(&self) -> Result<Vec<String>, AdminError> {
+        let answer = self.command("show map").await?;
+        // `1 (/path/prefix.map) pattern loaded from file ...`
+        Ok(answer
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (_, rest) = l.split_once(" (")?;
+                Some(rest.split_once(") ")?.0.to_string())
+            })
+            .collect())
+    }
+
+    /// `show map <file>`: its entries, key → value.
+    pub async fn map_entries(&self, map: &str) -> Result<BTreeMap<String, String>, AdminError> {
+        let answer = self
+            .command(&format!("show map {}", word("map", map)?))
+            .await?;
+        let mut entries = BTreeMap::new();
+        // `0x55a0dde977e0 /a be1`
+        for line in answer.lines().filter(|l| !l.trim().is_empty()) {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some(_), Some(key), Some(value)) => {
+                    entries.insert(key.to_string(), value.to_string());
+                }
+                _ => {
+                    return Err(AdminError::Refused {
+                        command: format!("show map {map}"),
+                        message: line.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// `add map <file> <key> <backend>`.
+    pub async fn add_map_entry(
+        &self,
+        map: &str,
+        key: &str,
+        backend: &str,
+    ) -> Result<(), AdminError> {
+        let command = format!(
+            "add map {} {} {}",
+            word("map", map)?,
+            word("key", key)?,
+            backend_name(backend)?
+        );
+        self.expect(&command, &[]).await
+    }
+
+    /// `set map <file> <key> <backend>`.
+    pub async fn set_map_entry(
+        &self,
+        map: &str,
+        key: &str,
+        backend: &str,
+    ) -> Result<(), AdminError> {
+        let command = format!(
+            "set map {} {} {}",
+            word("map", map)?,
+            word("key", key)?,
+            backend_name(backend)?
+        );
+        self.expect(&command, &[]).await
+    }
+
+    /// `del map <file> <key>`; a key already gone is no error.
+    pub async fn remove_map_entry(&self, map: &str, key: &str) -> Result<(), AdminError> {
+        let command = format!("del map {} {}", word("map", map)?, word("key", key)?);
+        self.expect(&command, &["Key not found"]).await
+    }
+
     /// `set weight <backend>/<server> <weight>`, 0 to [`MAX_WEIGHT`].
     #[cfg(test)]
     pub(crate) async fn set_weight(
@@ -359,6 +436,23 @@ impl AdminSocket {
         self.expect(&format!("set weight {target} {weight}"), &[])
             .await
     }
+}
+
+/// One word of a command: not empty, no space (which would start another
+/// word); [`AdminSocket::command`] refuses control characters and `;`.
+fn word<'a>(what: &str, value: &'a str) -> Result<&'a str, AdminError> {
+    if value.is_empty() || value.contains(char::is_whitespace) {
+        return Err(AdminError::InvalidArgument(format!(
+            "{value:?} is not a single word: not a valid {what}"
+        )));
+    }
+    Ok(value)
+}
+
+/// A backend name: a valid HAProxy identifier.
+fn backend_name(backend: &str) -> Result<&str, AdminError> {
+    server_ref(backend, "x")?;
+    Ok(backend)
 }
 
 /// `<backend>/<server>`, each a valid HAProxy identifier (letters, digits,

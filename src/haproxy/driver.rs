@@ -217,11 +217,24 @@ impl Haproxy {
         Ok(self.supervisor.as_ref().map_or(0, Supervisor::master_pid))
     }
 
-    /// Runs `haproxy -c` on `text` without touching the live file: judges a
-    /// candidate config, e.g. with one override left out.
-    pub async fn check(&self, text: &str) -> Result<(), ApplyError> {
+    /// Runs `haproxy -c` on `desired` without touching the live files: judges
+    /// a candidate config, e.g. with one override left out. Map files it
+    /// names that do not exist yet are created (with its entries): nothing
+    /// running reads them.
+    pub async fn check(&self, desired: &DesiredConfig) -> Result<(), ApplyError> {
+        let missing: Vec<_> = desired
+            .config
+            .maps
+            .iter()
+            .filter(|m| !Path::new(&m.path).exists())
+            .cloned()
+            .collect();
+        self.write_maps(&HaproxyConfig {
+            sections: Vec::new(),
+            maps: missing,
+        })?;
         let candidate = sibling(&self.config_file, "probe");
-        write(&candidate, text)?;
+        write(&candidate, &desired.text())?;
         let checked = process::check_config(&self.binary, &candidate).await;
         let _ = std::fs::remove_file(&candidate);
         checked.map_err(ApplyError::Check)
@@ -261,7 +274,51 @@ impl Haproxy {
             config,
             servers,
             certificates: self.served_by(info.pid).await,
+            maps: self.live_maps().await,
         }
+    }
+
+    /// The directory of the http frontend's map files: next to the config file.
+    pub fn maps_dir(&self) -> PathBuf {
+        sibling(&self.config_file, "maps")
+    }
+
+    /// The entries of the maps in [`Haproxy::maps_dir`] HAProxy routes
+    /// through; a map it cannot list is left out (taken as empty).
+    async fn live_maps(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        let dir = self.maps_dir();
+        let mut maps = BTreeMap::new();
+        for file in self.admin.map_files().await.unwrap_or_default() {
+            if !Path::new(&file).starts_with(&dir) {
+                continue;
+            }
+            if let Ok(entries) = self.admin.map_entries(&file).await {
+                maps.insert(file, entries);
+            }
+        }
+        maps
+    }
+
+    /// Writes the desired map files that differ from those on disk; returns
+    /// what each file held before (`None`: it did not exist), for
+    /// [`restore`].
+    fn write_maps(&self, config: &HaproxyConfig) -> Result<Vec<Previous>, ApplyError> {
+        let dir = self.maps_dir();
+        std::fs::create_dir_all(&dir).map_err(|source| ApplyError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut previous = Vec::new();
+        for map in &config.maps {
+            let path = PathBuf::from(&map.path);
+            let text = map.text();
+            let before = std::fs::read_to_string(&path).ok();
+            if before.as_deref() != Some(text.as_str()) {
+                write(&path, &text)?;
+                previous.push((path, before));
+            }
+        }
+        Ok(previous)
     }
 
     /// The crt-list of the certificates capstan manages: next to the config file.
@@ -325,12 +382,14 @@ impl Haproxy {
         }
         let check = match plan.method {
             Method::Nothing | Method::Restart => {
+                self.write_maps(&desired.config)?;
                 self.write_if_changed(&text)?;
                 Duration::ZERO
             }
             Method::Runtime => {
                 self.apply_runtime(desired, &plan.changes).await?;
                 // So that a later reload keeps what was changed live.
+                self.write_maps(&desired.config)?;
                 self.write_if_changed(&text)?;
                 Duration::ZERO
             }
@@ -383,7 +442,34 @@ impl Haproxy {
                 }
             }
         }
+        self.apply_map_entries(changes).await?;
         self.apply_certificates(desired, changes).await
+    }
+
+    /// New and changed entries first, then removals: a path that moves from
+    /// one map to another is routed all along.
+    async fn apply_map_entries(&self, changes: &[Change]) -> Result<(), ApplyError> {
+        for change in changes {
+            let done = match change {
+                Change::AddMapEntry { map, key, backend } => {
+                    self.admin.add_map_entry(map, key, backend).await
+                }
+                Change::SetMapEntry { map, key, backend } => {
+                    self.admin.set_map_entry(map, key, backend).await
+                }
+                _ => continue,
+            };
+            done.map_err(ApplyError::Runtime)?;
+        }
+        for change in changes {
+            if let Change::RemoveMapEntry { map, key } = change {
+                self.admin
+                    .remove_map_entry(map, key)
+                    .await
+                    .map_err(ApplyError::Runtime)?;
+            }
+        }
+        Ok(())
     }
 
     async fn apply_certificates(
@@ -436,6 +522,21 @@ impl Haproxy {
     }
 
     async fn reload(
+        &mut self,
+        desired: &DesiredConfig,
+        text: &str,
+        live: &LiveState,
+    ) -> Result<Duration, ApplyError> {
+        // The maps the candidate names are loaded by the check and the reload.
+        let previous_maps = self.write_maps(&desired.config)?;
+        let outcome = self.checked_reload(desired, text, live).await;
+        if outcome.is_err() {
+            restore(previous_maps);
+        }
+        outcome
+    }
+
+    async fn checked_reload(
         &mut self,
         desired: &DesiredConfig,
         text: &str,
@@ -545,6 +646,22 @@ impl Haproxy {
 /// A poisoned lock only means a panic elsewhere; the data is still whole.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A file's path and what it held before a write (`None`: it did not exist).
+type Previous = (PathBuf, Option<String>);
+
+/// Puts files back as they were, after a reload that did not take them.
+fn restore(previous: Vec<Previous>) {
+    for (path, before) in previous {
+        let _ = match before {
+            Some(text) => write(&path, &text),
+            None => std::fs::remove_file(&path).map_err(|source| ApplyError::Io {
+                path: path.clone(),
+                source,
+            }),
+        };
+    }
 }
 
 fn write_if_changed(path: &Path, text: &str) -> Result<(), ApplyError> {

@@ -536,7 +536,7 @@ impl Reconciler {
             overlay.routes,
             overlay.overrides,
             file_users,
-            self.haproxy.admin_socket(),
+            &self.haproxy_files(),
         ))
     }
 
@@ -606,12 +606,20 @@ impl Reconciler {
             overlay.routes,
             overrides.clone(),
             file_users,
-            self.haproxy.admin_socket(),
+            &self.haproxy_files(),
         );
-        match self.haproxy.check(&assembled.desired.text()).await {
+        match self.haproxy.check(&assembled.desired).await {
             Ok(()) => Ok(()),
             Err(error) if error.is_rejection() => Err(Verdict::Rejected(error.to_string())),
             Err(error) => Err(Verdict::Unknown(error)),
+        }
+    }
+
+    /// The files the rendered config names, where the HAProxy driven has them.
+    fn haproxy_files(&self) -> step::HaproxyFiles {
+        step::HaproxyFiles {
+            admin_socket: self.haproxy.admin_socket().to_path_buf(),
+            maps_dir: self.haproxy.maps_dir(),
         }
     }
 

@@ -3,8 +3,6 @@
 //! apply it. The loop in `mod.rs` gathers the inputs and carries out the
 //! answer.
 
-use std::path::Path;
-
 use super::certificates::TlsDesired;
 use crate::desired::{DesiredState, FileUsers};
 use crate::model::RoutesFile;
@@ -72,15 +70,16 @@ pub fn assemble(
     routes: RoutesFile,
     overrides: OverrideSet,
     file_users: FileUsers,
-    admin_socket: &Path,
+    haproxy_files: &HaproxyFiles,
 ) -> Assembled {
     let state = match &git.swarm {
         Some(swarm) => DesiredState::with_tasks(routes, &swarm.state, &swarm.networks),
         None => DesiredState::new(routes),
     }
     .with_file_users(file_users)
-    .with_crt_list(git.tls.crt_list.clone());
-    let desired = DesiredConfig::new(render_desired(&state), admin_socket)
+    .with_crt_list(git.tls.crt_list.clone())
+    .with_maps_dir(haproxy_files.maps_dir.clone());
+    let desired = DesiredConfig::new(render_desired(&state), &haproxy_files.admin_socket)
         .with_certificates(git.tls.crt_list.clone(), git.tls.certificates.clone());
     let mut warnings = git.warnings.clone();
     warnings.extend(state.warnings);
@@ -90,6 +89,13 @@ pub fn assemble(
         desired,
         warnings,
     }
+}
+
+/// Where the files the rendered config names are: the admin socket capstan
+/// drives, the directory of the map files.
+pub struct HaproxyFiles {
+    pub admin_socket: std::path::PathBuf,
+    pub maps_dir: std::path::PathBuf,
 }
 
 /// What to do with a desired config.
@@ -155,7 +161,10 @@ mod tests {
             routes.clone(),
             OverrideSet::default(),
             FileUsers::new(),
-            Path::new("/run/admin.sock"),
+            &HaproxyFiles {
+                admin_socket: "/run/admin.sock".into(),
+                maps_dir: "/run/maps".into(),
+            },
         )
         .desired
     }

@@ -1,0 +1,264 @@
+//! Routing through HAProxy maps, so that a path or domain added to (or
+//! removed from) an existing backend is a map entry HAProxy takes at run
+//! time instead of a reload.
+//!
+//! The http frontend's `use_backend` rules are sorted by precedence; HAProxy
+//! takes the first that matches. A run of consecutive rules that only match
+//! a path (exact or prefix) and exact domains, and that share a precedence
+//! class (priority, well-known, catch-all, domain, path kind), is the same
+//! as one map lookup: within a class the rules are ordered longest path
+//! first, which is what `map_beg` answers (the longest matching prefix) and
+//! what `map_str` answers (the one exact key). Rules that match more
+//! (headers, user agents, excluded paths, an `https_port` twin, wildcard or
+//! non-exact domains, regexes) keep their ACL and split the run, so the
+//! order HAProxy tries things in is exactly the order of the rules.
+//!
+//! The common classes always have a map, empty or not: the first path or
+//! domain of a kind is then a map entry too, not a new map file (a reload).
+
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{Precedence, Rule};
+use crate::model::PathMatch;
+
+/// Where map files go when the caller has no directory of its own
+/// (`capstan render`, `capstan diff`).
+pub const DEFAULT_MAPS_DIR: &str = "/etc/haproxy/maps";
+
+/// The variable holding `<host><path>` for the lookups by domain: the
+/// request's host without its port, lowercased, then its path.
+const HOST_PATH_VAR: &str = "txn.host_path";
+
+/// A map file the http frontend routes through: key → backend name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapFile {
+    /// Absolute path, as the config names it.
+    pub path: String,
+    /// `/demo` → `go-demo-be8080`, or `example.com/demo` → ... for the maps by domain.
+    pub entries: BTreeMap<String, String>,
+}
+
+impl MapFile {
+    /// The file's contents: a `key backend` line per entry, sorted by key
+    /// (the order does not matter to HAProxy's lookups).
+    pub fn text(&self) -> String {
+        let mut text = String::new();
+        for (key, backend) in &self.entries {
+            text.push_str(key);
+            text.push(' ');
+            text.push_str(backend);
+            text.push('\n');
+        }
+        text
+    }
+
+    /// The file name: `prefix.map`.
+    pub fn name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+/// The part of a rule's precedence that a map lookup keeps whole: rules of
+/// one class differ only in path length, path and route, which the lookup
+/// itself orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Class {
+    priority: Reverse<i16>,
+    not_well_known: bool,
+    takes_everything: bool,
+    /// 0: exact domains, 2: no domain (1, other domains, never routes by map).
+    domain_class: u8,
+    /// 0: exact paths, 1: prefixes.
+    path_class: u8,
+}
+
+impl Class {
+    fn of(p: &Precedence) -> Self {
+        Self {
+            priority: p.priority,
+            not_well_known: p.not_well_known,
+            takes_everything: p.takes_everything,
+            domain_class: p.domain_class,
+            path_class: p.path_class,
+        }
+    }
+
+    /// The classes that always have a map: default priority, not
+    /// well-known, by domain or not, exact, prefix and catch-all (`/`).
+    fn common() -> Vec<Class> {
+        let mut classes = Vec::new();
+        for domain_class in [0, 2] {
+            for (takes_everything, path_class) in [(false, 0), (false, 1), (true, 1)] {
+                classes.push(Class {
+                    priority: Reverse(0),
+                    not_well_known: true,
+                    takes_everything,
+                    domain_class,
+                    path_class,
+                });
+            }
+        }
+        classes.sort();
+        classes
+    }
+
+    fn by_host(&self) -> bool {
+        self.domain_class == 0
+    }
+
+    /// `prefix`, `exact-host`, `all`, `well-known-prefix-p10`, then `.2`
+    /// for a class's second run.
+    fn file_name(&self, run: usize) -> String {
+        let mut name = String::new();
+        if !self.not_well_known {
+            name.push_str("well-known-");
+        }
+        name.push_str(match (self.takes_everything, self.path_class) {
+            (true, _) => "all",
+            (false, 0) => "exact",
+            (false, _) => "prefix",
+        });
+        if self.by_host() {
+            name.push_str("-host");
+        }
+        match self.priority.0 {
+            0 => {}
+            p if p < 0 => name.push_str(&format!("-pm{}", p.unsigned_abs())),
+            p => name.push_str(&format!("-p{p}")),
+        }
+        if run > 1 {
+            name.push_str(&format!(".{run}"));
+        }
+        name.push_str(".map");
+        name
+    }
+}
+
+/// The keys a rule routes by in its class's map, or `None` when the rule
+/// needs its ACL: it matches more than a path and exact domains.
+fn map_keys(rule: &Rule<'_>) -> Option<Vec<String>> {
+    let route = rule.route;
+    let path = rule.path?;
+    let plain = route.match_headers.is_empty()
+        && route.user_agents.is_empty()
+        && route.exclude_paths.is_empty()
+        && route.https_port.is_none()
+        && matches!(route.path_match, PathMatch::Exact | PathMatch::Prefix)
+        && rule.precedence.domain_class != 1
+        // The runtime API reads `;` as the end of a command.
+        && !path.contains(';');
+    if !plain {
+        return None;
+    }
+    if route.domains.is_empty() {
+        return Some(vec![path.to_string()]);
+    }
+    Some(
+        route
+            .domains
+            .iter()
+            .map(|d| format!("{}{path}", d.0.to_ascii_lowercase()))
+            .collect(),
+    )
+}
+
+/// Whether `rule` is routed through a map rather than its own ACL.
+pub(super) fn routes_by_map(rule: &Rule<'_>) -> bool {
+    map_keys(rule).is_some()
+}
+
+/// One step of the http frontend's routing, in the order HAProxy tries them.
+pub(super) enum Routing<'r, 'a> {
+    /// A `use_backend ... if <acl>` rule.
+    Rule(&'r Rule<'a>),
+    /// A lookup in one of the maps: its `use_backend` line.
+    Map(String),
+}
+
+/// The routing steps for `rules` (sorted by precedence) and the maps they
+/// look up, in `maps_dir`.
+pub(super) fn route<'r, 'a>(
+    rules: &'r [Rule<'a>],
+    maps_dir: &Path,
+) -> (Vec<Routing<'r, 'a>>, Vec<MapFile>) {
+    let mut steps = Vec::new();
+    let mut maps: Vec<MapFile> = Vec::new();
+    let mut runs: BTreeMap<Class, usize> = BTreeMap::new();
+    // The class of the map the last step looks up, if it is a map.
+    let mut open: Option<Class> = None;
+    let mut start = |class: Class, steps: &mut Vec<Routing<'r, 'a>>, maps: &mut Vec<MapFile>| {
+        let run = runs.entry(class).or_default();
+        *run += 1;
+        let map = MapFile {
+            path: maps_dir
+                .join(class.file_name(*run))
+                .to_string_lossy()
+                .into_owned(),
+            entries: BTreeMap::new(),
+        };
+        steps.push(Routing::Map(use_backend_line(class, &map.path)));
+        maps.push(map);
+    };
+    let mut common = Class::common().into_iter().peekable();
+    for rule in rules {
+        let class = Class::of(&rule.precedence);
+        while let Some(first) = common.next_if(|c| *c <= class) {
+            if open != Some(first) {
+                start(first, &mut steps, &mut maps);
+                open = Some(first);
+            }
+        }
+        match map_keys(rule) {
+            Some(keys) => {
+                if open != Some(class) {
+                    start(class, &mut steps, &mut maps);
+                    open = Some(class);
+                }
+                let backend = super::names::backend(rule.route);
+                let map = maps.last_mut().expect("a map was started");
+                for key in keys {
+                    // The first rule in precedence order wins a key, as the first ACL would.
+                    map.entries.entry(key).or_insert_with(|| backend.clone());
+                }
+            }
+            None => {
+                steps.push(Routing::Rule(rule));
+                open = None;
+            }
+        }
+    }
+    for class in common {
+        start(class, &mut steps, &mut maps);
+    }
+    (steps, maps)
+}
+
+/// The lines that compute the key of the lookups by domain; before every
+/// `use_backend`. A host holding `/` is no domain: without this guard it
+/// could reach past the host into the path part of a key.
+pub(super) fn key_lines() -> [String; 2] {
+    [
+        "http-request set-var(txn.path) path".to_string(),
+        format!(
+            "http-request set-var({HOST_PATH_VAR}) req.hdr(host),field(1,:),lower,concat(,txn.path) unless {{ req.hdr(host) -m sub / }}"
+        ),
+    ]
+}
+
+/// `use_backend %[path,map_beg(<file>)] if { path,map_beg(<file>) -m found }`.
+fn use_backend_line(class: Class, path: &str) -> String {
+    let fetch = if class.by_host() {
+        format!("var({HOST_PATH_VAR})")
+    } else {
+        "path".to_string()
+    };
+    let converter = if class.path_class == 0 {
+        "map_str"
+    } else {
+        "map_beg"
+    };
+    let lookup = format!("{fetch},{converter}({path})");
+    format!("use_backend %[{lookup}] if {{ {lookup} -m found }}")
+}

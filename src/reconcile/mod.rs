@@ -84,6 +84,17 @@ pub struct Reconciler {
     userlist_files: UserlistFiles,
     /// What HAProxy said of each directory certificate, by content.
     verdicts: Verdicts,
+    /// The last routes file that validated, by its text: a reconcile with
+    /// the same file (a Swarm change, an override, a poll that found no
+    /// new commit) does not parse and check thousands of routes again.
+    validated: Option<Validated>,
+}
+
+/// A routes file's name and text, and the table they validated to.
+struct Validated {
+    file_name: String,
+    text: String,
+    routes: RoutesFile,
 }
 
 impl Reconciler {
@@ -142,6 +153,7 @@ impl Reconciler {
             )),
             userlist_files,
             verdicts: Verdicts::default(),
+            validated: None,
         }
     }
 
@@ -412,7 +424,22 @@ impl Reconciler {
     /// each service's tasks.
     async fn git_desired(&mut self, fetched: Fetched) -> Result<GitDesired, ReconcileError> {
         let revision = fetched.revision;
-        let routes = match validate::load(&fetched.file_name, &fetched.text) {
+        let cached = self
+            .validated
+            .as_ref()
+            .filter(|v| v.file_name == fetched.file_name && v.text == fetched.text)
+            .map(|v| v.routes.clone());
+        let loaded = match cached {
+            Some(routes) => Ok(routes),
+            None => validate::load(&fetched.file_name, &fetched.text).inspect(|routes| {
+                self.validated = Some(Validated {
+                    file_name: fetched.file_name.clone(),
+                    text: fetched.text.clone(),
+                    routes: routes.clone(),
+                })
+            }),
+        };
+        let routes = match loaded {
             Ok(routes) => routes,
             Err(diagnostics) => {
                 tracing::warn!(revision = %revision.label, "invalid routes, not applied:\n{diagnostics}");

@@ -146,7 +146,9 @@ pub struct LiveState {
     /// The marker of the config the running worker loaded; `None` when
     /// HAProxy is not running or did not load a capstan config.
     pub marker: Option<String>,
-    /// The config file capstan last wrote, if any.
+    /// The config the running worker loaded, when capstan knows it (the
+    /// file it carries the running marker); when HAProxy runs nothing, the
+    /// config file capstan last wrote, if any.
     pub config: Option<HaproxyConfig>,
     pub servers: Vec<LiveServer>,
     /// The certificates in capstan's crt-list and what HAProxy serves for
@@ -255,18 +257,29 @@ impl Plan {
 }
 
 /// Compares desired with live. A reload is planned whenever the running
-/// worker's marker differs from the desired one; otherwise only server
-/// addresses can differ, and those change at run time.
+/// worker's marker differs from the desired one, unless the only difference
+/// is backends no route uses any more: those stay loaded, their servers out
+/// of service, until the next reload. Otherwise server addresses and
+/// states, map entries and certificates change at run time.
 pub fn plan(desired: &DesiredConfig, live: &LiveState) -> Plan {
+    let mut unused = Vec::new();
     if live.marker.as_deref() != Some(desired.marker.as_str()) {
         let mut changes = section_changes(&desired.config, live.config.as_ref());
-        if changes.is_empty() {
-            changes.push(Change::ReloadRunningConfig);
+        let loaded_known = live
+            .config
+            .as_ref()
+            .is_some_and(|c| live.marker.is_some() && marker_of(c) == live.marker.as_deref());
+        if loaded_known && !changes.is_empty() && changes.iter().all(is_backend_removal) {
+            unused = changes;
+        } else {
+            if changes.is_empty() {
+                changes.push(Change::ReloadRunningConfig);
+            }
+            return Plan {
+                method: Method::Reload,
+                changes,
+            };
         }
-        return Plan {
-            method: Method::Reload,
-            changes,
-        };
     }
     let live_servers: HashMap<(&str, &str), &LiveServer> = live
         .servers
@@ -312,6 +325,7 @@ pub fn plan(desired: &DesiredConfig, live: &LiveState) -> Plan {
         }
     }
     changes.extend(map_changes(&desired.config, live));
+    changes.extend(unused_backend_changes(&unused, live));
     changes.extend(certificate_changes(desired, live));
     let method = if changes.is_empty() {
         Method::Nothing
@@ -319,6 +333,40 @@ pub fn plan(desired: &DesiredConfig, live: &LiveState) -> Plan {
         Method::Runtime
     };
     Plan { method, changes }
+}
+
+fn is_backend_removal(change: &Change) -> bool {
+    matches!(change, Change::RemoveSection { section } if section.starts_with("backend "))
+}
+
+/// The servers of backends no route uses any more, taken out of service:
+/// no health checks, nothing to see as up in the stats.
+fn unused_backend_changes(removed: &[Change], live: &LiveState) -> Vec<Change> {
+    let backends: Vec<&str> = removed
+        .iter()
+        .filter_map(|c| match c {
+            Change::RemoveSection { section } => section.strip_prefix("backend "),
+            _ => None,
+        })
+        .collect();
+    live.servers
+        .iter()
+        .filter(|s| backends.contains(&s.backend.as_str()) && s.state != ServerState::Maint)
+        .map(|s| Change::SetServerState {
+            backend: s.backend.clone(),
+            server: s.server.clone(),
+            state: ServerState::Maint,
+        })
+        .collect()
+}
+
+/// The marker a config carries in its `description` line, if it is capstan's.
+pub fn marker_of(config: &HaproxyConfig) -> Option<&str> {
+    config
+        .section("global")?
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("description ")?.strip_prefix(MARKER_PREFIX))
 }
 
 /// The map entries to add, change and remove so that HAProxy routes as the
@@ -494,6 +542,39 @@ mod tests {
     fn nothing_to_do_when_live_matches() {
         let d = desired(ONE);
         assert_eq!(plan(&d, &running(&d)).method, Method::Nothing);
+    }
+
+    #[test]
+    fn a_route_removed_leaves_its_backend_unused_without_a_reload() {
+        let two = format!(
+            "{ONE}  - service: b\n    port: 80\n    paths: [/b]\n    servers: [127.0.0.1:9002]\n"
+        );
+        let before = desired(&two);
+        let after = desired(ONE);
+        let live = running(&before);
+        let p = plan(&after, &live);
+        assert_eq!(p.method, Method::Runtime, "{p:?}");
+        assert!(p.changes.contains(&Change::RemoveMapEntry {
+            map: "/etc/haproxy/maps/prefix.map".into(),
+            key: "/b".into()
+        }));
+        assert!(p.changes.contains(&Change::SetServerState {
+            backend: "b-be80".into(),
+            server: "b-1".into(),
+            state: ServerState::Maint
+        }));
+        // Once applied, nothing more to do while the backend stays loaded.
+        let mut applied = live.clone();
+        applied.maps = running(&after).maps;
+        applied.servers.iter_mut().for_each(|s| {
+            if s.backend == "b-be80" {
+                s.state = ServerState::Maint;
+            }
+        });
+        assert_eq!(plan(&after, &applied).method, Method::Nothing);
+        // Not knowing what the worker loaded, a reload is the only safe way.
+        applied.config = None;
+        assert_eq!(plan(&after, &applied).method, Method::Reload);
     }
 
     #[test]

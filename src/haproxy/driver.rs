@@ -244,18 +244,29 @@ impl Haproxy {
     /// addresses, and the config file on disk. An HAProxy that does not
     /// answer is observed as running nothing.
     pub async fn observe(&self) -> LiveState {
-        let config = std::fs::read_to_string(&self.config_file)
-            .ok()
-            .map(|text| HaproxyConfig::parse(&text));
+        let read = |path: &Path| {
+            std::fs::read_to_string(path)
+                .ok()
+                .map(|text| HaproxyConfig::parse(&text))
+        };
+        let on_disk = read(&self.config_file);
         let Ok(info) = self.admin.show_info().await else {
             return LiveState {
-                config,
+                config: on_disk,
                 ..LiveState::default()
             };
         };
         let marker = info
             .description
             .and_then(|d| d.strip_prefix(MARKER_PREFIX).map(str::to_string));
+        // The file the worker loaded: the config file, or, after backends
+        // were left unused at run time, the copy kept of what it loaded.
+        let loaded = read(&self.loaded_file())
+            .filter(|c| marker.is_some() && plan::marker_of(c) == marker.as_deref());
+        let config = match on_disk {
+            Some(c) if marker.is_some() && plan::marker_of(&c) == marker.as_deref() => Some(c),
+            on_disk => loaded.or(on_disk),
+        };
         let servers = self
             .admin
             .show_servers_state()
@@ -276,6 +287,12 @@ impl Haproxy {
             certificates: self.served_by(info.pid).await,
             maps: self.live_maps().await,
         }
+    }
+
+    /// A copy of the config the running worker loaded, kept while the config
+    /// file says more than it (backends left unused at run time).
+    fn loaded_file(&self) -> PathBuf {
+        sibling(&self.config_file, "loaded")
     }
 
     /// The directory of the http frontend's map files: next to the config file.
@@ -388,6 +405,14 @@ impl Haproxy {
             }
             Method::Runtime => {
                 self.apply_runtime(desired, &plan.changes).await?;
+                // The config file is about to say more than the worker
+                // loaded: keep what it loaded, which the next plan compares with.
+                if let Some(loaded) = &live.config
+                    && live.marker.as_deref() != Some(desired.marker.as_str())
+                    && plan::marker_of(loaded) == live.marker.as_deref()
+                {
+                    write_if_changed(&self.loaded_file(), &loaded.to_string())?;
+                }
                 // So that a later reload keeps what was changed live.
                 self.write_maps(&desired.config)?;
                 self.write_if_changed(&text)?;
@@ -578,13 +603,17 @@ impl Haproxy {
             Ok(()) => self.confirm_marker(desired).await,
             Err(e) => Err(e),
         };
-        if outcome.is_err() {
-            match &previous {
+        match &outcome {
+            // The worker loaded the config file: no copy to keep.
+            Ok(()) => {
+                let _ = std::fs::remove_file(self.loaded_file());
+            }
+            Err(_) => match &previous {
                 Some(previous) => write(&self.config_file, previous)?,
                 None => {
                     let _ = std::fs::remove_file(&self.config_file);
                 }
-            }
+            },
         }
         outcome.map(|()| check)
     }

@@ -130,14 +130,7 @@ impl HaproxyConfig {
     /// The config followed by the entries of each map file that has some, as comments: the
     /// whole routing table in one readable text (`capstan render`).
     pub fn with_maps_listed(&self) -> String {
-        let mut text = self.to_string();
-        for map in self.maps.iter().filter(|m| !m.entries.is_empty()) {
-            text.push_str(&format!("\n# {}:\n", map.path));
-            for line in map.text().lines() {
-                text.push_str(&format!("#   {line}\n"));
-            }
-        }
-        text
+        self.to_string() + &maps::listing(&self.maps)
     }
 
     /// The section with this header (`backend go-demo-be8080`).

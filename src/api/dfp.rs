@@ -191,7 +191,7 @@ pub async fn config(
     if params.iter().any(|(k, v)| k == "type" && v == "json") {
         return answer(StatusCode::OK, dfp::config_answer(&routes.routes));
     }
-    let text = std::fs::read_to_string(&state.config_file).unwrap_or_default();
+    let text = crate::haproxy::driver::config_with_maps(&state.config_file).unwrap_or_default();
     (StatusCode::OK, text).into_response()
 }
 

@@ -20,7 +20,7 @@ use crate::haproxy::process::{
 use crate::plan::{
     self, Change, DesiredConfig, LiveServer, LiveState, MARKER_PREFIX, Method, Plan, ServerState,
 };
-use crate::render::HaproxyConfig;
+use crate::render::{HaproxyConfig, MapFile};
 use crate::tls::ServedCertificate;
 use crate::util::write_atomic;
 
@@ -297,7 +297,7 @@ impl Haproxy {
 
     /// The directory of the http frontend's map files: next to the config file.
     pub fn maps_dir(&self) -> PathBuf {
-        sibling(&self.config_file, "maps")
+        maps_dir(&self.config_file)
     }
 
     /// The entries of the maps in [`Haproxy::maps_dir`] HAProxy routes
@@ -675,6 +675,28 @@ impl Haproxy {
 /// A poisoned lock only means a panic elsewhere; the data is still whole.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The directory of the map files of the config at `config_file`.
+pub fn maps_dir(config_file: &Path) -> PathBuf {
+    sibling(config_file, "maps")
+}
+
+/// The config at `config_file` as text, followed by the entries of its map
+/// files as comments: what a user reads to see what HAProxy routes where.
+pub fn config_with_maps(config_file: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(config_file)?;
+    let config = HaproxyConfig::parse(&text);
+    let dir = maps_dir(config_file);
+    let maps: Vec<MapFile> = crate::render::maps::referenced(&config)
+        .into_iter()
+        .filter(|path| Path::new(path).starts_with(&dir))
+        .filter_map(|path| {
+            let entries = std::fs::read_to_string(&path).ok()?;
+            Some(MapFile::parse(path, &entries))
+        })
+        .collect();
+    Ok(text + &crate::render::maps::listing(&maps))
 }
 
 /// A file's path and what it held before a write (`None`: it did not exist).

@@ -54,10 +54,35 @@ impl MapFile {
         text
     }
 
+    /// A map file as [`MapFile::text`] writes it.
+    pub fn parse(path: String, text: &str) -> Self {
+        let entries = text
+            .lines()
+            .filter_map(|l| {
+                let (key, backend) = l.trim().split_once(char::is_whitespace)?;
+                Some((key.to_string(), backend.trim().to_string()))
+            })
+            .collect();
+        Self { path, entries }
+    }
+
     /// The file name: `prefix.map`.
     pub fn name(&self) -> &str {
         self.path.rsplit('/').next().unwrap_or(&self.path)
     }
+}
+
+/// The entries of each map that has some, as config comments: appended to
+/// a config, the whole routing table in one readable text.
+pub fn listing(maps: &[MapFile]) -> String {
+    let mut text = String::new();
+    for map in maps.iter().filter(|m| !m.entries.is_empty()) {
+        text.push_str(&format!("\n# {}:\n", map.path));
+        for line in map.text().lines() {
+            text.push_str(&format!("#   {line}\n"));
+        }
+    }
+    text
 }
 
 /// The part of a rule's precedence that a map lookup keeps whole: rules of
@@ -233,6 +258,27 @@ pub(super) fn route<'r, 'a>(
         start(class, &mut steps, &mut maps);
     }
     (steps, maps)
+}
+
+/// The map files a config's http frontend looks up, in lookup order.
+pub fn referenced(config: &super::HaproxyConfig) -> Vec<String> {
+    let mut paths: Vec<String> = Vec::new();
+    for line in config.sections.iter().flat_map(|s| s.lines.iter()) {
+        let Some(rest) = line.strip_prefix("use_backend %[") else {
+            continue;
+        };
+        let path = ["map_beg(", "map_str("]
+            .iter()
+            .find_map(|c| rest.split_once(c))
+            .and_then(|(_, tail)| tail.split_once(')'))
+            .map(|(path, _)| path.to_string());
+        if let Some(path) = path
+            && !paths.contains(&path)
+        {
+            paths.push(path);
+        }
+    }
+    paths
 }
 
 /// The lines that compute the key of the lookups by domain; before every

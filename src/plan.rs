@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod spares;
+
 use crate::render::{HaproxyConfig, Section, Server};
 use crate::tls::{Certificate, ServedCertificate};
 
@@ -159,6 +161,40 @@ pub struct LiveState {
     pub maps: BTreeMap<String, BTreeMap<String, String>>,
 }
 
+impl LiveState {
+    /// HAProxy as it runs right after loading `desired`: its marker and
+    /// config, every server at its address in its desired state, the maps'
+    /// entries. What a dry run compares a change with.
+    pub fn running(desired: &DesiredConfig) -> Self {
+        let servers = desired
+            .config
+            .sections
+            .iter()
+            .filter_map(|s| Some((s.backend_name()?, s)))
+            .flat_map(|(backend, s)| {
+                s.servers.iter().map(move |srv| LiveServer {
+                    backend: backend.to_string(),
+                    server: srv.name.clone(),
+                    address: srv.address.clone(),
+                    state: ServerState::desired(srv),
+                })
+            })
+            .collect();
+        LiveState {
+            marker: Some(desired.marker.clone()),
+            config: Some(desired.config.clone()),
+            servers,
+            certificates: None,
+            maps: desired
+                .config
+                .maps
+                .iter()
+                .map(|m| (m.path.clone(), m.entries.clone()))
+                .collect(),
+        }
+    }
+}
+
 /// One change the plan makes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -217,6 +253,12 @@ pub enum Change {
         map: String,
         key: String,
     },
+    /// Serve a new backend with a spare backend's name until the next
+    /// reload: its servers and map entries go to the spare.
+    LendSpareBackend {
+        backend: String,
+        spare: String,
+    },
 }
 
 impl Change {
@@ -257,37 +299,72 @@ impl Plan {
 }
 
 /// Compares desired with live. A reload is planned whenever the running
-/// worker's marker differs from the desired one, unless the only difference
-/// is backends no route uses any more: those stay loaded, their servers out
-/// of service, until the next reload. Otherwise server addresses and
-/// states, map entries and certificates change at run time.
+/// worker's marker differs from the desired one, unless the config it
+/// loaded differs only by backends: new ones that spare backends can serve
+/// (see [`spares`]) and ones no route uses any more (their servers go out
+/// of service; they stay loaded until the next reload). Otherwise server
+/// addresses and states, map entries and certificates change at run time.
 pub fn plan(desired: &DesiredConfig, live: &LiveState) -> Plan {
-    let mut unused = Vec::new();
-    if live.marker.as_deref() != Some(desired.marker.as_str()) {
-        let mut changes = section_changes(&desired.config, live.config.as_ref());
-        let loaded_known = live
-            .config
-            .as_ref()
-            .is_some_and(|c| live.marker.is_some() && marker_of(c) == live.marker.as_deref());
-        if loaded_known && !changes.is_empty() && changes.iter().all(is_backend_removal) {
-            unused = changes;
-        } else {
-            if changes.is_empty() {
-                changes.push(Change::ReloadRunningConfig);
-            }
-            return Plan {
-                method: Method::Reload,
-                changes,
-            };
+    if live.marker.as_deref() == Some(desired.marker.as_str()) {
+        return runtime_plan(&desired.config, desired, live, &[], Vec::new());
+    }
+    let mut changes = section_changes(&desired.config, live.config.as_ref());
+    let loaded_known = live
+        .config
+        .as_ref()
+        .is_some_and(|c| live.marker.is_some() && marker_of(c) == live.marker.as_deref());
+    if loaded_known
+        && !changes.is_empty()
+        && let Some(plan) = backends_only_plan(desired, live, &changes)
+    {
+        return plan;
+    }
+    if changes.is_empty() {
+        changes.push(Change::ReloadRunningConfig);
+    }
+    Plan {
+        method: Method::Reload,
+        changes,
+    }
+}
+
+/// The run-time plan for section `changes` that only add and remove
+/// backends, if spares can serve the added ones.
+fn backends_only_plan(
+    desired: &DesiredConfig,
+    live: &LiveState,
+    changes: &[Change],
+) -> Option<Plan> {
+    let (mut added, mut unused) = (Vec::new(), Vec::new());
+    for change in changes {
+        match change {
+            Change::AddSection { section } => added.push(section.strip_prefix("backend ")?),
+            Change::RemoveSection { section } => unused.push(section.strip_prefix("backend ")?),
+            _ => return None,
         }
     }
+    let (config, lent) = spares::lend(&desired.config, &added, live)?;
+    let plan = runtime_plan(&config, desired, live, &unused, lent);
+    (plan.method != Method::Reload).then_some(plan)
+}
+
+/// The run-time changes that make live serve `config` (`desired` as the
+/// running worker can serve it): servers, map entries, `unused` backends
+/// out of service, certificates; `notes` go first.
+fn runtime_plan(
+    config: &HaproxyConfig,
+    desired: &DesiredConfig,
+    live: &LiveState,
+    unused: &[&str],
+    notes: Vec<Change>,
+) -> Plan {
     let live_servers: HashMap<(&str, &str), &LiveServer> = live
         .servers
         .iter()
         .map(|s| ((s.backend.as_str(), s.server.as_str()), s))
         .collect();
-    let mut changes = Vec::new();
-    for section in &desired.config.sections {
+    let mut changes = notes;
+    for section in &config.sections {
         let Some(backend) = section.backend_name() else {
             continue;
         };
@@ -313,7 +390,7 @@ pub fn plan(desired: &DesiredConfig, live: &LiveState) -> Plan {
                         });
                     }
                 }
-                // The marker matched but the server is missing: the runtime
+                // The config is loaded but the server is missing: the runtime
                 // state is not what the config says; only a reload repairs it.
                 None => {
                     return Plan {
@@ -324,8 +401,8 @@ pub fn plan(desired: &DesiredConfig, live: &LiveState) -> Plan {
             }
         }
     }
-    changes.extend(map_changes(&desired.config, live));
-    changes.extend(unused_backend_changes(&unused, live));
+    changes.extend(map_changes(config, live));
+    changes.extend(unused_backend_changes(unused, live));
     changes.extend(certificate_changes(desired, live));
     let method = if changes.is_empty() {
         Method::Nothing
@@ -335,20 +412,9 @@ pub fn plan(desired: &DesiredConfig, live: &LiveState) -> Plan {
     Plan { method, changes }
 }
 
-fn is_backend_removal(change: &Change) -> bool {
-    matches!(change, Change::RemoveSection { section } if section.starts_with("backend "))
-}
-
 /// The servers of backends no route uses any more, taken out of service:
 /// no health checks, nothing to see as up in the stats.
-fn unused_backend_changes(removed: &[Change], live: &LiveState) -> Vec<Change> {
-    let backends: Vec<&str> = removed
-        .iter()
-        .filter_map(|c| match c {
-            Change::RemoveSection { section } => section.strip_prefix("backend "),
-            _ => None,
-        })
-        .collect();
+fn unused_backend_changes(backends: &[&str], live: &LiveState) -> Vec<Change> {
     live.servers
         .iter()
         .filter(|s| backends.contains(&s.backend.as_str()) && s.state != ServerState::Maint)
@@ -508,32 +574,7 @@ mod tests {
     }
 
     fn running(desired: &DesiredConfig) -> LiveState {
-        let servers = desired
-            .config
-            .sections
-            .iter()
-            .filter_map(|s| Some((s.backend_name()?, s)))
-            .flat_map(|(backend, s)| {
-                s.servers.iter().map(move |srv| LiveServer {
-                    backend: backend.to_string(),
-                    server: srv.name.clone(),
-                    address: srv.address.clone(),
-                    state: ServerState::desired(srv),
-                })
-            })
-            .collect();
-        LiveState {
-            marker: Some(desired.marker.clone()),
-            config: Some(desired.config.clone()),
-            servers,
-            certificates: None,
-            maps: desired
-                .config
-                .maps
-                .iter()
-                .map(|m| (m.path.clone(), m.entries.clone()))
-                .collect(),
-        }
+        LiveState::running(desired)
     }
 
     const ONE: &str = "version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [/a]\n    servers: [127.0.0.1:9001]\n";

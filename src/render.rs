@@ -133,6 +133,19 @@ impl HaproxyConfig {
         self.to_string() + &maps::listing(&self.maps)
     }
 
+    /// `count` spare backends after the others: a new service with default
+    /// settings takes one at run time (see `plan`), and gets its own name at
+    /// the next reload.
+    fn with_spare_backends(mut self, file: &RoutesFile, count: usize) -> Self {
+        for k in 1..=count {
+            let name = names::spare_backend(k);
+            let mut section = backend(file, &Route::new(&name, 1), Some(&Vec::new()));
+            section.header = format!("backend {name}");
+            self.sections.push(section);
+        }
+        self
+    }
+
     /// The section with this header (`backend go-demo-be8080`).
     pub fn section(&self, header: &str) -> Option<&Section> {
         self.sections.iter().find(|s| s.header == header)
@@ -179,6 +192,7 @@ pub fn render_desired(desired: &DesiredState) -> HaproxyConfig {
         desired.crt_list.as_deref(),
         &desired.maps_dir,
     )
+    .with_spare_backends(&desired.routes, desired.spare_backends)
 }
 
 fn render_with(

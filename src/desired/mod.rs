@@ -31,7 +31,13 @@ pub struct DesiredState {
     pub crt_list: Option<PathBuf>,
     /// Where the http frontend's map files are written.
     pub maps_dir: PathBuf,
+    /// How many spare backends to declare: Swarm's new services take them
+    /// at run time (their servers are task addresses HAProxy can set).
+    pub spare_backends: usize,
 }
+
+/// Spare backends declared when Swarm serves the routes.
+pub const SPARE_BACKENDS: usize = 8;
 
 impl DesiredState {
     /// `routes` with no Swarm to look at.
@@ -43,6 +49,7 @@ impl DesiredState {
             file_users: FileUsers::new(),
             crt_list: None,
             maps_dir: PathBuf::from(crate::render::DEFAULT_MAPS_DIR),
+            spare_backends: 0,
         }
     }
 
@@ -51,12 +58,10 @@ impl DesiredState {
     pub fn with_tasks(routes: RoutesFile, swarm: &SwarmState, networks: &[String]) -> Self {
         let (servers, warnings) = servers::resolve(&routes, swarm, networks);
         Self {
-            routes,
             servers,
             warnings,
-            file_users: FileUsers::new(),
-            crt_list: None,
-            maps_dir: PathBuf::from(crate::render::DEFAULT_MAPS_DIR),
+            spare_backends: SPARE_BACKENDS,
+            ..Self::new(routes)
         }
     }
 

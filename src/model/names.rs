@@ -54,6 +54,15 @@ pub fn https_backend(route: &Route) -> Option<String> {
         .map(|port| format!("https-{}-be{port}", route.key()))
 }
 
+/// `spare-3`: a spare backend, which a new service takes until the next
+/// reload. No route's backend is named so (theirs end in `-be<port>`).
+pub fn spare_backend(k: usize) -> String {
+    format!("{SPARE_PREFIX}{k}")
+}
+
+/// What every spare backend's name starts with.
+pub const SPARE_PREFIX: &str = "spare-";
+
 /// `sni_8443`: the frontend every `sni` route on that listen port shares.
 pub fn sni_frontend(listen_port: u16) -> String {
     format!("sni_{listen_port}")

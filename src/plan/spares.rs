@@ -1,0 +1,280 @@
+//! New backends without a reload: a config that differs from the one the
+//! running worker loaded only by new backends (and backends no longer used)
+//! can be served at run time when each new backend looks exactly like one of
+//! the spare backends the loaded config declares (default settings, task
+//! servers that fit its slots). The new backend borrows that spare's name:
+//! its servers go into the spare's slots and its map entries point to the
+//! spare, until the next reload gives it its own name.
+
+use std::collections::BTreeSet;
+
+use super::{Change, LiveState, runtime_address};
+use crate::model::names::SPARE_PREFIX;
+use crate::render::{HaproxyConfig, Section};
+
+/// `desired` as the running worker can serve it, with each of `added`
+/// served by a spare backend, and the spares newly lent; `None` when one of
+/// them has no spare that fits.
+pub(super) fn lend(
+    desired: &HaproxyConfig,
+    added: &[&str],
+    live: &LiveState,
+) -> Option<(HaproxyConfig, Vec<Change>)> {
+    let mut config = desired.clone();
+    let mut notes = Vec::new();
+    if added.is_empty() {
+        return Some((config, notes));
+    }
+    let spares: Vec<String> = desired
+        .sections
+        .iter()
+        .filter_map(Section::backend_name)
+        .filter(|b| b.starts_with(SPARE_PREFIX))
+        .map(str::to_string)
+        .collect();
+    // Spares some map entry of the running HAProxy still points to.
+    let mut taken: BTreeSet<&str> = live
+        .maps
+        .values()
+        .flat_map(|m| m.values())
+        .map(String::as_str)
+        .filter(|v| v.starts_with(SPARE_PREFIX))
+        .collect();
+    let mut lent: Vec<(&str, String)> = Vec::new();
+    for &backend in added {
+        let section = desired.section(&format!("backend {backend}"))?;
+        // The spare it already has: where HAProxy routes its keys now.
+        let current = desired
+            .maps
+            .iter()
+            .flat_map(|m| {
+                m.entries
+                    .iter()
+                    .filter(|(_, b)| b.as_str() == backend)
+                    .filter_map(|(key, _)| live.maps.get(&m.path)?.get(key))
+            })
+            .find(|v| spares.contains(v) && !lent.iter().any(|(_, s)| s == *v))
+            .cloned();
+        let spare = match current {
+            Some(spare) => spare,
+            None => {
+                let free = spares
+                    .iter()
+                    .find(|s| !taken.contains(s.as_str()) && !lent.iter().any(|(_, l)| l == *s))?
+                    .clone();
+                notes.push(Change::LendSpareBackend {
+                    backend: backend.to_string(),
+                    spare: free.clone(),
+                });
+                free
+            }
+        };
+        let slot = config
+            .sections
+            .iter_mut()
+            .find(|s| s.backend_name() == Some(spare.as_str()))?;
+        if !fits(section, slot) {
+            return None;
+        }
+        for (slot, server) in slot.servers.iter_mut().zip(&section.servers) {
+            slot.address = server.address.clone();
+            slot.options = server.options.clone();
+            slot.drain = server.drain;
+        }
+        lent.push((backend, spare));
+    }
+    config
+        .sections
+        .retain(|s| !s.backend_name().is_some_and(|b| added.contains(&b)));
+    for map in &mut config.maps {
+        for value in map.entries.values_mut() {
+            if let Some((_, spare)) = lent.iter().find(|(b, _)| b == value) {
+                *value = spare.clone();
+            }
+        }
+    }
+    Some((config, notes))
+}
+
+/// Whether `spare` can serve as `backend`: the same settings, room for its
+/// servers, and servers HAProxy can be given at run time (IP addresses,
+/// the same options).
+fn fits(backend: &Section, spare: &Section) -> bool {
+    let options = |s: &crate::render::Server| -> Vec<String> {
+        s.options
+            .iter()
+            .filter(|o| *o != "disabled")
+            .cloned()
+            .collect()
+    };
+    let Some(slot) = spare.servers.first() else {
+        return false;
+    };
+    backend.lines == spare.lines
+        && backend.servers.len() <= spare.servers.len()
+        && backend
+            .servers
+            .iter()
+            .all(|s| runtime_address(&s.address).is_some() && options(s) == options(slot))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{LiveState, Method, ServerState, plan};
+    use super::*;
+    use crate::desired::DesiredState;
+    use crate::model::validate::load;
+    use crate::plan::DesiredConfig;
+    use crate::render::render_desired;
+    use crate::sources::swarm_snapshot::SwarmState;
+    use crate::sources::swarm_snapshot::fixtures::{service, task};
+
+    /// The config for `yaml`, each service running one task at 10.0.0.<n>.
+    fn desired(yaml: &str, services: &[(&str, u8)]) -> DesiredConfig {
+        let mut swarm = SwarmState::default();
+        for (name, n) in services {
+            let ip = format!("10.0.0.{n}");
+            let tasks = vec![task(name, 1, "running", "running", &[("net-a", &ip)])];
+            swarm
+                .services
+                .insert(name.to_string(), service(name, &[], tasks));
+        }
+        let routes = load("routes.yaml", yaml).unwrap();
+        let state = DesiredState::with_tasks(routes, &swarm, &[]);
+        DesiredConfig::new(render_desired(&state), Path::new("/run/admin.sock"))
+    }
+
+    /// What HAProxy runs after loading `d`.
+    fn loaded(d: &DesiredConfig) -> LiveState {
+        LiveState::running(d)
+    }
+
+    const WEB: &str = "version: 1\nroutes:\n  - service: web\n    port: 80\n    paths: [/web]\n";
+
+    fn with_api(extra: &str) -> String {
+        format!("{WEB}  - service: api\n    port: 80\n    paths: [/api]\n{extra}")
+    }
+
+    #[test]
+    fn a_new_service_borrows_a_spare_backend_until_the_next_reload() {
+        let before = desired(WEB, &[("web", 2)]);
+        let after = desired(&with_api(""), &[("web", 2), ("api", 3)]);
+        let live = loaded(&before);
+        let p = plan(&after, &live);
+        assert_eq!(p.method, Method::Runtime, "{p:?}");
+        assert_eq!(
+            p.changes[0],
+            Change::LendSpareBackend {
+                backend: "api-be80".into(),
+                spare: "spare-1".into()
+            }
+        );
+        assert!(p.changes.contains(&Change::SetServerAddress {
+            backend: "spare-1".into(),
+            server: "spare-1-1".into(),
+            address: "10.0.0.3:80".into()
+        }));
+        assert!(p.changes.contains(&Change::SetServerState {
+            backend: "spare-1".into(),
+            server: "spare-1-1".into(),
+            state: ServerState::Ready
+        }));
+        assert!(p.changes.contains(&Change::AddMapEntry {
+            map: "/etc/haproxy/maps/prefix.map".into(),
+            key: "/api".into(),
+            backend: "spare-1".into()
+        }));
+
+        // Applied: the same spare, and nothing more to do.
+        let mut applied = live.clone();
+        for change in &p.changes {
+            match change {
+                Change::AddMapEntry { map, key, backend } => {
+                    applied
+                        .maps
+                        .entry(map.clone())
+                        .or_default()
+                        .insert(key.clone(), backend.clone());
+                }
+                Change::SetServerAddress {
+                    backend,
+                    server,
+                    address,
+                } => {
+                    let s = applied
+                        .servers
+                        .iter_mut()
+                        .find(|s| &s.backend == backend && &s.server == server)
+                        .unwrap();
+                    s.address = address.clone();
+                }
+                Change::SetServerState {
+                    backend,
+                    server,
+                    state,
+                } => {
+                    let s = applied
+                        .servers
+                        .iter_mut()
+                        .find(|s| &s.backend == backend && &s.server == server)
+                        .unwrap();
+                    s.state = *state;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(plan(&after, &applied).method, Method::Nothing);
+
+        // A second new service takes the next spare; the first keeps its own.
+        let third = desired(
+            &with_api("  - service: shop\n    port: 80\n    paths: [/shop]\n"),
+            &[("web", 2), ("api", 3), ("shop", 4)],
+        );
+        let p = plan(&third, &applied);
+        assert_eq!(p.method, Method::Runtime, "{p:?}");
+        assert_eq!(
+            p.changes[0],
+            Change::LendSpareBackend {
+                backend: "shop-be80".into(),
+                spare: "spare-2".into()
+            }
+        );
+        assert!(!p.changes.iter().any(
+            |c| matches!(c, Change::LendSpareBackend { backend, .. } if backend == "api-be80")
+        ));
+    }
+
+    #[test]
+    fn a_new_service_with_its_own_settings_needs_a_reload() {
+        let before = desired(WEB, &[("web", 2)]);
+        let after = desired(
+            &with_api("    timeouts:\n      server: 2m\n"),
+            &[("web", 2), ("api", 3)],
+        );
+        let p = plan(&after, &loaded(&before));
+        assert_eq!(p.method, Method::Reload);
+        assert!(p.changes.contains(&Change::AddSection {
+            section: "backend api-be80".into()
+        }));
+    }
+
+    #[test]
+    fn without_swarm_there_are_no_spares_and_a_new_service_reloads() {
+        let routes = |y: &str| {
+            let state = DesiredState::new(load("routes.yaml", y).unwrap());
+            DesiredConfig::new(render_desired(&state), Path::new("/run/admin.sock"))
+        };
+        let before = routes(WEB);
+        assert!(
+            !before
+                .config
+                .sections
+                .iter()
+                .any(|s| s.header.starts_with("backend spare-"))
+        );
+        let p = plan(&routes(&with_api("")), &loaded(&before));
+        assert_eq!(p.method, Method::Reload);
+    }
+}

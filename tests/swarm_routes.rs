@@ -170,3 +170,51 @@ fn a_rolling_update_drops_no_request() {
     assert!(ok > 0);
     assert_eq!(failed, 0, "requests failed during the rolling update");
 }
+
+#[test]
+fn a_new_service_and_a_removed_one_change_no_reload() {
+    let stand = SwarmProxy::new();
+    let web = stand.service("web", 1, &[]);
+    let api = stand.service("api", 2, &[]);
+    stand.push_routes(&[(&web.name, "/web")]);
+    let capstan = stand.capstan(&[]);
+    wait_until("web answering", Duration::from_secs(60), || {
+        stand.answering("/web", 1).len() == 1
+    });
+    let reloads = capstan.haproxy_reloads();
+    let webhook = || {
+        support::http_post(
+            capstan.api_port,
+            "/v1/webhook/git",
+            r#"{"ref":"refs/heads/main"}"#,
+        )
+    };
+
+    // A new service: served by both its tasks through a spare backend.
+    let commit = stand.push_routes(&[(&web.name, "/web"), (&api.name, "/api")]);
+    webhook();
+    support::wait_applied(&capstan, &commit);
+    wait_until("2 api tasks answering", Duration::from_secs(60), || {
+        stand.answering("/api", 6).len() == 2
+    });
+    let last = &capstan.status()["history"][0];
+    assert_eq!(last["method"], "runtime", "{last:#}");
+    assert_eq!(last["changes"][0]["kind"], "lend_spare_backend", "{last:#}");
+    // Scaled: more servers in the spare's slots, still no reload.
+    api.scale(3);
+    wait_until("3 api tasks answering", Duration::from_secs(60), || {
+        stand.answering("/api", 9).len() == 3
+    });
+
+    // Removed: gone, web untouched.
+    let commit = stand.push_routes(&[(&web.name, "/web")]);
+    webhook();
+    support::wait_applied(&capstan, &commit);
+    assert!(stand.answering("/api", 3).is_empty(), "the api is gone");
+    assert_eq!(stand.answering("/web", 2).len(), 1, "web still serves");
+    assert_eq!(
+        capstan.haproxy_reloads(),
+        reloads,
+        "a new service, a scale and a removal must not reload"
+    );
+}

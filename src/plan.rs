@@ -259,6 +259,11 @@ pub enum Change {
         backend: String,
         spare: String,
     },
+    /// Why a new backend needs the reload: no spare backend can serve it.
+    NoSpareBackend {
+        backend: String,
+        reason: String,
+    },
 }
 
 impl Change {
@@ -313,11 +318,13 @@ pub fn plan(desired: &DesiredConfig, live: &LiveState) -> Plan {
         .config
         .as_ref()
         .is_some_and(|c| live.marker.is_some() && marker_of(c) == live.marker.as_deref());
-    if loaded_known
-        && !changes.is_empty()
-        && let Some(plan) = backends_only_plan(desired, live, &changes)
-    {
-        return plan;
+    if loaded_known && !changes.is_empty() {
+        match backends_only_plan(desired, live, &changes) {
+            Some(Ok(plan)) => return plan,
+            // Says why the new backend needs the reload.
+            Some(Err(reason)) => changes.push(reason),
+            None => {}
+        }
     }
     if changes.is_empty() {
         changes.push(Change::ReloadRunningConfig);
@@ -328,13 +335,13 @@ pub fn plan(desired: &DesiredConfig, live: &LiveState) -> Plan {
     }
 }
 
-/// The run-time plan for section `changes` that only add and remove
-/// backends, if spares can serve the added ones.
+/// For section `changes` that only add and remove backends: the run-time
+/// plan, or why a spare cannot serve an added one.
 fn backends_only_plan(
     desired: &DesiredConfig,
     live: &LiveState,
     changes: &[Change],
-) -> Option<Plan> {
+) -> Option<Result<Plan, Change>> {
     let (mut added, mut unused) = (Vec::new(), Vec::new());
     for change in changes {
         match change {
@@ -343,9 +350,12 @@ fn backends_only_plan(
             _ => return None,
         }
     }
-    let (config, lent) = spares::lend(&desired.config, &added, live)?;
+    let (config, lent) = match spares::lend(&desired.config, &added, live) {
+        Ok(lent) => lent,
+        Err(reason) => return Some(Err(reason)),
+    };
     let plan = runtime_plan(&config, desired, live, &unused, lent);
-    (plan.method != Method::Reload).then_some(plan)
+    (plan.method != Method::Reload).then_some(Ok(plan))
 }
 
 /// The run-time changes that make live serve `config` (`desired` as the

@@ -13,18 +13,22 @@ use crate::model::names::SPARE_PREFIX;
 use crate::render::{HaproxyConfig, Section};
 
 /// `desired` as the running worker can serve it, with each of `added`
-/// served by a spare backend, and the spares newly lent; `None` when one of
-/// them has no spare that fits.
+/// served by a spare backend, and the spares newly lent; or why one of them
+/// cannot be.
 pub(super) fn lend(
     desired: &HaproxyConfig,
     added: &[&str],
     live: &LiveState,
-) -> Option<(HaproxyConfig, Vec<Change>)> {
+) -> Result<(HaproxyConfig, Vec<Change>), Change> {
     let mut config = desired.clone();
     let mut notes = Vec::new();
     if added.is_empty() {
-        return Some((config, notes));
+        return Ok((config, notes));
     }
+    let no_spare = |backend: &str, reason: String| Change::NoSpareBackend {
+        backend: backend.to_string(),
+        reason,
+    };
     let spares: Vec<String> = desired
         .sections
         .iter()
@@ -33,7 +37,7 @@ pub(super) fn lend(
         .map(str::to_string)
         .collect();
     // Spares some map entry of the running HAProxy still points to.
-    let mut taken: BTreeSet<&str> = live
+    let taken: BTreeSet<&str> = live
         .maps
         .values()
         .flat_map(|m| m.values())
@@ -42,7 +46,9 @@ pub(super) fn lend(
         .collect();
     let mut lent: Vec<(&str, String)> = Vec::new();
     for &backend in added {
-        let section = desired.section(&format!("backend {backend}"))?;
+        let Some(section) = desired.section(&format!("backend {backend}")) else {
+            return Err(no_spare(backend, "it is not in the config".into()));
+        };
         // The spare it already has: where HAProxy routes its keys now.
         let current = desired
             .maps
@@ -60,8 +66,15 @@ pub(super) fn lend(
             None => {
                 let free = spares
                     .iter()
-                    .find(|s| !taken.contains(s.as_str()) && !lent.iter().any(|(_, l)| l == *s))?
-                    .clone();
+                    .find(|s| !taken.contains(s.as_str()) && !lent.iter().any(|(_, l)| l == *s));
+                let Some(free) = free.cloned() else {
+                    let reason = if spares.is_empty() {
+                        "no spare backends are declared (only when Swarm serves the routes)"
+                    } else {
+                        "every spare backend is lent (the reload frees them)"
+                    };
+                    return Err(no_spare(backend, reason.into()));
+                };
                 notes.push(Change::LendSpareBackend {
                     backend: backend.to_string(),
                     spare: free.clone(),
@@ -69,12 +82,15 @@ pub(super) fn lend(
                 free
             }
         };
-        let slot = config
+        let Some(slot) = config
             .sections
             .iter_mut()
-            .find(|s| s.backend_name() == Some(spare.as_str()))?;
-        if !fits(section, slot) {
-            return None;
+            .find(|s| s.backend_name() == Some(spare.as_str()))
+        else {
+            return Err(no_spare(backend, format!("{spare} is not in the config")));
+        };
+        if let Some(reason) = misfit(section, slot) {
+            return Err(no_spare(backend, reason));
         }
         for (slot, server) in slot.servers.iter_mut().zip(&section.servers) {
             slot.address = server.address.clone();
@@ -93,13 +109,13 @@ pub(super) fn lend(
             }
         }
     }
-    Some((config, notes))
+    Ok((config, notes))
 }
 
-/// Whether `spare` can serve as `backend`: the same settings, room for its
-/// servers, and servers HAProxy can be given at run time (IP addresses,
-/// the same options).
-fn fits(backend: &Section, spare: &Section) -> bool {
+/// Why `spare` cannot serve as `backend`, if it cannot: it must have the
+/// same settings, room for its servers, and servers HAProxy can be given at
+/// run time (IP addresses, the same options).
+fn misfit(backend: &Section, spare: &Section) -> Option<String> {
     let options = |s: &crate::render::Server| -> Vec<String> {
         s.options
             .iter()
@@ -107,15 +123,32 @@ fn fits(backend: &Section, spare: &Section) -> bool {
             .cloned()
             .collect()
     };
-    let Some(slot) = spare.servers.first() else {
-        return false;
-    };
-    backend.lines == spare.lines
-        && backend.servers.len() <= spare.servers.len()
-        && backend
-            .servers
-            .iter()
-            .all(|s| runtime_address(&s.address).is_some() && options(s) == options(slot))
+    let slot = spare.servers.first()?;
+    if let Some(line) = backend.lines.iter().find(|l| !spare.lines.contains(l)) {
+        return Some(format!("settings beyond the defaults: {line}"));
+    }
+    if let Some(line) = spare.lines.iter().find(|l| !backend.lines.contains(l)) {
+        return Some(format!("settings other than the defaults: no {line}"));
+    }
+    if backend.servers.len() > spare.servers.len() {
+        return Some(format!(
+            "{} servers, more than a spare's {} slots",
+            backend.servers.len(),
+            spare.servers.len()
+        ));
+    }
+    backend.servers.iter().find_map(|s| {
+        if runtime_address(&s.address).is_none() {
+            Some(format!(
+                "server {} is a name, not a task address",
+                s.address
+            ))
+        } else if options(s) != options(slot) {
+            Some(format!("server options {}", options(s).join(" ")))
+        } else {
+            None
+        }
+    })
 }
 
 #[cfg(test)]
@@ -258,6 +291,13 @@ mod tests {
         assert!(p.changes.contains(&Change::AddSection {
             section: "backend api-be80".into()
         }));
+        assert!(
+            p.changes.contains(&Change::NoSpareBackend {
+                backend: "api-be80".into(),
+                reason: "settings beyond the defaults: timeout server 2m".into()
+            }),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -276,5 +316,7 @@ mod tests {
         );
         let p = plan(&routes(&with_api("")), &loaded(&before));
         assert_eq!(p.method, Method::Reload);
+        assert!(p.changes.iter().any(|c| matches!(c,
+            Change::NoSpareBackend { reason, .. } if reason.starts_with("no spare backends are declared"))));
     }
 }

@@ -607,6 +607,7 @@ impl Haproxy {
             // The worker loaded the config file: no copy to keep.
             Ok(()) => {
                 let _ = std::fs::remove_file(self.loaded_file());
+                self.remove_stale_maps(&desired.config);
             }
             Err(_) => match &previous {
                 Some(previous) => write(&self.config_file, previous)?,
@@ -668,7 +669,24 @@ impl Haproxy {
             .await
             .map_err(ApplyError::Start)?;
         self.supervisor = Some(supervisor);
+        // It loaded the config file: no copy of an older one to keep.
+        let _ = std::fs::remove_file(self.loaded_file());
         Ok(())
+    }
+
+    /// Removes the map files of `config`'s directory that it does not name
+    /// (older configs' maps), once HAProxy runs it.
+    fn remove_stale_maps(&self, config: &HaproxyConfig) {
+        let Ok(entries) = std::fs::read_dir(self.maps_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let named = config.maps.iter().any(|m| Path::new(&m.path) == path);
+            if !named && path.extension().is_some_and(|e| e == "map") {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
 }
 

@@ -531,7 +531,17 @@ impl Reconciler {
         self.handle.drop_stale(&overrides, &overlay.stale).await;
         let drift = overlay.drift.clone();
         self.handle.update_status(|status| status.overrides = drift);
-        if let Err(diagnostics) = check_overlay(&overlay) {
+        // git's file alone passed these checks when it was validated.
+        let only_git = self
+            .validated
+            .as_ref()
+            .is_some_and(|v| v.routes == overlay.routes);
+        let checked = if only_git {
+            Ok(())
+        } else {
+            check_overlay(&overlay)
+        };
+        if let Err(diagnostics) = checked {
             let message = format!(
                 "{} at {} conflicts with the overrides ({} problem(s)); still serving {}; remove the override or fix git",
                 git.file_name,

@@ -2,6 +2,7 @@
 //! `model`, then the semantic checks a schema cannot express. Both report
 //! every problem at once, each with file, line, column and field.
 
+mod incremental;
 mod route_rules;
 
 mod tls;
@@ -18,6 +19,8 @@ use crate::model::{
     Route, RoutesFile,
 };
 use crate::model::{duration, grammar, names};
+
+pub use incremental::{LoadCache, load_again};
 
 /// The JSON schema of `routes.yaml`, as committed in `schema/routes.schema.json`.
 pub fn schema() -> serde_json::Value {

@@ -35,7 +35,7 @@ use crate::haproxy::process::MasterExit;
 use crate::metrics::ResultLabel;
 use crate::model::RoutesFile;
 use crate::model::diagnostics::{Diagnostic, Diagnostics};
-use crate::model::validate;
+use crate::model::validate::{self, LoadCache};
 use crate::plan::{Change, DesiredConfig, LiveState, Method, Plan};
 use crate::sources::overrides::{OverrideSet, OverrideStore};
 use crate::sources::swarm::{Swarm, SwarmError};
@@ -84,17 +84,11 @@ pub struct Reconciler {
     userlist_files: UserlistFiles,
     /// What HAProxy said of each directory certificate, by content.
     verdicts: Verdicts,
-    /// The last routes file that validated, by its text: a reconcile with
-    /// the same file (a Swarm change, an override, a poll that found no
-    /// new commit) does not parse and check thousands of routes again.
-    validated: Option<Validated>,
-}
-
-/// A routes file's name and text, and the table they validated to.
-struct Validated {
-    file_name: String,
-    text: String,
-    routes: RoutesFile,
+    /// What the last routes file loaded to, by text: a reconcile with the
+    /// same file (a Swarm change, an override, a poll that found no new
+    /// commit) does not parse and check thousands of routes again, nor a
+    /// commit that changed a few of them.
+    loaded: LoadCache,
 }
 
 impl Reconciler {
@@ -153,7 +147,7 @@ impl Reconciler {
             )),
             userlist_files,
             verdicts: Verdicts::default(),
-            validated: None,
+            loaded: LoadCache::default(),
         }
     }
 
@@ -424,22 +418,8 @@ impl Reconciler {
     /// each service's tasks.
     async fn git_desired(&mut self, fetched: Fetched) -> Result<GitDesired, ReconcileError> {
         let revision = fetched.revision;
-        let cached = self
-            .validated
-            .as_ref()
-            .filter(|v| v.file_name == fetched.file_name && v.text == fetched.text)
-            .map(|v| v.routes.clone());
-        let loaded = match cached {
-            Some(routes) => Ok(routes),
-            None => validate::load(&fetched.file_name, &fetched.text).inspect(|routes| {
-                self.validated = Some(Validated {
-                    file_name: fetched.file_name.clone(),
-                    text: fetched.text.clone(),
-                    routes: routes.clone(),
-                })
-            }),
-        };
-        let routes = match loaded {
+        let routes = match validate::load_again(&fetched.file_name, &fetched.text, &mut self.loaded)
+        {
             Ok(routes) => routes,
             Err(diagnostics) => {
                 tracing::warn!(revision = %revision.label, "invalid routes, not applied:\n{diagnostics}");
@@ -532,10 +512,7 @@ impl Reconciler {
         let drift = overlay.drift.clone();
         self.handle.update_status(|status| status.overrides = drift);
         // git's file alone passed these checks when it was validated.
-        let only_git = self
-            .validated
-            .as_ref()
-            .is_some_and(|v| v.routes == overlay.routes);
+        let only_git = self.loaded.last() == Some(&overlay.routes);
         let checked = if only_git {
             Ok(())
         } else {

@@ -450,6 +450,8 @@ fn http_frontend(
         paths.sort_by_key(|p| precedence(route, Some(p)));
         paths.dedup();
         let indexed = paths.len() > 1;
+        // Whether a rule of this route matches by ACL (and so needs its domain ACL).
+        let mut by_acl = false;
         for (i, path) in paths.iter().enumerate() {
             let rule = Rule {
                 route,
@@ -457,10 +459,12 @@ fn http_frontend(
                 path_acl: Some(names::path_acl(route, indexed.then_some(i))),
                 precedence: precedence(route, Some(path)),
             };
-            // A path routed through a map needs no ACL.
+            // A path routed through a map needs no ACL: a change to it (or to
+            // the route's domains) is then a map entry, not a config change.
             if !maps::routes_by_map(&rule)
                 && let Some(acl) = &rule.path_acl
             {
+                by_acl = true;
                 frontend.line(format!(
                     "acl {acl} {}",
                     path_match_words(route.path_match, path)
@@ -470,6 +474,7 @@ fn http_frontend(
         }
         // A route with neither (a `default_backend` alone) has no rule of its own.
         if paths.is_empty() && !route.domains.is_empty() {
+            by_acl = true;
             rules.push(Rule {
                 route,
                 path: None,
@@ -477,7 +482,9 @@ fn http_frontend(
                 precedence: precedence(route, None),
             });
         }
-        conditions::domain_acls(&mut frontend, route);
+        if by_acl {
+            conditions::domain_acls(&mut frontend, route);
+        }
         conditions::condition_acls(&mut frontend, route);
         route_rules::frontend_lines(&mut frontend, route);
     }

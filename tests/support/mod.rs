@@ -267,10 +267,15 @@ pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
 
 /// Waits until a request for `path` through HAProxy is answered by `backend`.
 pub fn wait_for_backend(port: u16, path: &str, backend: &str) {
+    wait_for_backend_at(port, "localhost", path, backend);
+}
+
+/// [`wait_for_backend`] for a request to `host`.
+pub fn wait_for_backend_at(port: u16, host: &str, path: &str, backend: &str) {
     let mut last = None;
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        last = http_get(port, path, "localhost");
+        last = http_get(port, path, host);
         if let Some((200, body)) = &last
             && body.starts_with(&format!("{backend} "))
         {
@@ -278,7 +283,7 @@ pub fn wait_for_backend(port: u16, path: &str, backend: &str) {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    panic!("{path} on port {port} never reached {backend}; last answer: {last:?}");
+    panic!("{host}{path} on port {port} never reached {backend}; last answer: {last:?}");
 }
 
 /// Runs git in `dir`, isolated from the user's and the system's git config;
@@ -356,6 +361,14 @@ impl GitRemote {
 pub fn routes_yaml(http_port: u16, routes: &str) -> String {
     format!(
         "version: 1\ndefaults:\n  bind_address: 127.0.0.1\n  http_port: {http_port}\nroutes:\n{routes}"
+    )
+}
+
+/// `routes` (from [`routes_yaml`]) with HAProxy resolving server names through `dns`.
+pub fn with_resolvers(routes: &str, dns: &Dns) -> String {
+    routes.replace(
+        "defaults:\n",
+        &format!("defaults:\n  resolvers: [\"127.0.0.1:{}\"]\n", dns.port),
     )
 }
 
@@ -583,6 +596,26 @@ impl Capstan {
 
     /// HAProxy's own reload counter, from its master CLI.
     pub fn haproxy_reloads(&self) -> u32 {
+        let text = self.show_proc();
+        // The master's line: `<pid> master <reloads> [failed: N] <uptime> <version>`.
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some("master"))
+            .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
+            .unwrap_or_else(|| panic!("no master line in show proc: {text}"))
+    }
+
+    /// The pid of HAProxy's current worker (listed before the old ones),
+    /// from its master CLI: a reload or a restart changes it.
+    pub fn haproxy_worker_pid(&self) -> u32 {
+        let text = self.show_proc();
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some("worker"))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no worker in show proc: {text}"))
+    }
+
+    /// `show proc` on HAProxy's master CLI.
+    fn show_proc(&self) -> String {
         let output = Command::new("socat")
             .args(["-t", "1", "stdio"])
             .arg(format!(
@@ -597,12 +630,20 @@ impl Capstan {
                 child.wait_with_output()
             })
             .expect("socat runs");
-        let text = String::from_utf8_lossy(&output.stdout);
-        // The master's line: `<pid> master <reloads> [failed: N] <uptime> <version>`.
-        text.lines()
-            .find(|l| l.split_whitespace().nth(1) == Some("master"))
-            .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
-            .unwrap_or_else(|| panic!("no master line in show proc: {text}"))
+        String::from_utf8_lossy(&output.stdout).to_string()
+    }
+
+    /// Stops HAProxy (its master, which stops its workers; capstan stopped
+    /// first, or it would start HAProxy again) and waits until both are gone.
+    pub fn stop_haproxy(&self) {
+        let (master, worker) = (
+            self.haproxy_pid().expect("HAProxy's pid file"),
+            self.haproxy_worker_pid(),
+        );
+        let _ = Command::new("kill").arg(master.to_string()).status();
+        wait_until("HAProxy gone", Duration::from_secs(20), || {
+            [master, worker].into_iter().all(process_gone)
+        });
     }
 
     pub fn log(&self) -> String {
@@ -616,6 +657,15 @@ impl Capstan {
             .parse()
             .ok()
     }
+}
+
+/// Whether `pid` has exited (a zombie nobody reaped yet counts as exited).
+fn process_gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        // `pid (comm) state ...`: the state follows the last `)`.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
 }
 
 impl Drop for Capstan {

@@ -96,7 +96,7 @@ fn skeleton(config: &HaproxyConfig) -> HaproxyConfig {
     config
 }
 
-fn is_marker_line(line: &str) -> bool {
+pub(crate) fn is_marker_line(line: &str) -> bool {
     line.starts_with("description ")
 }
 
@@ -155,6 +155,54 @@ pub struct LiveState {
     /// The entries of the map files HAProxy routes through, by file, as it
     /// holds them now (`show map`); a map it does not report is empty.
     pub maps: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl LiveState {
+    /// What HAProxy holds once it runs `desired`: its marker and config,
+    /// every server at its address and in its desired state, the maps'
+    /// entries and the certificates. `capstan diff` plans the head against
+    /// the base taken as running.
+    pub fn running(desired: &DesiredConfig) -> Self {
+        let servers = desired
+            .config
+            .sections
+            .iter()
+            .filter_map(|s| Some((s.backend_name()?, s)))
+            .flat_map(|(backend, s)| {
+                s.servers.iter().map(move |srv| LiveServer {
+                    backend: backend.to_string(),
+                    server: srv.name.clone(),
+                    address: srv.address.clone(),
+                    state: ServerState::desired(srv),
+                })
+            })
+            .collect();
+        let certificates = desired.crt_list.as_ref().map(|_| {
+            desired
+                .certificates
+                .iter()
+                .map(|c| {
+                    let served = ServedCertificate {
+                        fingerprint: c.pem.fingerprint().to_string(),
+                        ..ServedCertificate::default()
+                    };
+                    (c.path.clone(), served)
+                })
+                .collect()
+        });
+        Self {
+            marker: Some(desired.marker.clone()),
+            config: Some(desired.config.clone()),
+            servers,
+            certificates,
+            maps: desired
+                .config
+                .maps
+                .iter()
+                .map(|m| (m.path.clone(), m.entries.clone()))
+                .collect(),
+        }
+    }
 }
 
 /// One change the plan makes.
@@ -459,41 +507,12 @@ mod tests {
         )
     }
 
-    fn running(desired: &DesiredConfig) -> LiveState {
-        let servers = desired
-            .config
-            .sections
-            .iter()
-            .filter_map(|s| Some((s.backend_name()?, s)))
-            .flat_map(|(backend, s)| {
-                s.servers.iter().map(move |srv| LiveServer {
-                    backend: backend.to_string(),
-                    server: srv.name.clone(),
-                    address: srv.address.clone(),
-                    state: ServerState::desired(srv),
-                })
-            })
-            .collect();
-        LiveState {
-            marker: Some(desired.marker.clone()),
-            config: Some(desired.config.clone()),
-            servers,
-            certificates: None,
-            maps: desired
-                .config
-                .maps
-                .iter()
-                .map(|m| (m.path.clone(), m.entries.clone()))
-                .collect(),
-        }
-    }
-
     const ONE: &str = "version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [/a]\n    servers: [127.0.0.1:9001]\n";
 
     #[test]
     fn nothing_to_do_when_live_matches() {
         let d = desired(ONE);
-        assert_eq!(plan(&d, &running(&d)).method, Method::Nothing);
+        assert_eq!(plan(&d, &LiveState::running(&d)).method, Method::Nothing);
     }
 
     #[test]
@@ -501,7 +520,7 @@ mod tests {
         let before = desired(ONE);
         let after = desired(&ONE.replace("9001", "9002"));
         assert_eq!(before.marker, after.marker);
-        let p = plan(&after, &running(&before));
+        let p = plan(&after, &LiveState::running(&before));
         assert_eq!(p.method, Method::Runtime);
         assert_eq!(
             p.changes,
@@ -519,7 +538,7 @@ mod tests {
         let after = desired(&format!(
             "{ONE}  - service: b\n    port: 80\n    paths: [/b]\n"
         ));
-        let p = plan(&after, &running(&before));
+        let p = plan(&after, &LiveState::running(&before));
         assert_eq!(p.method, Method::Reload);
         assert!(p.changes.contains(&Change::AddSection {
             section: "backend b-be80".into()
@@ -550,7 +569,10 @@ mod tests {
             "version: 1\nroutes:\n  - service: a\n    port: 81\n    name: a\n    paths: [/a]\n",
         );
         assert_ne!(before.marker, after.marker);
-        assert_eq!(plan(&after, &running(&before)).method, Method::Reload);
+        assert_eq!(
+            plan(&after, &LiveState::running(&before)).method,
+            Method::Reload
+        );
     }
 
     #[test]
@@ -590,7 +612,9 @@ mod tests {
             };
             (c.path.clone(), info)
         };
-        let mut live = running(&d);
+        // Taken as running, the desired certificates are served already.
+        assert_eq!(plan(&d, &LiveState::running(&d)).method, Method::Nothing);
+        let mut live = LiveState::running(&d);
         live.certificates = Some(BTreeMap::from([
             served(&d.certificates[0], d.certificates[0].pem.fingerprint()),
             served(&d.certificates[1], "OLD"),

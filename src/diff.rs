@@ -1,13 +1,18 @@
 //! What changes between two route tables: a route-level summary (which
-//! routes were added, removed or changed, and which of their fields) and a
-//! unified diff of the rendered haproxy.cfg. Pure functions over plain data.
+//! routes were added, removed or changed, and which of their fields), a
+//! unified diff of the rendered haproxy.cfg, and what applying it costs
+//! HAProxy (run-time changes or a reload, and why). Pure functions over
+//! plain data.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::{Route, RouteId, RoutesFile, Userlist};
+use crate::plan::{self, Change, DesiredConfig, LiveState, Method};
+use crate::render::{HaproxyConfig, Section};
 
 /// How one route differs between base and head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -214,17 +219,28 @@ pub struct Snapshot {
     pub commit: Option<String>,
     pub routes: RoutesFile,
     pub config: String,
+    /// The config capstan would have HAProxy run; `None` when nothing runs.
+    pub haproxy: Option<DesiredConfig>,
 }
+
+/// The admin socket both sides of a diff are planned with: any path does,
+/// as long as both sides name the same one.
+const PLANNED_ADMIN_SOCKET: &str = "/run/capstan/admin.sock";
 
 impl Snapshot {
     /// A validated table and the config it renders to.
     pub fn rendered(label: impl Into<String>, commit: Option<String>, routes: RoutesFile) -> Self {
-        let config = crate::render::render(&routes).with_maps_listed();
+        let rendered = crate::render::render(&routes);
+        let config = rendered.with_maps_listed();
         Self {
             label: label.into(),
             commit,
             routes,
             config,
+            haproxy: Some(DesiredConfig::new(
+                rendered,
+                Path::new(PLANNED_ADMIN_SOCKET),
+            )),
         }
     }
 
@@ -235,6 +251,7 @@ impl Snapshot {
             commit: None,
             routes: RoutesFile::empty(),
             config: String::new(),
+            haproxy: None,
         }
     }
 
@@ -247,6 +264,148 @@ impl Snapshot {
     }
 }
 
+/// What applying the head costs HAProxy, planned as if HAProxy ran the base.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Impact {
+    /// `nothing`, `runtime` (through the admin socket, no reload) or `reload`.
+    pub method: Method,
+    /// Map entries added, re-pointed or removed at run time.
+    pub map_entries: usize,
+    /// Servers whose address or state changes at run time.
+    pub servers: usize,
+    /// Certificates added, replaced or removed at run time.
+    pub certificates: usize,
+    /// Why a reload: `backend x added`, `backend y: -timeout server 1m, +timeout server 2m`.
+    pub reasons: Vec<String>,
+}
+
+/// Lines of a modified section a reload reason quotes; the config diff has them all.
+const REASON_LINES: usize = 3;
+
+impl Impact {
+    /// Plans the head against HAProxy running the base, as capstan would
+    /// apply it after the merge.
+    pub fn between(base: &Snapshot, head: &Snapshot) -> Self {
+        let live = base
+            .haproxy
+            .as_ref()
+            .map_or_else(LiveState::default, LiveState::running);
+        // capstan never stops HAProxy: a side with nothing running asks nothing of it.
+        let Some(head) = &head.haproxy else {
+            return Self {
+                method: Method::Nothing,
+                map_entries: 0,
+                servers: 0,
+                certificates: 0,
+                reasons: Vec::new(),
+            };
+        };
+        let plan = plan::plan(head, &live);
+        let servers: BTreeSet<(&str, &str)> = plan
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::SetServerAddress {
+                    backend, server, ..
+                }
+                | Change::SetServerState {
+                    backend, server, ..
+                } => Some((backend.as_str(), server.as_str())),
+                _ => None,
+            })
+            .collect();
+        let certificates = plan
+            .changes
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c,
+                    Change::AddCertificate { .. }
+                        | Change::ReplaceCertificate { .. }
+                        | Change::RemoveCertificate { .. }
+                )
+            })
+            .count();
+        Self {
+            method: plan.method,
+            map_entries: plan.changes.iter().filter(|c| c.is_map_entry()).count(),
+            servers: servers.len(),
+            certificates,
+            reasons: reload_reasons(&plan, live.config.as_ref(), &head.config),
+        }
+    }
+}
+
+/// Why a planned reload: the sections added or removed, and for each
+/// modified section the first lines that differ.
+fn reload_reasons(
+    plan: &plan::Plan,
+    base: Option<&HaproxyConfig>,
+    head: &HaproxyConfig,
+) -> Vec<String> {
+    plan.changes
+        .iter()
+        .filter_map(|change| match change {
+            Change::AddSection { section } => Some(format!("{section} added")),
+            Change::RemoveSection { section } => Some(format!("{section} removed")),
+            Change::ModifySection { section } => {
+                let lines = |config: Option<&HaproxyConfig>| {
+                    config
+                        .and_then(|c| c.section(section))
+                        .map(body_lines)
+                        .unwrap_or_default()
+                };
+                let (old, new) = (lines(base), lines(Some(head)));
+                Some(format!("{section}: {}", changed_lines(&old, &new)))
+            }
+            Change::ReloadRunningConfig => Some("HAProxy runs another config".to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A section's lines as haproxy.cfg writes them (servers included), without
+/// the marker, and password hashes as fingerprints, as in the config diff.
+fn body_lines(section: &Section) -> Vec<String> {
+    let alone = HaproxyConfig {
+        sections: vec![section.clone()],
+        maps: Vec::new(),
+    };
+    redact_passwords(&alone.to_string())
+        .lines()
+        .filter(|l| l.starts_with(char::is_whitespace))
+        .map(|l| l.trim().to_string())
+        .filter(|l| !plan::is_marker_line(l))
+        .collect()
+}
+
+/// `-old line, +new line`: the first lines that differ, in order.
+fn changed_lines(old: &[String], new: &[String]) -> String {
+    let old: Vec<&str> = old.iter().map(String::as_str).collect();
+    let new: Vec<&str> = new.iter().map(String::as_str).collect();
+    let diff = similar::TextDiff::from_slices(&old, &new);
+    let changed: Vec<String> = diff
+        .iter_all_changes()
+        .filter_map(|c| match c.tag() {
+            similar::ChangeTag::Equal => None,
+            similar::ChangeTag::Delete => Some(format!("-{}", c.value())),
+            similar::ChangeTag::Insert => Some(format!("+{}", c.value())),
+        })
+        .collect();
+    let mut text = changed
+        .iter()
+        .take(REASON_LINES)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    match changed.len().saturating_sub(REASON_LINES) {
+        0 => {}
+        1 => text.push_str(" and 1 more line"),
+        more => text.push_str(&format!(" and {more} more lines")),
+    }
+    text
+}
+
 /// Everything `capstan diff` reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DiffReport {
@@ -256,6 +415,8 @@ pub struct DiffReport {
     pub routes: RouteDiff,
     /// Unified diff of haproxy.cfg; empty when the rendered configs are equal.
     pub config_diff: String,
+    /// What applying the head costs HAProxy.
+    pub haproxy: Impact,
     /// Overrides in force on the live side (API changes git does not
     /// declare); only for a diff against a running capstan.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -278,6 +439,7 @@ impl DiffReport {
                 "base/haproxy.cfg",
                 "head/haproxy.cfg",
             ),
+            haproxy: Impact::between(base, head),
             drift: Vec::new(),
             warnings: Vec::new(),
         }
@@ -442,6 +604,57 @@ mod tests {
             redacted.contains("    user admin password <hash "),
             "{redacted}"
         );
+    }
+
+    fn rendered(yaml: &str) -> Snapshot {
+        Snapshot::rendered(
+            "side",
+            None,
+            crate::model::validate::load("r", yaml).unwrap(),
+        )
+    }
+
+    const ONE: &str = "version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [/a]\n    servers: [127.0.0.1:9001]\n";
+
+    #[test]
+    fn paths_and_server_addresses_apply_live() {
+        let head = rendered(&ONE.replace("[/a]", "[/a, /b, /c]").replace("9001", "9002"));
+        let impact = Impact::between(&rendered(ONE), &head);
+        assert_eq!(impact.method, Method::Runtime);
+        assert_eq!((impact.map_entries, impact.servers), (2, 1));
+        assert!(impact.reasons.is_empty());
+        let same = Impact::between(&rendered(ONE), &rendered(ONE));
+        assert_eq!(same.method, Method::Nothing);
+    }
+
+    #[test]
+    fn a_reload_names_sections_and_the_first_lines_that_differ() {
+        let head = rendered(&ONE.replace(
+            "    servers:",
+            "    balance: leastconn\n    timeouts:\n      server: 2m\n      connect: 1s\n    servers:",
+        ));
+        let impact = Impact::between(&rendered(ONE), &head);
+        assert_eq!(impact.method, Method::Reload);
+        assert_eq!(
+            impact.reasons,
+            [
+                "backend a-be80: -balance roundrobin, +balance leastconn, +timeout connect 1s and 1 more line"
+            ]
+        );
+        let with_user = |hash: &str| {
+            rendered(&format!(
+                "{ONE}userlists:\n  ops:\n    - name: admin\n      password_hash: \"{hash}\"\n"
+            ))
+        };
+        let password = Impact::between(&with_user("$6$salt$old"), &with_user("$6$salt$new"));
+        let reason = &password.reasons[0];
+        assert!(
+            reason.starts_with("userlist ops: -user admin password <hash "),
+            "{reason}"
+        );
+        assert!(!reason.contains("$6$"), "{reason}");
+        let first = Impact::between(&Snapshot::nothing_running(), &rendered(ONE));
+        assert!(first.reasons.contains(&"backend a-be80 added".to_string()));
     }
 
     #[test]

@@ -98,7 +98,7 @@ fn skeleton(config: &HaproxyConfig) -> HaproxyConfig {
     config
 }
 
-fn is_marker_line(line: &str) -> bool {
+pub(crate) fn is_marker_line(line: &str) -> bool {
     line.starts_with("description ")
 }
 
@@ -162,9 +162,10 @@ pub struct LiveState {
 }
 
 impl LiveState {
-    /// HAProxy as it runs right after loading `desired`: its marker and
-    /// config, every server at its address in its desired state, the maps'
-    /// entries. What a dry run compares a change with.
+    /// What HAProxy holds once it runs `desired`: its marker and config,
+    /// every server at its address and in its desired state, the maps'
+    /// entries and the certificates. `capstan diff` plans the head against
+    /// the base taken as running.
     pub fn running(desired: &DesiredConfig) -> Self {
         let servers = desired
             .config
@@ -180,11 +181,24 @@ impl LiveState {
                 })
             })
             .collect();
-        LiveState {
+        let certificates = desired.crt_list.as_ref().map(|_| {
+            desired
+                .certificates
+                .iter()
+                .map(|c| {
+                    let served = ServedCertificate {
+                        fingerprint: c.pem.fingerprint().to_string(),
+                        ..ServedCertificate::default()
+                    };
+                    (c.path.clone(), served)
+                })
+                .collect()
+        });
+        Self {
             marker: Some(desired.marker.clone()),
             config: Some(desired.config.clone()),
             servers,
-            certificates: None,
+            certificates,
             maps: desired
                 .config
                 .maps
@@ -583,16 +597,12 @@ mod tests {
         )
     }
 
-    fn running(desired: &DesiredConfig) -> LiveState {
-        LiveState::running(desired)
-    }
-
     const ONE: &str = "version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [/a]\n    servers: [127.0.0.1:9001]\n";
 
     #[test]
     fn nothing_to_do_when_live_matches() {
         let d = desired(ONE);
-        assert_eq!(plan(&d, &running(&d)).method, Method::Nothing);
+        assert_eq!(plan(&d, &LiveState::running(&d)).method, Method::Nothing);
     }
 
     #[test]
@@ -602,7 +612,7 @@ mod tests {
         );
         let before = desired(&two);
         let after = desired(ONE);
-        let live = running(&before);
+        let live = LiveState::running(&before);
         let p = plan(&after, &live);
         assert_eq!(p.method, Method::Runtime, "{p:?}");
         assert!(p.changes.contains(&Change::RemoveMapEntry {
@@ -616,7 +626,7 @@ mod tests {
         }));
         // Once applied, nothing more to do while the backend stays loaded.
         let mut applied = live.clone();
-        applied.maps = running(&after).maps;
+        applied.maps = LiveState::running(&after).maps;
         applied.servers.iter_mut().for_each(|s| {
             if s.backend == "b-be80" {
                 s.state = ServerState::Maint;
@@ -633,7 +643,7 @@ mod tests {
         let before = desired(ONE);
         let after = desired(&ONE.replace("9001", "9002"));
         assert_eq!(before.marker, after.marker);
-        let p = plan(&after, &running(&before));
+        let p = plan(&after, &LiveState::running(&before));
         assert_eq!(p.method, Method::Runtime);
         assert_eq!(
             p.changes,
@@ -651,7 +661,7 @@ mod tests {
         let after = desired(&format!(
             "{ONE}  - service: b\n    port: 80\n    paths: [/b]\n"
         ));
-        let p = plan(&after, &running(&before));
+        let p = plan(&after, &LiveState::running(&before));
         assert_eq!(p.method, Method::Reload);
         assert!(p.changes.contains(&Change::AddSection {
             section: "backend b-be80".into()
@@ -682,7 +692,10 @@ mod tests {
             "version: 1\nroutes:\n  - service: a\n    port: 81\n    name: a\n    paths: [/a]\n",
         );
         assert_ne!(before.marker, after.marker);
-        assert_eq!(plan(&after, &running(&before)).method, Method::Reload);
+        assert_eq!(
+            plan(&after, &LiveState::running(&before)).method,
+            Method::Reload
+        );
     }
 
     #[test]
@@ -722,7 +735,9 @@ mod tests {
             };
             (c.path.clone(), info)
         };
-        let mut live = running(&d);
+        // Taken as running, the desired certificates are served already.
+        assert_eq!(plan(&d, &LiveState::running(&d)).method, Method::Nothing);
+        let mut live = LiveState::running(&d);
         live.certificates = Some(BTreeMap::from([
             served(&d.certificates[0], d.certificates[0].pem.fingerprint()),
             served(&d.certificates[1], "OLD"),

@@ -9,8 +9,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::desired::overlay::Drift;
-use crate::diff::{ChangeKind, DiffReport, FieldChange, RouteChange};
+use crate::diff::{ChangeKind, DiffReport, FieldChange, Impact, RouteChange};
 use crate::model::diagnostics::Diagnostics;
+use crate::plan::Method;
 use crate::reconcile::Status;
 use crate::sources::RevisionInfo;
 use crate::sources::overrides::{Action, OverrideSet};
@@ -105,6 +106,49 @@ fn summary_line(report: &DiffReport) -> String {
     line
 }
 
+/// Reload reasons a sentence names; the JSON has them all.
+const SENTENCE_REASONS: usize = 5;
+
+/// What applying the change costs HAProxy, in a sentence: `applies live: 3
+/// map entries, 2 servers` or `1 reload, because: backend x added`; each
+/// reason as `quote` writes it.
+fn impact_sentence(impact: &Impact, quote: impl Fn(&str) -> String) -> String {
+    let count = |n: usize, one: &str, many: &str| match n {
+        0 => None,
+        1 => Some(format!("1 {one}")),
+        n => Some(format!("{n} {many}")),
+    };
+    match impact.method {
+        Method::Nothing => "no change to HAProxy".to_string(),
+        Method::Runtime => {
+            let counts: Vec<String> = [
+                count(impact.map_entries, "map entry", "map entries"),
+                count(impact.servers, "server", "servers"),
+                count(impact.certificates, "certificate", "certificates"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            format!("applies live: {}", counts.join(", "))
+        }
+        Method::Reload | Method::Restart => {
+            let mut reasons: Vec<String> = impact
+                .reasons
+                .iter()
+                .take(SENTENCE_REASONS)
+                .map(|r| quote(r))
+                .collect();
+            if impact.reasons.len() > SENTENCE_REASONS {
+                reasons.push(format!(
+                    "and {} more",
+                    impact.reasons.len() - SENTENCE_REASONS
+                ));
+            }
+            format!("1 reload, because: {}", reasons.join("; "))
+        }
+    }
+}
+
 fn show(value: &Option<Value>) -> String {
     match value {
         None => "(unset)".to_string(),
@@ -165,6 +209,11 @@ fn text(report: &DiffReport) -> String {
         }
     }
     let _ = writeln!(out, "{}", summary_line(report));
+    let _ = writeln!(
+        out,
+        "HAProxy: {}",
+        impact_sentence(&report.haproxy, str::to_string)
+    );
     for line in drift_lines(report) {
         let _ = writeln!(out, "drift: {line}");
     }
@@ -191,6 +240,13 @@ fn markdown(report: &DiffReport) -> String {
         code(&report.base.label),
         code(&report.head.label)
     );
+    if report.has_changes() {
+        let _ = writeln!(
+            out,
+            "**HAProxy:** {}\n",
+            impact_sentence(&report.haproxy, code)
+        );
+    }
     if !report.routes.routes.is_empty() {
         out.push_str("| | Route | Change | Fields |\n|---|---|---|---|\n");
         for change in &report.routes.routes {
@@ -635,8 +691,51 @@ mod tests {
             value["config_diff"]
                 .as_str()
                 .unwrap()
-                .contains("+    acl url_c80 path_beg /c")
+                .contains("\n+#   /c c-be80\n")
         );
+        assert_eq!(
+            value["haproxy"],
+            json!({
+                "method": "reload", "map_entries": 0, "servers": 0, "certificates": 0,
+                "reasons": ["backend c-be80 added"],
+            })
+        );
+    }
+
+    #[test]
+    fn text_says_what_applying_costs_haproxy() {
+        let text = diff(&report(), Format::Text);
+        assert!(
+            text.contains(
+                "0 removed, 0 unchanged\nHAProxy: 1 reload, because: backend c-be80 added\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_impact_counts_what_applies_live_and_names_a_few_reasons() {
+        let mut impact = Impact {
+            method: Method::Runtime,
+            map_entries: 3,
+            servers: 1,
+            certificates: 0,
+            reasons: vec![],
+        };
+        assert_eq!(
+            impact_sentence(&impact, str::to_string),
+            "applies live: 3 map entries, 1 server"
+        );
+        impact.method = Method::Reload;
+        impact.reasons = (1..=7).map(|i| format!("backend b{i} added")).collect();
+        assert_eq!(
+            impact_sentence(&impact, code),
+            "1 reload, because: <code>backend b1 added</code>; <code>backend b2 added</code>; \
+             <code>backend b3 added</code>; <code>backend b4 added</code>; \
+             <code>backend b5 added</code>; and 2 more"
+        );
+        impact.method = Method::Nothing;
+        assert_eq!(impact_sentence(&impact, code), "no change to HAProxy");
     }
 
     #[test]
@@ -647,6 +746,11 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| + | <code>c:80</code> | Added |"), "{md}");
+        // What it costs HAProxy comes before the table.
+        let impact = md
+            .find("\n**HAProxy:** 1 reload, because: <code>backend c-be80 added</code>\n\n| |")
+            .unwrap_or_else(|| panic!("{md}"));
+        assert!(impact < md.find("| + |").unwrap(), "{md}");
         assert!(
             md.contains("<details><summary>haproxy.cfg diff</summary>\n\n```diff\n"),
             "{md}"

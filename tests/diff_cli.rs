@@ -1058,3 +1058,199 @@ fn plan_without_a_file_in_an_empty_directory_plans_the_embedded_example() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains(INVALID_ERRORS[0]), "{run:?}");
 }
+
+/// `haproxy` of a JSON diff report: what applying it costs HAProxy.
+fn impact(run: &Run) -> Value {
+    assert_eq!(run.code, 2, "{run:?}");
+    run.json()["haproxy"].clone()
+}
+
+#[test]
+fn diff_says_a_path_added_to_an_existing_service_applies_live() {
+    let (repo, _) = repo_with_base();
+    repo.write("routes.yaml", &BASE.replace("[/api]", "[/api, /v2]"));
+
+    let run = repo.diff(&["--base", "main"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stdout.contains(
+            "0 added, 1 changed, 0 removed, 2 unchanged\nHAProxy: applies live: 1 map entry\n"
+        ),
+        "{run:?}"
+    );
+    assert_eq!(
+        impact(&repo.diff(&["--base", "main", "--format", "json"])),
+        serde_json::json!({
+            "method": "runtime", "map_entries": 1, "servers": 0, "certificates": 0, "reasons": [],
+        })
+    );
+    // In the pull-request comment, right under the sides, before the table.
+    let md = repo
+        .diff(&["--base", "main", "--format", "markdown"])
+        .stdout;
+    assert!(
+        md.contains("</code>\n\n**HAProxy:** applies live: 1 map entry\n\n| | Route |"),
+        "{md}"
+    );
+
+    // Fixed servers move at run time too.
+    let fixed = |address: &str| {
+        BASE.replace(
+            "    paths: [/old]\n",
+            &format!("    paths: [/old]\n    servers: [{address}]\n"),
+        )
+    };
+    repo.write("routes.yaml", &fixed("10.0.0.1:9000"));
+    let base = repo.commit("fixed server");
+    repo.write(
+        "routes.yaml",
+        &fixed("10.0.0.2:9000").replace("[/api]", "[/api, /v2, /v3]"),
+    );
+    let run = repo.diff(&["--base", &base]);
+    assert!(
+        run.stdout
+            .contains("\nHAProxy: applies live: 2 map entries, 1 server\n"),
+        "{run:?}"
+    );
+    let json = impact(&repo.diff(&["--base", &base, "--format", "json"]));
+    assert_eq!(json["method"], "runtime");
+    assert_eq!(
+        (json["map_entries"].as_u64(), json["servers"].as_u64()),
+        (Some(2), Some(1))
+    );
+}
+
+#[test]
+fn diff_says_a_new_service_needs_a_reload_and_names_its_backend() {
+    let (repo, _) = repo_with_base();
+    repo.write(
+        "routes.yaml",
+        &format!("{BASE}  - service: shop\n    port: 3000\n    paths: [/shop]\n"),
+    );
+
+    let run = repo.diff(&["--base", "main"]);
+    assert!(
+        run.stdout
+            .contains("\nHAProxy: 1 reload, because: backend shop-be3000 added\n"),
+        "{run:?}"
+    );
+    assert_eq!(
+        impact(&repo.diff(&["--base", "main", "--format", "json"])),
+        serde_json::json!({
+            "method": "reload", "map_entries": 0, "servers": 0, "certificates": 0,
+            "reasons": ["backend shop-be3000 added"],
+        })
+    );
+    let md = repo
+        .diff(&["--base", "main", "--format", "markdown"])
+        .stdout;
+    assert!(
+        md.contains("\n**HAProxy:** 1 reload, because: <code>backend shop-be3000 added</code>\n"),
+        "{md}"
+    );
+
+    // A removed service is a reload too.
+    repo.write(
+        "routes.yaml",
+        &BASE.replace("  - service: old\n    port: 9000\n    paths: [/old]\n", ""),
+    );
+    let json = impact(&repo.diff(&["--base", "main", "--format", "json"]));
+    assert_eq!(
+        json["reasons"],
+        serde_json::json!(["backend old-be9000 removed"])
+    );
+}
+
+#[test]
+fn diff_says_a_timeout_change_needs_a_reload_and_quotes_the_line() {
+    let (repo, _) = repo_with_base();
+    // HEAD changes api's timeout, web's balance, and swaps old for go-demo.
+    repo.write("routes.yaml", HEAD);
+
+    let run = repo.diff(&["--base", "main"]);
+    assert!(
+        run.stdout.contains(
+            "\nHAProxy: 1 reload, because: backend api-be3000: -timeout server 2m, +timeout server 5m; "
+        ),
+        "{run:?}"
+    );
+    let json = impact(&repo.diff(&["--base", "main", "--format", "json"]));
+    assert_eq!(json["method"], "reload");
+    let reasons: Vec<&str> = json["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    for reason in [
+        "backend api-be3000: -timeout server 2m, +timeout server 5m",
+        "backend web-be80: -balance roundrobin, +balance leastconn",
+        "backend go-demo-be8080 added",
+        "backend old-be9000 removed",
+    ] {
+        assert!(reasons.contains(&reason), "{reason:?} in {reasons:?}");
+    }
+}
+
+#[test]
+fn diff_without_changes_says_nothing_changes_in_haproxy() {
+    let (repo, _) = repo_with_base();
+    repo.write("routes.yaml", BASE_REORDERED);
+    let run = repo.diff(&["--base", "main", "--format", "json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.json()["haproxy"]["method"], "nothing");
+    assert_eq!(run.json()["haproxy"]["reasons"], serde_json::json!([]));
+}
+
+#[test]
+fn diff_live_foretells_what_applying_costs_and_the_apply_agrees() {
+    support::require_tools();
+    let stand = support::OneRoute::start();
+    let capstan = &stand.capstan;
+    let work = stand.remote.dir.path().join("work");
+    let a = stand.a.address();
+    let reloads = capstan.haproxy_reloads();
+    // Pushed, and announced the way a git host does.
+    let apply = |routes: &str| {
+        let commit = stand.remote.push(routes);
+        assert_eq!(
+            support::http_post(capstan.api_port, "/v1/webhook/git", "{}"),
+            Some(202)
+        );
+        support::wait_applied(capstan, &commit);
+    };
+
+    // Another path to the same backend: a map entry, no reload.
+    let more_paths = support::routes_yaml(stand.http, &support::route("a", "/a, /a2", &a));
+    std::fs::write(work.join("routes.yaml"), &more_paths).unwrap();
+    let (code, report) = capstan.diff_live(&work);
+    assert_eq!(code, Some(2), "{report:#}");
+    assert_eq!(report["haproxy"]["method"], "runtime", "{report:#}");
+    assert_eq!(report["haproxy"]["map_entries"], 1, "{report:#}");
+    apply(&more_paths);
+    support::wait_for_backend(stand.http, "/a2", "A");
+    assert_eq!(capstan.status()["history"][0]["method"], "runtime");
+    assert_eq!(capstan.haproxy_reloads(), reloads);
+
+    // A new service: a reload, which names its backend.
+    let new_service = support::routes_yaml(
+        stand.http,
+        &format!(
+            "{}{}",
+            support::route("a", "/a, /a2", &a),
+            support::route("b", "/b", &a)
+        ),
+    );
+    std::fs::write(work.join("routes.yaml"), &new_service).unwrap();
+    let (code, report) = capstan.diff_live(&work);
+    assert_eq!(code, Some(2), "{report:#}");
+    assert_eq!(report["haproxy"]["method"], "reload", "{report:#}");
+    assert_eq!(
+        report["haproxy"]["reasons"],
+        serde_json::json!(["backend b-be80 added"]),
+        "{report:#}"
+    );
+    apply(&new_service);
+    assert_eq!(capstan.status()["history"][0]["method"], "reload");
+    assert_eq!(capstan.haproxy_reloads(), reloads + 1);
+}

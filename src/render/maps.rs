@@ -288,7 +288,7 @@ pub(super) fn key_lines() -> [String; 2] {
     [
         "http-request set-var(txn.path) path".to_string(),
         format!(
-            "http-request set-var({HOST_PATH_VAR}) req.hdr(host),field(1,:),lower,concat(,txn.path) unless {{ req.hdr(host) -m sub / }}"
+            "http-request set-var({HOST_PATH_VAR}) req.hdr(host),field(1,:),lower,concat(,txn.path) unless {{ req.hdr(host),field(1,:) -m sub / }}"
         ),
     ]
 }

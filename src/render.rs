@@ -4,6 +4,7 @@
 //! same table in any order renders byte-identically. HTTP routing precedence
 //! is computed, never taken from file order (see `precedence`).
 
+pub mod answer;
 mod conditions;
 pub mod maps;
 mod route_rules;
@@ -418,6 +419,51 @@ fn precedence(route: &Route, path: Option<&str>) -> Precedence {
     }
 }
 
+/// A route's `use_backend` rules: one per path, or one for its whole
+/// domains. A route with neither (a `default_backend` alone) has none.
+fn rules_of(route: &Route) -> Vec<Rule<'_>> {
+    let mut paths: Vec<&str> = route.paths.iter().map(|p| p.0.as_str()).collect();
+    paths.sort_by_key(|p| precedence(route, Some(p)));
+    paths.dedup();
+    let indexed = paths.len() > 1;
+    let mut rules: Vec<Rule<'_>> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, path)| Rule {
+            route,
+            path: Some(path),
+            path_acl: Some(names::path_acl(route, indexed.then_some(i))),
+            precedence: precedence(route, Some(path)),
+        })
+        .collect();
+    if paths.is_empty() && !route.domains.is_empty() {
+        rules.push(Rule {
+            route,
+            path: None,
+            path_acl: None,
+            precedence: precedence(route, None),
+        });
+    }
+    rules
+}
+
+/// The order HAProxy tries the rules in: the first that matches wins.
+fn sort_by_precedence(rules: &mut [Rule<'_>]) {
+    rules.sort_by(|a, b| a.precedence.cmp(&b.precedence));
+}
+
+/// Every http route's rules, in the order HAProxy tries them.
+fn http_rules(file: &RoutesFile) -> Vec<Rule<'_>> {
+    let mut rules: Vec<Rule<'_>> = file
+        .routes
+        .iter()
+        .filter(|r| r.mode == Mode::Http)
+        .flat_map(rules_of)
+        .collect();
+    sort_by_precedence(&mut rules);
+    rules
+}
+
 fn http_frontend(
     file: &RoutesFile,
     routes: &[&Route],
@@ -446,41 +492,21 @@ fn http_frontend(
 
     let mut rules = Vec::new();
     for route in routes.iter().filter(|r| r.mode == Mode::Http) {
-        let mut paths: Vec<&str> = route.paths.iter().map(|p| p.0.as_str()).collect();
-        paths.sort_by_key(|p| precedence(route, Some(p)));
-        paths.dedup();
-        let indexed = paths.len() > 1;
         // Whether a rule of this route matches by ACL (and so needs its domain ACL).
         let mut by_acl = false;
-        for (i, path) in paths.iter().enumerate() {
-            let rule = Rule {
-                route,
-                path: Some(path),
-                path_acl: Some(names::path_acl(route, indexed.then_some(i))),
-                precedence: precedence(route, Some(path)),
-            };
+        for rule in rules_of(route) {
             // A path routed through a map needs no ACL: a change to it (or to
             // the route's domains) is then a map entry, not a config change.
-            if !maps::routes_by_map(&rule)
-                && let Some(acl) = &rule.path_acl
-            {
+            if !maps::routes_by_map(&rule) {
                 by_acl = true;
-                frontend.line(format!(
-                    "acl {acl} {}",
-                    path_match_words(route.path_match, path)
-                ));
+                if let (Some(acl), Some(path)) = (&rule.path_acl, rule.path) {
+                    frontend.line(format!(
+                        "acl {acl} {}",
+                        path_match_words(route.path_match, path)
+                    ));
+                }
             }
             rules.push(rule);
-        }
-        // A route with neither (a `default_backend` alone) has no rule of its own.
-        if paths.is_empty() && !route.domains.is_empty() {
-            by_acl = true;
-            rules.push(Rule {
-                route,
-                path: None,
-                path_acl: None,
-                precedence: precedence(route, None),
-            });
         }
         if by_acl {
             conditions::domain_acls(&mut frontend, route);
@@ -488,7 +514,7 @@ fn http_frontend(
         conditions::condition_acls(&mut frontend, route);
         route_rules::frontend_lines(&mut frontend, route);
     }
-    rules.sort_by(|a, b| a.precedence.cmp(&b.precedence));
+    sort_by_precedence(&mut rules);
     let (steps, maps) = maps::route(&rules, maps_dir);
     for step in steps {
         let rule = match step {

@@ -274,7 +274,10 @@ mod tests {
         for entry in std::fs::read_dir("examples/routes").unwrap() {
             files.push(entry.unwrap().path());
         }
-        for path in files.iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")) {
+        for path in files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        {
             let text = std::fs::read_to_string(path).unwrap();
             let name = path.display().to_string();
             let whole = load(&name, &text).map_err(|d| d.to_string());

@@ -635,7 +635,7 @@ mod tests {
             value["config_diff"]
                 .as_str()
                 .unwrap()
-                .contains("+    acl url_c80 path_beg /c")
+                .contains("\n+#   /c c-be80\n")
         );
     }
 

@@ -663,16 +663,75 @@ mod tests {
         ));
         let p = plan(&after, &LiveState::running(&before));
         assert_eq!(p.method, Method::Reload);
-        assert!(p.changes.contains(&Change::AddSection {
-            section: "backend b-be80".into()
-        }));
-        assert!(p.changes.contains(&Change::ModifySection {
-            section: "frontend services".into()
-        }));
-        assert!(
-            !p.changes
-                .iter()
-                .any(|c| matches!(c, Change::ModifySection { section } if section == "global"))
+        // Its path is an entry of a map the frontend looks up already: the
+        // frontend stays as it is, the reload loads the map file.
+        assert_eq!(
+            p.changes,
+            [Change::AddSection {
+                section: "backend b-be80".into()
+            }]
+        );
+    }
+
+    const PREFIX_MAP: &str = "/etc/haproxy/maps/prefix.map";
+
+    /// Routes a (paths `a_paths`) and b (paths `b_paths`), on fixed servers.
+    fn two_routes(a_paths: &str, b_paths: &str) -> DesiredConfig {
+        desired(&format!(
+            "version: 1\nroutes:\n  - service: a\n    port: 80\n    paths: [{a_paths}]\n    servers: [127.0.0.1:9001]\n  - service: b\n    port: 80\n    paths: [{b_paths}]\n    servers: [127.0.0.1:9002]\n"
+        ))
+    }
+
+    #[test]
+    fn a_path_added_to_a_backend_is_a_map_entry_without_a_reload() {
+        let before = desired(ONE);
+        let after = desired(&ONE.replace("paths: [/a]", "paths: [/a, /a2]"));
+        assert_eq!(before.marker, after.marker);
+        let p = plan(&after, &running(&before));
+        assert_eq!(
+            p,
+            Plan {
+                method: Method::Runtime,
+                changes: vec![Change::AddMapEntry {
+                    map: PREFIX_MAP.into(),
+                    key: "/a2".into(),
+                    backend: "a-be80".into()
+                }]
+            }
+        );
+    }
+
+    #[test]
+    fn a_path_removed_from_a_backend_is_a_map_entry_removed() {
+        let before = desired(&ONE.replace("paths: [/a]", "paths: [/a, /a2]"));
+        let p = plan(&desired(ONE), &running(&before));
+        assert_eq!(
+            p,
+            Plan {
+                method: Method::Runtime,
+                changes: vec![Change::RemoveMapEntry {
+                    map: PREFIX_MAP.into(),
+                    key: "/a2".into(),
+                }]
+            }
+        );
+    }
+
+    #[test]
+    fn a_path_moved_to_another_backend_is_a_map_entry_changed() {
+        let before = two_routes("/a, /x", "/b");
+        let after = two_routes("/a", "/b, /x");
+        let p = plan(&after, &running(&before));
+        assert_eq!(
+            p,
+            Plan {
+                method: Method::Runtime,
+                changes: vec![Change::SetMapEntry {
+                    map: PREFIX_MAP.into(),
+                    key: "/x".into(),
+                    backend: "b-be80".into()
+                }]
+            }
         );
     }
 

@@ -162,6 +162,61 @@ impl HaproxyConfig {
     }
 }
 
+#[cfg(test)]
+impl HaproxyConfig {
+    /// The http frontend's routing in the order HAProxy tries it, for tests:
+    /// a rule's backend (`api-be80`), a lookup as its fetch, converter and
+    /// map file name with the map's entries (`path,map_beg(prefix.map): /a
+    /// a-be80, /b b-be80`), then `default_backend x-be80`. Lookups in empty
+    /// maps are left out: they route nothing.
+    pub(crate) fn routing(&self) -> Vec<String> {
+        let frontend = self
+            .section(&format!("frontend {}", names::HTTP_FRONTEND))
+            .expect("an http frontend");
+        let mut steps = Vec::new();
+        for line in &frontend.lines {
+            if let Some(backend) = line.strip_prefix("default_backend ") {
+                steps.push(format!("default_backend {backend}"));
+                continue;
+            }
+            let Some(target) = line.strip_prefix("use_backend ") else {
+                continue;
+            };
+            let Some(lookup) = target
+                .strip_prefix("%[")
+                .and_then(|t| t.split_once(']'))
+                .map(|(lookup, _)| lookup)
+            else {
+                steps.push(target.split(' ').next().unwrap_or_default().to_string());
+                continue;
+            };
+            let (fetch_converter, file) = lookup
+                .strip_suffix(')')
+                .and_then(|l| l.rsplit_once('('))
+                .expect("a lookup names its map: fetch,converter(file)");
+            let map = self
+                .maps
+                .iter()
+                .find(|m| m.path == file)
+                .unwrap_or_else(|| panic!("{file} is looked up but not rendered"));
+            if map.entries.is_empty() {
+                continue;
+            }
+            let entries: Vec<String> = map
+                .entries
+                .iter()
+                .map(|(key, backend)| format!("{key} {backend}"))
+                .collect();
+            steps.push(format!(
+                "{fetch_converter}({}): {}",
+                map.name(),
+                entries.join(", ")
+            ));
+        }
+        steps
+    }
+}
+
 impl Section {
     /// The backend name when this is a backend section.
     pub fn backend_name(&self) -> Option<&str> {
@@ -779,24 +834,39 @@ mod tests {
         render(&load("routes.yaml", yaml).unwrap()).to_string()
     }
 
+    fn routing(yaml: &str) -> Vec<String> {
+        render(&load("routes.yaml", yaml).unwrap()).routing()
+    }
+
     #[test]
     fn parse_reads_back_what_display_writes() {
         let file = load("routes.yaml", crate::EMBEDDED_ROUTES).unwrap();
         let config = render(&file);
-        assert_eq!(HaproxyConfig::parse(&config.to_string()), config);
+        // The map files are not part of the text.
+        let sections = HaproxyConfig {
+            maps: Vec::new(),
+            ..config.clone()
+        };
+        assert_eq!(HaproxyConfig::parse(&config.to_string()), sections);
     }
 
     #[test]
     fn docker_flow_proxy_example_reads_familiarly() {
-        let cfg = render_text(
-            "version: 1\nroutes:\n  - service: go-demo\n    port: 8080\n    paths: [/demo]\n",
+        let config = render(
+            &load(
+                "routes.yaml",
+                "version: 1\nroutes:\n  - service: go-demo\n    port: 8080\n    paths: [/demo]\n",
+            )
+            .unwrap(),
         );
-        assert!(
-            cfg.contains("    acl url_go-demo8080 path_beg /demo\n"),
-            "{cfg}"
+        // `path_beg /demo`, as a prefix map's entry.
+        assert_eq!(
+            config.routing(),
+            ["path,map_beg(prefix.map): /demo go-demo-be8080"]
         );
+        let cfg = config.with_maps_listed();
         assert!(
-            cfg.contains("    use_backend go-demo-be8080 if url_go-demo8080\n"),
+            cfg.ends_with("\n# /etc/haproxy/maps/prefix.map:\n#   /demo go-demo-be8080\n"),
             "{cfg}"
         );
         assert!(cfg.contains("\nbackend go-demo-be8080\n"), "{cfg}");
@@ -812,50 +882,51 @@ mod tests {
 
     #[test]
     fn precedence_longest_prefix_domains_first_root_last() {
-        let cfg = render_text(
+        let routing = routing(
             "version: 1\nroutes:\n  - service: root\n    port: 80\n    paths: [/]\n  - service: api\n    port: 80\n    paths: [/api]\n  - service: apiv2\n    port: 80\n    paths: [/api/v2]\n  - service: site\n    port: 80\n    domains: [example.com]\n    paths: [/api]\n",
         );
-        let order: Vec<&str> = cfg
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("use_backend "))
-            .map(|l| l.split(' ').next().unwrap())
-            .collect();
-        assert_eq!(order, ["site-be80", "apiv2-be80", "api-be80", "root-be80"]);
+        // Within a map, `map_beg` takes the longest prefix: /api/v2 before /api.
+        assert_eq!(
+            routing,
+            [
+                "var(txn.host_path),map_beg(prefix-host.map): example.com/api site-be80",
+                "path,map_beg(prefix.map): /api api-be80, /api/v2 apiv2-be80",
+                "path,map_beg(all.map): / root-be80",
+            ]
+        );
     }
 
     #[test]
     fn well_known_first_domain_only_after_paths_priority_above_all() {
-        let cfg = render_text(
+        let routing = routing(
             "version: 1\nroutes:\n  - service: whole\n    port: 80\n    domains: [whole.test]\n  - service: demo\n    port: 80\n    paths: [/demo]\n  - service: acme\n    port: 80\n    paths: [/.well-known/acme-challenge]\n  - service: root\n    port: 80\n    paths: [/]\n  - service: vip\n    port: 80\n    paths: [/]\n    domains: [vip.test]\n    priority: 5\n",
         );
-        let order: Vec<&str> = cfg
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("use_backend "))
-            .map(|l| l.split(' ').next().unwrap())
-            .collect();
         assert_eq!(
-            order,
+            routing,
             [
-                "vip-be80",
-                "acme-be80",
-                "demo-be80",
+                "var(txn.host_path),map_beg(all-host-p5.map): vip.test/ vip-be80",
+                "path,map_beg(well-known-prefix.map): /.well-known/acme-challenge acme-be80",
+                "path,map_beg(prefix.map): /demo demo-be80",
                 "whole-be80",
-                "root-be80"
+                "path,map_beg(all.map): / root-be80",
             ]
         );
     }
 
     #[test]
     fn a_route_with_conditions_comes_before_its_catch_all() {
-        let cfg = render_text(
+        let routing = routing(
             "version: 1\nroutes:\n  - service: app\n    port: 80\n    paths: [/]\n  - service: mobile\n    port: 80\n    paths: [/]\n    user_agents: [iPhone]\n  - service: v3\n    port: 80\n    paths: [/]\n    user_agents: [iPhone]\n    match_headers: {X-Version: '3'}\n",
         );
-        let order: Vec<&str> = cfg
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("use_backend "))
-            .map(|l| l.split(' ').next().unwrap())
-            .collect();
-        assert_eq!(order, ["v3-be80", "mobile-be80", "app-be80"]);
+        // The catch-all is looked up after both rules: in a map of its own.
+        assert_eq!(
+            routing,
+            [
+                "v3-be80",
+                "mobile-be80",
+                "path,map_beg(all.2.map): / app-be80"
+            ]
+        );
     }
 
     #[test]

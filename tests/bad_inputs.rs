@@ -1815,6 +1815,17 @@ fn attempt(slot: &Slot, payload: &str) -> String {
     format!("{}{payload}{}", &benign[..at], &benign[at..])
 }
 
+/// What HAProxy reads of a rendered table: the config, then the lines of the
+/// map files it routes paths through (which it reads as they are: no escapes,
+/// no variables, a line per key).
+fn read_by_haproxy(config: &capstan::render::HaproxyConfig) -> String {
+    let mut text = config.to_string();
+    for map in &config.maps {
+        text.push_str(&map.text());
+    }
+    text
+}
+
 /// Tries every payload in every slot; returns a description of each that got
 /// through without `harmless` saying so (value, rendered config), or was
 /// rejected without pointing at the slot, and the count tried.
@@ -1839,7 +1850,7 @@ fn injections_through(
             tried += 1;
             match load("routes.yaml", &fill(slot, &value)) {
                 Ok(routes) => {
-                    let config = capstan::render::render(&routes).to_string();
+                    let config = read_by_haproxy(&capstan::render::render(&routes));
                     if harmless(slot, &value, &config) {
                         continue;
                     }

@@ -69,14 +69,13 @@ fn the_book_example_end_to_end() {
 
     let (code, config) = capstan.get("/v1/docker-flow-proxy/config");
     assert_eq!(code, 200);
+    // `acl url_go-demo8080 path_beg /demo`, as an entry of the prefix map.
+    let prefix_map = capstan.state_dir.join("haproxy.cfg.maps/prefix.map");
     assert!(
-        config.contains("acl url_go-demo8080 path_beg /demo\n"),
+        config.contains(&format!("path,map_beg({})", prefix_map.display())),
         "{config}"
     );
-    assert!(
-        config.contains("use_backend go-demo-be8080 if url_go-demo8080\n"),
-        "{config}"
-    );
+    assert_eq!(capstan.map_lines("prefix.map"), ["/demo go-demo-be8080"]);
 
     // Status OK means it serves: no waiting needed beyond DNS resolution.
     wait_for_backend(http, "/demo/hello", "go-demo");
@@ -129,10 +128,10 @@ fn overrides_survive_a_restart_and_git_wins_once_it_declares_the_same() {
     wait_in_sync(&capstan);
     let status = capstan.status();
     assert_eq!(status["overrides"][0]["service"], "b", "{status:#}");
-    let (_, config) = capstan.get("/v1/docker-flow-proxy/config");
+    let prefix_map = capstan.map_lines("prefix.map");
     assert!(
-        config.contains(&format!("use_backend b-be{} if url_b{}", b.port, b.port)),
-        "{config}"
+        prefix_map.contains(&format!("/b b-be{}", b.port)),
+        "{prefix_map:?}"
     );
 
     // A pull request's diff against the live capstan shows the override as

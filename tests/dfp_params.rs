@@ -11,6 +11,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,8 @@ use capstan::model::validate;
 use capstan::render::{HaproxyConfig, render};
 use proptest::prelude::*;
 
+#[path = "support/rendered.rs"]
+mod rendered;
 #[path = "support/words.rs"]
 mod words;
 
@@ -69,13 +72,14 @@ fn the_book_example_answers_and_renders_as_docker_flow_proxy() {
             r#""TimeoutServer":"","TimeoutTunnel":"","Users":null}"#
         )
     );
-    let cfg = render(&table(&r)).to_string();
+    // `acl url_go-demo8080 path_beg /demo`, as an entry of the prefix map.
+    let cfg = render(&table(&r)).with_maps_listed();
     assert!(
-        cfg.contains("    acl url_go-demo8080 path_beg /demo\n"),
+        cfg.contains("    use_backend %[path,map_beg(/etc/haproxy/maps/prefix.map)] if { path,map_beg(/etc/haproxy/maps/prefix.map) -m found }\n"),
         "{cfg}"
     );
     assert!(
-        cfg.contains("    use_backend go-demo-be8080 if url_go-demo8080\n"),
+        cfg.ends_with("\n# /etc/haproxy/maps/prefix.map:\n#   /demo go-demo-be8080\n"),
         "{cfg}"
     );
     assert!(cfg.contains("\nbackend go-demo-be8080\n"), "{cfg}");
@@ -329,23 +333,22 @@ fn every_parameter_family_renders_a_config_haproxy_accepts() {
             "shop:443"
         ]
     );
-    let cfg = render(&table(&r)).to_string();
-    haproxy_check(&cfg);
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = rendered::write_rendered(dir.path(), &table(&r));
+    haproxy_check(&file);
 }
 
-fn haproxy_check(cfg: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("haproxy.cfg");
-    std::fs::write(&path, cfg).unwrap();
+fn haproxy_check(file: &Path) {
     let output = Command::new("haproxy")
         .args(["-c", "-f"])
-        .arg(&path)
+        .arg(file)
         .output()
         .unwrap_or_else(|e| panic!("running haproxy (scripts/install-test-deps): {e}"));
     assert!(
         output.status.success(),
-        "haproxy -c refused:\n{}\n{cfg}",
-        String::from_utf8_lossy(&output.stderr)
+        "haproxy -c refused:\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        std::fs::read_to_string(file).unwrap()
     );
 }
 
@@ -436,7 +439,7 @@ fn path_rewrites_behave_as_dfp_regsub_in_haproxy() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rewrite.cfg");
     std::fs::write(&path, &frontend).unwrap();
-    haproxy_check(&frontend);
+    haproxy_check(&path);
     let _haproxy = Haproxy(
         Command::new("haproxy")
             .arg("-f")
@@ -575,7 +578,9 @@ fn escapes_in_every_rendered_parameter_are_refused_or_read_as_written() {
             tried += 1;
             match parse_reconfigure(&with(&owned)) {
                 Ok(r) => {
-                    let cfg = render(&table(&r)).to_string();
+                    let config = render(&table(&r));
+                    assert_map_lines(&config);
+                    let cfg = config.to_string();
                     // A regex's backslashes are doubled; `$` is plain text
                     // outside double quotes, `#` inside them
                     // (assert_renderer_lines checks all three).
@@ -643,6 +648,24 @@ const KEYWORDS: &[&str] = &[
 /// no control characters; double quotes only around header values (set, or
 /// matched after an ACL's `--`); nothing HAProxy would decode, expand or read
 /// as a comment.
+/// A map file holds a line per entry, a key and a backend: no comment, no
+/// control character, no blank but the one between them.
+fn assert_map_lines(config: &HaproxyConfig) {
+    for map in &config.maps {
+        let text = map.text();
+        assert_eq!(text.lines().count(), map.entries.len(), "{text:?}");
+        for line in text.lines() {
+            assert!(
+                line.split(' ').count() == 2
+                    && !line.starts_with('#')
+                    && !line.chars().any(char::is_control),
+                "unexpected line {line:?} in {}",
+                map.path
+            );
+        }
+    }
+}
+
 fn assert_renderer_lines(cfg: &str) {
     words::assert_read_as_written(cfg);
     for line in cfg.split('\n') {
@@ -889,7 +912,9 @@ proptest! {
                 let config = render(&file);
                 let text = config.to_string();
                 assert_renderer_lines(&text);
-                prop_assert_eq!(HaproxyConfig::parse(&text), config);
+                assert_map_lines(&config);
+                // The map files are not part of the text.
+                prop_assert_eq!(HaproxyConfig::parse(&text), HaproxyConfig { maps: Vec::new(), ..config });
                 let answer = dfp::reconfigure_answer(AnswerStatus::Ok, "", &r.service_name, &r.echo);
                 let json = serde_json::to_string(&answer).unwrap();
                 for users in r.userlists.values() {

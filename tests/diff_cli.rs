@@ -257,8 +257,8 @@ fn diff_of_the_working_tree_prints_route_summary_counts_then_config_diff() {
     let header = position(out, "\n--- base/haproxy.cfg\n+++ head/haproxy.cfg\n@@ ");
     assert!(counts < header, "{run:?}");
     for line in [
-        "\n+    acl url_go-demo8080 path_beg /demo\n",
-        "\n-    acl url_old9000 path_beg /old\n",
+        "\n+#   /demo go-demo-be8080\n",
+        "\n-#   /old old-be9000\n",
         "\n-    balance roundrobin\n",
         "\n+    balance leastconn\n",
         "\n-    timeout server 2m\n",
@@ -288,8 +288,7 @@ fn diff_with_head_compares_two_commits_and_ignores_the_working_tree() {
     );
     assert!(run.stdout.contains("  + go-demo:8080  Added\n"), "{run:?}");
     assert!(
-        run.stdout
-            .contains("\n+    acl url_go-demo8080 path_beg /demo\n"),
+        run.stdout.contains("\n+#   /demo go-demo-be8080\n"),
         "{run:?}"
     );
 
@@ -347,8 +346,7 @@ fn diff_reads_a_routes_file_in_a_subdirectory() {
         "{run:?}"
     );
     assert!(
-        run.stdout
-            .contains("\n+    acl url_go-demo8080 path_beg /demo\n"),
+        run.stdout.contains("\n+#   /demo go-demo-be8080\n"),
         "{run:?}"
     );
 
@@ -603,8 +601,7 @@ fn diff_from_a_base_without_routes_file_reports_every_route_added() {
 ";
     assert!(run.stdout.contains(expected), "{run:?}");
     assert!(
-        run.stdout
-            .contains("\n+    acl url_go-demo8080 path_beg /demo\n"),
+        run.stdout.contains("\n+#   /demo go-demo-be8080\n"),
         "{run:?}"
     );
     assert!(run.stdout.contains("\n+backend api-be3000\n"), "{run:?}");
@@ -679,7 +676,7 @@ fn diff_markdown_has_heading_table_and_collapsed_config_diff() {
     );
     assert!(position(md, table) < details, "{run:?}");
     assert!(
-        md[details..].contains("\n+    acl url_go-demo8080 path_beg /demo\n"),
+        md[details..].contains("\n+#   /demo go-demo-be8080\n"),
         "{run:?}"
     );
     assert!(md.ends_with("\n```\n\n</details>\n"), "{run:?}");
@@ -732,7 +729,7 @@ fn diff_json_has_routes_fields_sides_and_config_diff() {
         "{config_diff}"
     );
     assert!(
-        config_diff.contains("\n+    acl url_go-demo8080 path_beg /demo\n"),
+        config_diff.contains("\n+#   /demo go-demo-be8080\n"),
         "{config_diff}"
     );
 }
@@ -943,8 +940,9 @@ fn render_prints_a_deterministic_config_or_file_line_errors() {
         config.starts_with("# Rendered by capstan. Do not edit"),
         "{config}"
     );
+    // The routing table follows the config: the map files' entries.
     assert!(
-        config.contains("\n    acl url_go-demo8080 path_beg /demo\n"),
+        config.contains("\n# /etc/haproxy/maps/prefix.map:\n#   /demo go-demo-be8080\n"),
         "{config}"
     );
     assert!(config.contains("\nbackend go-demo-be8080\n"), "{config}");
@@ -1029,8 +1027,7 @@ fn plan_without_a_file_in_an_empty_directory_plans_the_embedded_example() {
         "{run:?}"
     );
     assert!(
-        run.stdout
-            .contains("\n+    acl url_go-demo8080 path_beg /demo\n"),
+        run.stdout.contains("\n+#   /demo go-demo-be8080\n"),
         "{run:?}"
     );
 

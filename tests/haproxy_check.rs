@@ -8,6 +8,8 @@
 //! `scripts/install-test-deps` installs them. Missing tools fail the tests;
 //! they are never skipped.
 
+#[path = "support/rendered.rs"]
+mod rendered;
 #[path = "support/table.rs"]
 mod table;
 
@@ -94,16 +96,23 @@ fn with_certificate(mut routes: RoutesFile, certificate: &Certificate) -> Routes
 /// How long one `haproxy -c` may take before the test fails.
 const HAPROXY_DEADLINE: Duration = Duration::from_secs(300);
 
-/// `haproxy -c` on a rendered config: Err with everything HAProxy said when
-/// it fails or says more than "could not resolve address".
+/// `haproxy -c` on `routes` rendered (the config and its map files), as
+/// [`haproxy_check_file`] judges it.
+fn haproxy_check(label: &str, routes: &RoutesFile) -> Result<(), String> {
+    let dir = TempDir::new().unwrap();
+    let (file, _) = rendered::write_rendered(dir.path(), routes);
+    haproxy_check_file(label, &file)
+}
+
+/// `haproxy -c` on a config file: Err with everything HAProxy said when it
+/// fails or says more than "could not resolve address".
 ///
 /// Service names are looked up through libc when HAProxy loads the config.
 /// They never resolve here, and a DNS server that drops queries would make
 /// each lookup wait 5 s: `RES_OPTIONS` caps that at one 1-second try.
-fn haproxy_check(label: &str, config: &str) -> Result<(), String> {
+fn haproxy_check_file(label: &str, file: &Path) -> Result<(), String> {
+    let config = std::fs::read_to_string(file).unwrap();
     let dir = TempDir::new().unwrap();
-    let file = dir.path().join("haproxy.cfg");
-    std::fs::write(&file, config).unwrap();
     let stdout_path = dir.path().join("stdout");
     let stderr_path = dir.path().join("stderr");
     let started = Instant::now();
@@ -192,8 +201,7 @@ fn haproxy_is_installed() {
 fn root_routes_yaml_passes_haproxy_check() {
     let routes = load_file(&repo().join("routes.yaml"));
     let certificate = self_signed_certificate();
-    let config = render(&with_certificate(routes, &certificate)).to_string();
-    haproxy_check("routes.yaml", &config).unwrap();
+    haproxy_check("routes.yaml", &with_certificate(routes, &certificate)).unwrap();
 }
 
 #[test]
@@ -203,7 +211,7 @@ fn every_example_passes_haproxy_check() {
         .iter()
         .filter_map(|path| {
             let routes = with_certificate(load_file(path), &certificate);
-            haproxy_check(&path.display().to_string(), &render(&routes).to_string()).err()
+            haproxy_check(&path.display().to_string(), &routes).err()
         })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -256,7 +264,7 @@ fn ten_thousand_routes_pass_haproxy_check() {
     let config = render(&routes).to_string();
     assert!(config.matches("\nbackend ").count() == 10_000);
     assert!(config.matches("\nfrontend tcp_").count() == 1_000);
-    haproxy_check("generated 10,000-route table", &config).unwrap();
+    haproxy_check("generated 10,000-route table", &routes).unwrap();
 }
 
 /// Order in routes.yaml never matters: a shuffled table (routes, and the
@@ -264,7 +272,7 @@ fn ten_thousand_routes_pass_haproxy_check() {
 #[test]
 fn ten_thousand_routes_shuffled_render_identically() {
     let routes = generated_routes();
-    let expected = render(&routes).to_string();
+    let expected = render(&routes).with_maps_listed();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     for round in 0..3 {
         let mut shuffled = routes.clone();
@@ -277,7 +285,7 @@ fn ten_thousand_routes_shuffled_render_identically() {
             shuffled.routes, routes.routes,
             "round {round} did not shuffle"
         );
-        let config = render(&shuffled).to_string();
+        let config = render(&shuffled).with_maps_listed();
         if config != expected {
             let first = config
                 .lines()
@@ -304,6 +312,12 @@ fn a_missing_tool_fails_with_the_install_hint() {
 /// The check itself catches alerts and warnings, and lets the resolver one pass.
 #[test]
 fn haproxy_check_reports_anything_but_unresolved_names() {
+    let dir = TempDir::new().unwrap();
+    let haproxy_check = |label: &str, config: &str| {
+        let file = dir.path().join(label);
+        std::fs::write(&file, config).unwrap();
+        haproxy_check_file(label, &file)
+    };
     let timeouts = "defaults\n    mode http\n    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\n    default-server init-addr last,libc,none\n";
     let fine = format!(
         "{timeouts}frontend f\n    bind 127.0.0.1:18080\n    default_backend b\nbackend b\n    server s capstan-test-unresolvable:80\n"

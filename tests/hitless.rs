@@ -132,8 +132,10 @@ fn fifty_reloads_under_load_lose_no_request() {
     let reloads_before = capstan.haproxy_reloads();
     const CHANGES: usize = 50;
     for i in 0..CHANGES {
-        // Each change adds a route to a new path: a new ACL, so a reload.
-        let changing = route("x", &format!("/x{i}"), &x.address());
+        // Each change replaces the last change's route with one of a new
+        // service: a new backend, so a reload (a path alone is a map entry,
+        // applied without one).
+        let changing = route(&format!("x{i}"), &format!("/x{i}"), &x.address());
         let commit = remote.push(&routes_yaml(http, &format!("{stable}{changing}")));
         let webhook = http_post(
             capstan.api_port,

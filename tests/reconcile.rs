@@ -167,12 +167,18 @@ fn changing_and_removing_routes_touches_only_them() {
     wait_for_backend(http, "/bee", "B");
     assert_eq!(http_get(http, "/b", "localhost").map(|r| r.0), Some(503));
     wait_for_backend(http, "/a", "A");
-    let changes = capstan.status()["history"][0]["changes"].clone();
+    let applied = capstan.status()["history"][0].clone();
+    let prefix_map = capstan.state_dir.join("haproxy.cfg.maps/prefix.map");
+    let prefix_map = prefix_map.to_str().unwrap();
     assert_eq!(
-        changes,
-        serde_json::json!([{"kind": "modify_section", "section": "frontend services"}]),
+        applied["changes"],
+        serde_json::json!([
+            {"kind": "add_map_entry", "map": prefix_map, "key": "/bee", "backend": "b-be80"},
+            {"kind": "remove_map_entry", "map": prefix_map, "key": "/b"},
+        ]),
         "only the routing rules changed"
     );
+    assert_eq!(applied["method"], "runtime", "{applied:#}");
 
     // Remove b: it stops routing, a keeps serving.
     let commit = remote.push(&routes_yaml(http, &route("a", "/a", &a.address())));
@@ -221,9 +227,10 @@ fn a_bad_commit_keeps_the_last_good_config_serving_and_the_next_good_one_recover
     assert_eq!(status["history"][0]["outcome"], "failed");
     let config = std::fs::read_to_string(capstan.state_dir.join("haproxy.cfg")).unwrap();
     assert!(
-        config.contains("path_beg /a"),
-        "the live file is the last good one"
+        !config.contains("/nonexistent/site.pem"),
+        "the live file is the last good one:\n{config}"
     );
+    assert_eq!(capstan.map_lines("prefix.map"), ["/a a-be80"]);
     wait_for_backend(http, "/a", "A");
     let failed_reloads_before = capstan.metric("capstan_reloads_total{result=\"error\"}");
     std::thread::sleep(Duration::from_millis(600));
@@ -341,7 +348,7 @@ fn status_and_live_diff_from_the_command_line() {
         report["config_diff"]
             .as_str()
             .unwrap()
-            .contains("+    acl url_b80 path_beg /b")
+            .contains("\n+#   /b b-be80\n")
     );
 }
 
@@ -387,9 +394,15 @@ fn attaches_to_an_haproxy_started_elsewhere() {
     wait_applied(&capstan, &commit);
     wait_for_backend(http, "/a", "A");
     let written = std::fs::read_to_string(&config).unwrap();
+    let prefix_map = outside.path().join("haproxy.cfg.maps/prefix.map");
     assert!(
-        written.contains("acl url_a80 path_beg /a"),
-        "capstan rewrote the attached config"
+        written.contains(&format!("path,map_beg({})", prefix_map.display())),
+        "capstan rewrote the attached config:\n{written}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&prefix_map).unwrap(),
+        "/a a-be80\n",
+        "and wrote its map next to it"
     );
     assert_eq!(capstan.status()["history"][0]["method"], "reload");
     drop(capstan);

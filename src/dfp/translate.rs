@@ -942,12 +942,15 @@ mod tests {
         assert_eq!(r.routes, [expected]);
         assert!(r.userlists.is_empty());
         assert_eq!(r.ttl, None);
-        let cfg = config(&r);
-        assert!(
-            cfg.contains("    acl url_go-demo8080 path_beg /demo\n"),
-            "{cfg}"
+        let mut file = RoutesFile::empty();
+        file.routes = r.routes.clone();
+        let rendered = render::render(&file);
+        // `acl url_go-demo8080 path_beg /demo`, as a prefix map's entry.
+        assert_eq!(
+            rendered.routing(),
+            ["path,map_beg(prefix.map): /demo go-demo-be8080"]
         );
-        assert!(cfg.contains("\nbackend go-demo-be8080\n"), "{cfg}");
+        assert!(rendered.section("backend go-demo-be8080").is_some());
     }
 
     #[test]

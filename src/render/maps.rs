@@ -308,3 +308,138 @@ fn use_backend_line(class: Class, path: &str) -> String {
     let lookup = format!("{fetch},{converter}({path})");
     format!("use_backend %[{lookup}] if {{ {lookup} -m found }}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::DEFAULT_MAPS_DIR;
+    use crate::model::validate::load;
+    use crate::model::{Route, RoutesFile, UrlPath};
+    use crate::render::{HaproxyConfig, render};
+
+    fn render_routes(routes: &str) -> HaproxyConfig {
+        let text = format!("version: 1\nroutes:\n{routes}");
+        render(&load("routes.yaml", &text).unwrap_or_else(|d| panic!("{d}")))
+    }
+
+    fn map_names(config: &HaproxyConfig) -> Vec<&str> {
+        config.maps.iter().map(|m| m.name()).collect()
+    }
+
+    #[test]
+    fn a_rule_with_conditions_splits_its_class_into_two_maps_in_precedence_order() {
+        let config = render_routes(concat!(
+            "  - service: long\n    port: 80\n    paths: [/long/er]\n",
+            "  - service: v2\n    port: 80\n    paths: [/api]\n    match_headers: {X-Version: '2'}\n",
+            "  - service: short\n    port: 80\n    paths: [/a]\n",
+        ));
+        // `/a` also matches `/api`: looked up before v2's rule, it would take
+        // v2's requests.
+        assert_eq!(
+            config.routing(),
+            [
+                "path,map_beg(prefix.map): /long/er long-be80",
+                "v2-be80",
+                "path,map_beg(prefix.2.map): /a short-be80",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_common_maps_exist_for_an_empty_table() {
+        let config = render_routes("  []\n");
+        let names = [
+            "exact-host.map",
+            "prefix-host.map",
+            "exact.map",
+            "prefix.map",
+            "all-host.map",
+            "all.map",
+        ];
+        assert_eq!(map_names(&config), names);
+        for map in &config.maps {
+            assert!(map.entries.is_empty(), "{map:?}");
+            assert_eq!(map.path, format!("{DEFAULT_MAPS_DIR}/{}", map.name()));
+        }
+        // Looked up in that order: the first path of a kind is an entry, not a new lookup.
+        let lookups: Vec<&str> = config
+            .section("frontend services")
+            .unwrap()
+            .lines
+            .iter()
+            .filter(|l| l.starts_with("use_backend "))
+            .map(|l| {
+                names
+                    .into_iter()
+                    .find(|n| l.contains(&format!("/{n})")))
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(lookups, names);
+    }
+
+    #[test]
+    fn domain_keys_are_the_lowercased_host_then_the_path() {
+        let config = render_routes(
+            "  - service: site\n    port: 80\n    domains: [Example.COM, www.Example.com]\n    paths: [/Api]\n",
+        );
+        assert_eq!(
+            config.routing(),
+            [
+                "var(txn.host_path),map_beg(prefix-host.map): example.com/Api site-be80, www.example.com/Api site-be80"
+            ]
+        );
+        // The key looked up: the request's host lowercased, without its port.
+        let frontend = config.section("frontend services").unwrap();
+        assert!(
+            frontend.lines.iter().any(|l| l
+                == "http-request set-var(txn.host_path) req.hdr(host),field(1,:),lower,concat(,txn.path) unless { req.hdr(host) -m sub / }"),
+            "{config}"
+        );
+    }
+
+    #[test]
+    fn a_path_with_a_semicolon_keeps_its_acl() {
+        let config = render_routes("  - service: a\n    port: 80\n    paths: ['/a;b']\n");
+        let cfg = config.to_string();
+        assert!(cfg.contains("    acl url_a80 path_beg /a;b\n"), "{cfg}");
+        assert!(cfg.contains("    use_backend a-be80 if url_a80\n"), "{cfg}");
+        assert_eq!(config.routing(), ["a-be80"]);
+    }
+
+    #[test]
+    fn a_key_routed_twice_goes_to_the_first_rule_in_precedence_order() {
+        // Validation refuses a path claimed twice; the render does not rely on it.
+        let mut file = RoutesFile::empty();
+        for service in ["b", "a"] {
+            let mut route = Route::new(service, 80);
+            route.paths = vec![UrlPath("/p".into())];
+            file.routes.push(route);
+        }
+        // Ties go by route id, as the order of the rules did.
+        assert_eq!(
+            render(&file).routing(),
+            ["path,map_beg(prefix.map): /p a-be80"]
+        );
+    }
+
+    #[test]
+    fn priority_and_well_known_paths_get_maps_of_their_own() {
+        let config = render_routes(concat!(
+            "  - service: low\n    port: 80\n    paths: [/low]\n    priority: -3\n",
+            "  - service: high\n    port: 80\n    paths: [/high]\n    priority: 5\n",
+            "  - service: acme\n    port: 80\n    paths: [/.well-known/acme-challenge]\n",
+            "  - service: token\n    port: 80\n    domains: [a.test]\n    paths: [/.well-known/token]\n    path_match: exact\n",
+            "  - service: demo\n    port: 80\n    paths: [/demo]\n",
+        ));
+        assert_eq!(
+            config.routing(),
+            [
+                "path,map_beg(prefix-p5.map): /high high-be80",
+                "var(txn.host_path),map_str(well-known-exact-host.map): a.test/.well-known/token token-be80",
+                "path,map_beg(well-known-prefix.map): /.well-known/acme-challenge acme-be80",
+                "path,map_beg(prefix.map): /demo demo-be80",
+                "path,map_beg(prefix-pm3.map): /low low-be80",
+            ]
+        );
+    }
+}

@@ -123,23 +123,13 @@ mod tests {
 
     #[test]
     fn a_default_backend_alone_has_no_use_backend_rule() {
-        let cfg = render_text(
-            "  - service: api\n    port: 80\n    paths: [/api]\n  - service: fallback\n    port: 80\n    default_backend: true\n",
-        );
-        assert!(!cfg.contains("use_backend fallback"), "{cfg}");
-        assert!(cfg.contains("    default_backend fallback-be80\n"), "{cfg}");
-        let rules: Vec<&str> = cfg
-            .lines()
-            .skip_while(|l| !l.starts_with("frontend services"))
-            .skip(1)
-            .take_while(|l| l.starts_with(' '))
-            .filter(|l| l.contains("backend"))
-            .collect();
+        let text = "version: 1\nroutes:\n  - service: api\n    port: 80\n    paths: [/api]\n  - service: fallback\n    port: 80\n    default_backend: true\n";
+        let config = render(&load("routes.yaml", text).unwrap());
         assert_eq!(
-            rules,
+            config.routing(),
             [
-                "    use_backend api-be80 if url_api80",
-                "    default_backend fallback-be80"
+                "path,map_beg(prefix.map): /api api-be80",
+                "default_backend fallback-be80"
             ]
         );
     }

@@ -646,6 +646,17 @@ impl Capstan {
         });
     }
 
+    /// The lines (`<key> <backend>`) of the map file `name` (`prefix.map`) the
+    /// http frontend routes through, as capstan last wrote it for HAProxy.
+    pub fn map_lines(&self, name: &str) -> Vec<String> {
+        let path = self.state_dir.join("haproxy.cfg.maps").join(name);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.state_dir.join("capstan.log")).unwrap_or_default()
     }

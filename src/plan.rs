@@ -664,12 +664,20 @@ mod tests {
         let p = plan(&after, &LiveState::running(&before));
         assert_eq!(p.method, Method::Reload);
         // Its path is an entry of a map the frontend looks up already: the
-        // frontend stays as it is, the reload loads the map file.
+        // frontend stays as it is, the reload loads the map file; without
+        // Swarm there is no spare backend to serve b until then.
         assert_eq!(
             p.changes,
-            [Change::AddSection {
-                section: "backend b-be80".into()
-            }]
+            [
+                Change::AddSection {
+                    section: "backend b-be80".into()
+                },
+                Change::NoSpareBackend {
+                    backend: "b-be80".into(),
+                    reason: "no spare backends are declared (only when Swarm serves the routes)"
+                        .into()
+                }
+            ]
         );
     }
 
@@ -687,7 +695,7 @@ mod tests {
         let before = desired(ONE);
         let after = desired(&ONE.replace("paths: [/a]", "paths: [/a, /a2]"));
         assert_eq!(before.marker, after.marker);
-        let p = plan(&after, &running(&before));
+        let p = plan(&after, &LiveState::running(&before));
         assert_eq!(
             p,
             Plan {
@@ -704,7 +712,7 @@ mod tests {
     #[test]
     fn a_path_removed_from_a_backend_is_a_map_entry_removed() {
         let before = desired(&ONE.replace("paths: [/a]", "paths: [/a, /a2]"));
-        let p = plan(&desired(ONE), &running(&before));
+        let p = plan(&desired(ONE), &LiveState::running(&before));
         assert_eq!(
             p,
             Plan {
@@ -721,7 +729,7 @@ mod tests {
     fn a_path_moved_to_another_backend_is_a_map_entry_changed() {
         let before = two_routes("/a, /x", "/b");
         let after = two_routes("/a", "/b, /x");
-        let p = plan(&after, &running(&before));
+        let p = plan(&after, &LiveState::running(&before));
         assert_eq!(
             p,
             Plan {

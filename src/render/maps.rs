@@ -392,7 +392,7 @@ mod tests {
         let frontend = config.section("frontend services").unwrap();
         assert!(
             frontend.lines.iter().any(|l| l
-                == "http-request set-var(txn.host_path) req.hdr(host),field(1,:),lower,concat(,txn.path) unless { req.hdr(host) -m sub / }"),
+                == "http-request set-var(txn.host_path) req.hdr(host),field(1,:),lower,concat(,txn.path) unless { req.hdr(host),field(1,:) -m sub / }"),
             "{config}"
         );
     }

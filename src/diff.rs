@@ -326,12 +326,17 @@ impl Impact {
                 )
             })
             .count();
+        let reasons = if base.haproxy.is_none() {
+            vec!["nothing runs yet: HAProxy starts with this config".to_string()]
+        } else {
+            reload_reasons(&plan, live.config.as_ref(), &head.config)
+        };
         Self {
             method: plan.method,
             map_entries: plan.changes.iter().filter(|c| c.is_map_entry()).count(),
             servers: servers.len(),
             certificates,
-            reasons: reload_reasons(&plan, live.config.as_ref(), &head.config),
+            reasons,
         }
     }
 }
@@ -359,6 +364,9 @@ fn reload_reasons(
                 Some(format!("{section}: {}", changed_lines(&old, &new)))
             }
             Change::ReloadRunningConfig => Some("HAProxy runs another config".to_string()),
+            Change::NoSpareBackend { backend, reason } => {
+                Some(format!("no spare backend for {backend}: {reason}"))
+            }
             _ => None,
         })
         .collect()
@@ -654,7 +662,10 @@ mod tests {
         );
         assert!(!reason.contains("$6$"), "{reason}");
         let first = Impact::between(&Snapshot::nothing_running(), &rendered(ONE));
-        assert!(first.reasons.contains(&"backend a-be80 added".to_string()));
+        assert_eq!(
+            first.reasons,
+            ["nothing runs yet: HAProxy starts with this config"]
+        );
     }
 
     #[test]

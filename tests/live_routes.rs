@@ -192,7 +192,6 @@ fn a_path_added_to_a_service_with_an_exact_domain_is_served_without_a_reload() {
 }
 
 #[test]
-#[ignore = "reloads: the domain ACL is still rendered for a route routed by map, unused, and changes with its domains"]
 fn a_domain_added_to_an_existing_service_is_served_without_a_reload() {
     require_tools();
     let (a, b) = (Backend::start("A"), Backend::start("B"));

@@ -1127,36 +1127,40 @@ fn diff_says_a_new_service_needs_a_reload_and_names_its_backend() {
 
     let run = repo.diff(&["--base", "main"]);
     assert!(
-        run.stdout
-            .contains("\nHAProxy: 1 reload, because: backend shop-be3000 added\n"),
+        run.stdout.contains(&format!(
+            "\nHAProxy: 1 reload, because: backend shop-be3000 added; {NO_SPARE}\n"
+        )),
         "{run:?}"
     );
     assert_eq!(
         impact(&repo.diff(&["--base", "main", "--format", "json"])),
         serde_json::json!({
             "method": "reload", "map_entries": 0, "servers": 0, "certificates": 0,
-            "reasons": ["backend shop-be3000 added"],
+            "reasons": ["backend shop-be3000 added", NO_SPARE],
         })
     );
     let md = repo
         .diff(&["--base", "main", "--format", "markdown"])
         .stdout;
     assert!(
-        md.contains("\n**HAProxy:** 1 reload, because: <code>backend shop-be3000 added</code>\n"),
+        md.contains("\n**HAProxy:** 1 reload, because: <code>backend shop-be3000 added</code>; <code>no spare backend"),
         "{md}"
     );
 
-    // A removed service is a reload too.
+    // A removed service is not: its path leaves the map, its backend
+    // stays loaded, unused, until the next reload.
     repo.write(
         "routes.yaml",
         &BASE.replace("  - service: old\n    port: 9000\n    paths: [/old]\n", ""),
     );
     let json = impact(&repo.diff(&["--base", "main", "--format", "json"]));
-    assert_eq!(
-        json["reasons"],
-        serde_json::json!(["backend old-be9000 removed"])
-    );
+    assert_eq!(json["method"], "runtime", "{json:#}");
+    assert_eq!(json["map_entries"], 1, "{json:#}");
+    assert_eq!(json["reasons"], serde_json::json!([]));
 }
+
+/// Why a new service reloads offline: a diff knows no Swarm, so no spare backends.
+const NO_SPARE: &str = "no spare backend for shop-be3000: no spare backends are declared (only when Swarm serves the routes)";
 
 #[test]
 fn diff_says_a_timeout_change_needs_a_reload_and_quotes_the_line() {
@@ -1244,7 +1248,10 @@ fn diff_live_foretells_what_applying_costs_and_the_apply_agrees() {
     assert_eq!(report["haproxy"]["method"], "reload", "{report:#}");
     assert_eq!(
         report["haproxy"]["reasons"],
-        serde_json::json!(["backend b-be80 added"]),
+        serde_json::json!([
+            "backend b-be80 added",
+            "no spare backend for b-be80: no spare backends are declared (only when Swarm serves the routes)"
+        ]),
         "{report:#}"
     );
     apply(&new_service);

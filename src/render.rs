@@ -16,7 +16,7 @@ use std::path::Path;
 use crate::desired::DesiredState;
 use crate::desired::FileUsers;
 use crate::desired::servers::{self, TaskServer, TaskServers};
-pub use maps::{DEFAULT_MAPS_DIR, MapFile};
+pub use maps::MapFile;
 
 use crate::model::{
     Compression, Defaults, DomainMatch, Https, Mode, PathMatch, Route, RoutesFile, Userlist, names,
@@ -234,7 +234,7 @@ pub fn render(file: &RoutesFile) -> HaproxyConfig {
         &TaskServers::new(),
         &FileUsers::new(),
         None,
-        Path::new(DEFAULT_MAPS_DIR),
+        Path::new(crate::desired::DEFAULT_MAPS_DIR),
     )
 }
 

@@ -36,6 +36,10 @@ pub struct DesiredState {
     pub spare_backends: usize,
 }
 
+/// Where map files go when the caller has no directory of its own
+/// (`capstan render`, `capstan diff`).
+pub const DEFAULT_MAPS_DIR: &str = "/etc/haproxy/maps";
+
 /// Spare backends declared when Swarm serves the routes.
 pub const SPARE_BACKENDS: usize = 8;
 
@@ -48,7 +52,7 @@ impl DesiredState {
             warnings: Vec::new(),
             file_users: FileUsers::new(),
             crt_list: None,
-            maps_dir: PathBuf::from(crate::render::DEFAULT_MAPS_DIR),
+            maps_dir: PathBuf::from(DEFAULT_MAPS_DIR),
             spare_backends: 0,
         }
     }

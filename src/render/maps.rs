@@ -23,10 +23,6 @@ use std::path::Path;
 use super::{Precedence, Rule};
 use crate::model::PathMatch;
 
-/// Where map files go when the caller has no directory of its own
-/// (`capstan render`, `capstan diff`).
-pub const DEFAULT_MAPS_DIR: &str = "/etc/haproxy/maps";
-
 /// The variable holding `<host><path>` for the lookups by domain: the
 /// request's host without its port, lowercased, then its path.
 const HOST_PATH_VAR: &str = "txn.host_path";
@@ -311,7 +307,7 @@ fn use_backend_line(class: Class, path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::DEFAULT_MAPS_DIR;
+    use crate::desired::DEFAULT_MAPS_DIR;
     use crate::model::validate::load;
     use crate::model::{Route, RoutesFile, UrlPath};
     use crate::render::{HaproxyConfig, render};

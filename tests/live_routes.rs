@@ -111,17 +111,20 @@ fn assert_answers(http: u16, host: &str, change: &str, expected: Answers<'_>) {
     }
 }
 
+/// Routes for service a on `a_paths` and service c on `c_paths`.
+fn two_services(a: &Backend, a_paths: &str, c: &Backend, c_paths: &str) -> String {
+    format!(
+        "{}{}",
+        route("a", a_paths, &a.address()),
+        route("c", c_paths, &c.address())
+    )
+}
+
 #[test]
 fn paths_added_removed_changed_and_moved_between_services_are_served_without_a_reload() {
     require_tools();
     let (a, c) = (Backend::start("A"), Backend::start("C"));
-    let entries = |a_paths: &str, c_paths: &str| {
-        format!(
-            "{}{}",
-            route("a", a_paths, &a.address()),
-            route("c", c_paths, &c.address())
-        )
-    };
+    let entries = |a_paths: &str, c_paths: &str| two_services(&a, a_paths, &c, c_paths);
     let stand = Stand::start(|http| routes_yaml(http, &entries("/alpha, /old", "/charlie")));
     wait_for_backend(stand.http, "/old", "A");
     wait_for_backend(stand.http, "/charlie", "C");
@@ -169,14 +172,21 @@ fn domain_entries(a: &Backend, b: &Backend, b_paths: &str, b_domains: &str) -> S
     )
 }
 
-#[test]
-fn a_path_added_to_a_service_with_an_exact_domain_is_served_without_a_reload() {
+/// Services a (`/alpha`) and b (`/bravo` on example.com) served, and the
+/// HAProxy generation serving them.
+fn domain_stand() -> (Backend, Backend, Stand, Generation) {
     require_tools();
     let (a, b) = (Backend::start("A"), Backend::start("B"));
     let stand =
         Stand::start(|http| routes_yaml(http, &domain_entries(&a, &b, "/bravo", "example.com")));
     wait_for_backend_at(stand.http, "example.com", "/bravo", "B");
     let before = Generation::of(&stand.capstan);
+    (a, b, stand, before)
+}
+
+#[test]
+fn a_path_added_to_a_service_with_an_exact_domain_is_served_without_a_reload() {
+    let (a, b, stand, before) = domain_stand();
 
     let change = "a path added to a service with a domain";
     stand.apply(&stand.yaml(&domain_entries(&a, &b, "/bravo, /extra", "example.com")));
@@ -193,12 +203,7 @@ fn a_path_added_to_a_service_with_an_exact_domain_is_served_without_a_reload() {
 
 #[test]
 fn a_domain_added_to_an_existing_service_is_served_without_a_reload() {
-    require_tools();
-    let (a, b) = (Backend::start("A"), Backend::start("B"));
-    let stand =
-        Stand::start(|http| routes_yaml(http, &domain_entries(&a, &b, "/bravo", "example.com")));
-    wait_for_backend_at(stand.http, "example.com", "/bravo", "B");
-    let before = Generation::of(&stand.capstan);
+    let (a, b, stand, before) = domain_stand();
 
     let change = "a domain added to a service";
     stand.apply(&stand.yaml(&domain_entries(
@@ -343,13 +348,7 @@ fn a_websocket_opened_before_ten_live_route_changes_outlives_hard_stop_after() {
 fn routes_changed_live_are_served_after_capstan_and_haproxy_start_again() {
     require_tools();
     let (a, c) = (Backend::start("A"), Backend::start("C"));
-    let entries = |a_paths: &str, c_paths: &str| {
-        format!(
-            "{}{}",
-            route("a", a_paths, &a.address()),
-            route("c", c_paths, &c.address())
-        )
-    };
+    let entries = |a_paths: &str, c_paths: &str| two_services(&a, a_paths, &c, c_paths);
     let mut stand = Stand::start(|http| routes_yaml(http, &entries("/alpha, /old", "/charlie")));
     wait_for_backend(stand.http, "/old", "A");
     let before = Generation::of(&stand.capstan);

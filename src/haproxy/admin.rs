@@ -388,13 +388,7 @@ impl AdminSocket {
         key: &str,
         backend: &str,
     ) -> Result<(), AdminError> {
-        let command = format!(
-            "add map {} {} {}",
-            word("map", map)?,
-            word("key", key)?,
-            backend_name(backend)?
-        );
-        self.expect(&command, &[]).await
+        self.map_entry("add", map, key, backend).await
     }
 
     /// `set map <file> <key> <backend>`.
@@ -404,8 +398,18 @@ impl AdminSocket {
         key: &str,
         backend: &str,
     ) -> Result<(), AdminError> {
+        self.map_entry("set", map, key, backend).await
+    }
+
+    async fn map_entry(
+        &self,
+        verb: &str,
+        map: &str,
+        key: &str,
+        backend: &str,
+    ) -> Result<(), AdminError> {
         let command = format!(
-            "set map {} {} {}",
+            "{verb} map {} {} {}",
             word("map", map)?,
             word("key", key)?,
             backend_name(backend)?

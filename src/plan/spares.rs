@@ -223,6 +223,13 @@ mod tests {
         // Applied: the same spare, and nothing more to do.
         let mut applied = live.clone();
         for change in &p.changes {
+            let server = |live: &mut LiveState, backend: &str, server: &str| {
+                let found = live
+                    .servers
+                    .iter_mut()
+                    .position(|s| s.backend == backend && s.server == server);
+                found.expect("the plan names servers HAProxy has")
+            };
             match change {
                 Change::AddMapEntry { map, key, backend } => {
                     applied
@@ -233,27 +240,19 @@ mod tests {
                 }
                 Change::SetServerAddress {
                     backend,
-                    server,
+                    server: name,
                     address,
                 } => {
-                    let s = applied
-                        .servers
-                        .iter_mut()
-                        .find(|s| &s.backend == backend && &s.server == server)
-                        .unwrap();
-                    s.address = address.clone();
+                    let i = server(&mut applied, backend, name);
+                    applied.servers[i].address = address.clone();
                 }
                 Change::SetServerState {
                     backend,
-                    server,
+                    server: name,
                     state,
                 } => {
-                    let s = applied
-                        .servers
-                        .iter_mut()
-                        .find(|s| &s.backend == backend && &s.server == server)
-                        .unwrap();
-                    s.state = *state;
+                    let i = server(&mut applied, backend, name);
+                    applied.servers[i].state = *state;
                 }
                 _ => {}
             }

@@ -37,13 +37,23 @@ pub fn require_tools() {
     }
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, and not handed out before in this
+/// test process: the kernel may give a port just released again, and two
+/// listeners of one test (HAProxy's and capstan's) must not share it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// An HTTP backend on loopback that answers every request with its name.

@@ -348,10 +348,24 @@ fn reload_reasons(
     base: Option<&HaproxyConfig>,
     head: &HaproxyConfig,
 ) -> Vec<String> {
+    // Why no spare backend serves a new backend, by its section.
+    let no_spare = |section: &str| {
+        plan.changes.iter().find_map(|c| match c {
+            Change::NoSpareBackend { backend, reason }
+                if section.strip_prefix("backend ") == Some(backend.as_str()) =>
+            {
+                Some(reason.as_str())
+            }
+            _ => None,
+        })
+    };
     plan.changes
         .iter()
         .filter_map(|change| match change {
-            Change::AddSection { section } => Some(format!("{section} added")),
+            Change::AddSection { section } => Some(match no_spare(section) {
+                Some(reason) => format!("{section} added (no spare backend: {reason})"),
+                None => format!("{section} added"),
+            }),
             Change::RemoveSection { section } => Some(format!("{section} removed")),
             Change::ModifySection { section } => {
                 let lines = |config: Option<&HaproxyConfig>| {
@@ -364,9 +378,6 @@ fn reload_reasons(
                 Some(format!("{section}: {}", changed_lines(&old, &new)))
             }
             Change::ReloadRunningConfig => Some("HAProxy runs another config".to_string()),
-            Change::NoSpareBackend { backend, reason } => {
-                Some(format!("no spare backend for {backend}: {reason}"))
-            }
             _ => None,
         })
         .collect()

@@ -674,8 +674,7 @@ mod tests {
                 },
                 Change::NoSpareBackend {
                     backend: "b-be80".into(),
-                    reason: "no spare backends are declared (only when Swarm serves the routes)"
-                        .into()
+                    reason: "not served by Swarm tasks".into()
                 }
             ]
         );

@@ -69,9 +69,9 @@ pub(super) fn lend(
                     .find(|s| !taken.contains(s.as_str()) && !lent.iter().any(|(_, l)| l == *s));
                 let Some(free) = free.cloned() else {
                     let reason = if spares.is_empty() {
-                        "no spare backends are declared (only when Swarm serves the routes)"
+                        "not served by Swarm tasks"
                     } else {
-                        "every spare backend is lent (the reload frees them)"
+                        "every spare is lent until the next reload"
                     };
                     return Err(no_spare(backend, reason.into()));
                 };
@@ -125,26 +125,23 @@ fn misfit(backend: &Section, spare: &Section) -> Option<String> {
     };
     let slot = spare.servers.first()?;
     if let Some(line) = backend.lines.iter().find(|l| !spare.lines.contains(l)) {
-        return Some(format!("settings beyond the defaults: {line}"));
+        return Some(format!("its setting `{line}`"));
     }
     if let Some(line) = spare.lines.iter().find(|l| !backend.lines.contains(l)) {
-        return Some(format!("settings other than the defaults: no {line}"));
+        return Some(format!("no `{line}` in its settings"));
     }
     if backend.servers.len() > spare.servers.len() {
         return Some(format!(
-            "{} servers, more than a spare's {} slots",
+            "{} servers, more than the {} slots of a spare",
             backend.servers.len(),
             spare.servers.len()
         ));
     }
     backend.servers.iter().find_map(|s| {
         if runtime_address(&s.address).is_none() {
-            Some(format!(
-                "server {} is a name, not a task address",
-                s.address
-            ))
+            Some(format!("server {} is a name", s.address))
         } else if options(s) != options(slot) {
-            Some(format!("server options {}", options(s).join(" ")))
+            Some(format!("its server options `{}`", options(s).join(" ")))
         } else {
             None
         }
@@ -293,7 +290,7 @@ mod tests {
         assert!(
             p.changes.contains(&Change::NoSpareBackend {
                 backend: "api-be80".into(),
-                reason: "settings beyond the defaults: timeout server 2m".into()
+                reason: "its setting `timeout server 2m`".into()
             }),
             "{p:?}"
         );
@@ -316,6 +313,6 @@ mod tests {
         let p = plan(&routes(&with_api("")), &loaded(&before));
         assert_eq!(p.method, Method::Reload);
         assert!(p.changes.iter().any(|c| matches!(c,
-            Change::NoSpareBackend { reason, .. } if reason.starts_with("no spare backends are declared"))));
+            Change::NoSpareBackend { reason, .. } if reason == "not served by Swarm tasks")));
     }
 }

@@ -6,11 +6,13 @@
 //!
 //! Run: `cargo bench --bench serve`.
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
 
+use common::*;
 use support::*;
 
 fn main() {
@@ -22,18 +24,6 @@ fn main() {
     }
 }
 
-fn wait_applied(capstan: &Capstan, commit: &str, timeout: Duration) -> serde_json::Value {
-    wait_until(&format!("{commit} applied"), timeout, || {
-        capstan.status()["applied"]["revision"]["commit"] == commit
-    });
-    capstan.status()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// Pushes new routes and times until HAProxy answers on them.
 fn latency(backend: &Backend) {
     for (mode, poll) in [("webhook", "1h"), ("polling every 1s", "1s")] {
@@ -42,7 +32,7 @@ fn latency(backend: &Backend) {
         let mut routes = route("r0", "/r0", &backend.address());
         let first = remote.push(&routes_yaml(http, &routes));
         let capstan = Capstan::start(&["--repo", &remote.url(), "--poll-interval", poll]);
-        wait_applied(&capstan, &first, Duration::from_secs(30));
+        wait_applied_within(&capstan, &first, Duration::from_secs(30));
         let mut samples = Vec::new();
         for i in 1..=10 {
             routes.push_str(&route(
@@ -68,19 +58,10 @@ fn latency(backend: &Backend) {
         println!(
             "push → served ({mode}): median {:.0} ms, max {:.0} ms over {} pushes",
             median(samples.clone()),
-            samples.iter().cloned().fold(0.0, f64::max),
+            max(&samples),
             samples.len()
         );
     }
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// A table of `size` routes; then one route added (a reload) and one
@@ -100,7 +81,7 @@ fn large_table(backend: &Backend, size: usize) {
     let started = Instant::now();
     let first = remote.push(&routes_yaml(http, &routes));
     let capstan = Capstan::start(&["--repo", &remote.url(), "--poll-interval", "1h"]);
-    wait_applied(&capstan, &first, Duration::from_secs(300));
+    wait_applied_within(&capstan, &first, Duration::from_secs(300));
     println!(
         "{size} routes: first apply (HAProxy start) {:.1} s",
         started.elapsed().as_secs_f64()
@@ -108,10 +89,8 @@ fn large_table(backend: &Backend, size: usize) {
 
     let reloads = capstan.haproxy_reloads();
     routes.push_str(&route("added", "/added", &backend.address()));
-    let commit = remote.push(&routes_yaml(http, &routes));
-    let started = Instant::now();
-    http_post(capstan.api_port, "/v1/webhook/git", "{}");
-    let status = wait_applied(&capstan, &commit, Duration::from_secs(120));
+    let (commit, started) = push_and_notify(&remote, &capstan, &routes_yaml(http, &routes));
+    let status = wait_applied_within(&capstan, &commit, Duration::from_secs(120));
     wait_for_backend(http, "/added", "B");
     let served = started.elapsed().as_secs_f64() * 1000.0;
     let t = &status["history"][0]["timings"];
@@ -127,10 +106,8 @@ fn large_table(backend: &Backend, size: usize) {
 
     let reloads = capstan.haproxy_reloads();
     let moved = routes.replacen(&backend.address(), &other.address(), 1);
-    let commit = remote.push(&routes_yaml(http, &moved));
-    let started = Instant::now();
-    http_post(capstan.api_port, "/v1/webhook/git", "{}");
-    let status = wait_applied(&capstan, &commit, Duration::from_secs(120));
+    let (commit, started) = push_and_notify(&remote, &capstan, &routes_yaml(http, &moved));
+    let status = wait_applied_within(&capstan, &commit, Duration::from_secs(120));
     wait_for_backend(http, "/svc0", "C");
     let served = started.elapsed().as_secs_f64() * 1000.0;
     let t = &status["history"][0]["timings"];
@@ -144,6 +121,6 @@ fn large_table(backend: &Backend, size: usize) {
     );
     println!(
         "{size} routes: capstan resident memory {:.1} MiB",
-        rss_mib(capstan.pid())
+        proc_status_mib(capstan.pid(), "VmRSS")
     );
 }

@@ -8,6 +8,8 @@
 //! 10,000 routes in under 100 ms and 100 MB of heap for one
 //! validate + render + diff.
 
+#[path = "../tests/support/rendered.rs"]
+mod rendered;
 #[path = "../tests/support/table.rs"]
 mod table;
 
@@ -182,11 +184,11 @@ fn validate_render_diff(
     (config, report)
 }
 
-/// `haproxy -c` on the config, a few times; None when HAProxy is not installed.
-fn haproxy_check(config: &str, runs: usize) -> Option<Result<Samples, String>> {
+/// `haproxy -c` on the config of `routes` (with its map files), a few
+/// times; None when HAProxy is not installed.
+fn haproxy_check(routes: &RoutesFile, runs: usize) -> Option<Result<Samples, String>> {
     let dir = tempfile::TempDir::new().unwrap();
-    let file = dir.path().join("haproxy.cfg");
-    std::fs::write(&file, config).unwrap();
+    let (file, _) = rendered::write_rendered(dir.path(), routes);
     let mut samples = Samples::default();
     for _ in 0..runs {
         let output = samples.time(|| {
@@ -286,7 +288,8 @@ fn bench(n: usize, iterations: usize) -> Outcome {
         &stages.total,
         Some(peak),
     );
-    match haproxy_check(&config, 3) {
+    let head = load("routes.yaml", &head_text).expect("the head table is valid");
+    match haproxy_check(&head, 3) {
         None => println!("  haproxy -c: not installed (scripts/install-test-deps)"),
         Some(Err(e)) => println!("  haproxy -c FAILED: {e}"),
         Some(Ok(samples)) => row("yardstick haproxy -c -q -f (same config)", &samples, None),

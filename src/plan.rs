@@ -84,18 +84,25 @@ fn runtime_address(address: &str) -> Option<(IpAddr, u16)> {
 /// The config without what may change at run time (IP server addresses) and
 /// without the marker line itself.
 fn skeleton(config: &HaproxyConfig) -> HaproxyConfig {
-    let mut config = config.clone();
-    for section in &mut config.sections {
-        section.lines.retain(|l| !is_marker_line(l));
-        for server in &mut section.servers {
-            if runtime_address(&server.address).is_some() {
-                server.address = "-".into();
-                // Whether a slot is in use is a runtime state too.
-                server.options.retain(|o| o != "disabled");
-            }
+    HaproxyConfig {
+        sections: config.sections.iter().map(skeleton_section).collect(),
+        maps: Vec::new(),
+    }
+}
+
+/// A section without what may change at run time: see [`skeleton`].
+fn skeleton_section(section: &Section) -> Section {
+    let mut section = section.clone();
+    section.lines.retain(|l| !is_marker_line(l));
+    for server in &mut section.servers {
+        if runtime_address(&server.address).is_some() {
+            server.address = "-".into();
+            // Whether a slot is in use (or draining) is a runtime state too.
+            server.options.retain(|o| o != "disabled");
+            server.drain = false;
         }
     }
-    config
+    section
 }
 
 pub(crate) fn is_marker_line(line: &str) -> bool {
@@ -525,13 +532,10 @@ fn same_address(a: &str, b: &str) -> bool {
     runtime_address(a) == runtime_address(b)
 }
 
-/// Section-level differences, ignoring the marker line.
+/// Section-level differences, ignoring the marker line and what changes
+/// at run time (server addresses and states).
 fn section_changes(desired: &HaproxyConfig, live: Option<&HaproxyConfig>) -> Vec<Change> {
-    let strip = |s: &Section| {
-        let mut s = s.clone();
-        s.lines.retain(|l| !is_marker_line(l));
-        s
-    };
+    let strip = skeleton_section;
     let (wanted, running) = (by_header(Some(desired)), by_header(live));
     let mut changes = Vec::new();
     for section in &desired.sections {
@@ -636,6 +640,22 @@ mod tests {
         // Not knowing what the worker loaded, a reload is the only safe way.
         applied.config = None;
         assert_eq!(plan(&after, &applied).method, Method::Reload);
+    }
+
+    #[test]
+    fn a_server_moved_while_a_removed_backend_stays_loaded_is_still_live() {
+        let two = format!(
+            "{ONE}  - service: b\n    port: 80\n    paths: [/b]\n    servers: [127.0.0.1:9002]\n"
+        );
+        let live = LiveState::running(&desired(&two));
+        let moved = desired(&ONE.replace("9001", "9003"));
+        let p = plan(&moved, &live);
+        assert_eq!(p.method, Method::Runtime, "{p:?}");
+        assert!(p.changes.contains(&Change::SetServerAddress {
+            backend: "a-be80".into(),
+            server: "a-1".into(),
+            address: "127.0.0.1:9003".into()
+        }));
     }
 
     #[test]

@@ -457,6 +457,20 @@ fn unused_backend_changes(backends: &[&str], live: &LiveState) -> Vec<Change> {
         .collect()
 }
 
+/// The marker a config's text carries in the `description` line of its
+/// `global` section, if it is capstan's; without parsing the rest.
+pub fn marker_in(text: &str) -> Option<&str> {
+    text.lines()
+        .skip_while(|l| l.trim() != "global")
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with(char::is_whitespace) || l.starts_with('#'))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("description ")?
+                .strip_prefix(MARKER_PREFIX)
+        })
+}
+
 /// The marker a config carries in its `description` line, if it is capstan's.
 pub fn marker_of(config: &HaproxyConfig) -> Option<&str> {
     config
@@ -850,6 +864,16 @@ mod tests {
             d.marker,
             desired(ONE).with_certificates(list, vec![]).marker
         );
+    }
+
+    #[test]
+    fn the_marker_is_read_from_the_text_as_from_the_parsed_config() {
+        let d = desired(ONE);
+        assert_eq!(marker_in(&d.text()), Some(d.marker.as_str()));
+        assert_eq!(marker_of(&d.config), Some(d.marker.as_str()));
+        // Only the global section's description counts.
+        let elsewhere = "global\n    maxconn 10\n\nbackend x\n    description capstan-abc\n";
+        assert_eq!(marker_in(elsewhere), None);
     }
 
     #[test]

@@ -241,31 +241,35 @@ impl Haproxy {
     }
 
     /// What HAProxy runs now: its generation marker, its servers' runtime
-    /// addresses, and the config file on disk. An HAProxy that does not
-    /// answer is observed as running nothing.
-    pub async fn observe(&self) -> LiveState {
-        let read = |path: &Path| {
-            std::fs::read_to_string(path)
-                .ok()
-                .map(|text| HaproxyConfig::parse(&text))
-        };
-        let on_disk = read(&self.config_file);
+    /// addresses, its maps' entries, and the config its worker loaded. That
+    /// config is read only when the worker did not load `desired_marker`
+    /// (parsing thousands of sections is the plan's business only then). An
+    /// HAProxy that does not answer is observed as running nothing, with the
+    /// config file on disk.
+    pub async fn observe(&self, desired_marker: &str) -> LiveState {
+        let read = |path: &Path| std::fs::read_to_string(path).ok();
         let Ok(info) = self.admin.show_info().await else {
             return LiveState {
-                config: on_disk,
+                config: read(&self.config_file).map(|text| HaproxyConfig::parse(&text)),
                 ..LiveState::default()
             };
         };
         let marker = info
             .description
             .and_then(|d| d.strip_prefix(MARKER_PREFIX).map(str::to_string));
-        // The file the worker loaded: the config file, or, after backends
-        // were left unused at run time, the copy kept of what it loaded.
-        let loaded = read(&self.loaded_file())
-            .filter(|c| marker.is_some() && plan::marker_of(c) == marker.as_deref());
-        let config = match on_disk {
-            Some(c) if marker.is_some() && plan::marker_of(&c) == marker.as_deref() => Some(c),
-            on_disk => loaded.or(on_disk),
+        let config = if marker.as_deref() == Some(desired_marker) {
+            None
+        } else {
+            // The file the worker loaded: the config file, or, after backends
+            // were left unused at run time, the copy kept of what it loaded.
+            let on_disk = read(&self.config_file);
+            let loads =
+                |text: &String| marker.is_some() && plan::marker_in(text) == marker.as_deref();
+            let loaded = match on_disk {
+                Some(text) if loads(&text) => Some(text),
+                on_disk => read(&self.loaded_file()).filter(loads).or(on_disk),
+            };
+            loaded.map(|text| HaproxyConfig::parse(&text))
         };
         let servers = self
             .admin
@@ -578,11 +582,14 @@ impl Haproxy {
         }
         // `haproxy -c` passes a bind on a port someone else holds; the reload
         // would then fail and pause the old listeners. Probe new ports first.
-        let running = live
-            .config
-            .as_ref()
-            .map(plan::bind_ports)
-            .unwrap_or_default();
+        // Not observed when the worker runs the desired marker: then the
+        // config file is what it loaded.
+        let running = match &live.config {
+            Some(config) => plan::bind_ports(config),
+            None => std::fs::read_to_string(&self.config_file)
+                .map(|text| plan::bind_ports(&HaproxyConfig::parse(&text)))
+                .unwrap_or_default(),
+        };
         for port in plan::bind_ports(&desired.config) {
             if !running.contains(&port) && port_in_use(port) {
                 let _ = std::fs::remove_file(&candidate);

@@ -295,7 +295,7 @@ impl Reconciler {
             for warning in &assembled.warnings {
                 tracing::warn!(route = %warning.route, "{}", warning.message);
             }
-            let live = self.haproxy.observe().await;
+            let live = self.haproxy.observe(&assembled.desired.marker).await;
             let failed_marker = self
                 .state
                 .last_error

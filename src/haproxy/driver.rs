@@ -320,9 +320,9 @@ impl Haproxy {
         maps
     }
 
-    /// Writes the desired map files that differ from those on disk; returns
-    /// what each file held before (`None`: it did not exist), for
-    /// [`restore`].
+    /// Writes the desired map files that differ from those on disk, all or
+    /// none; returns what each file held before (`None`: it did not exist),
+    /// for [`restore`].
     fn write_maps(&self, config: &HaproxyConfig) -> Result<Vec<Previous>, ApplyError> {
         let dir = self.maps_dir();
         std::fs::create_dir_all(&dir).map_err(|source| ApplyError::Io {
@@ -335,7 +335,11 @@ impl Haproxy {
             let text = map.text();
             let before = std::fs::read_to_string(&path).ok();
             if before.as_deref() != Some(text.as_str()) {
-                write(&path, &text)?;
+                // All or none: a failure puts back what was written so far.
+                if let Err(e) = write(&path, &text) {
+                    restore(previous);
+                    return Err(e);
+                }
                 previous.push((path, before));
             }
         }

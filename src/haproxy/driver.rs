@@ -284,12 +284,21 @@ impl Haproxy {
                 server: s.server,
             })
             .collect();
+        // Routes HAProxy could not list are unknown: planned as a reload of
+        // everything rather than as every entry added again.
+        let (marker, maps) = match self.live_maps().await {
+            Ok(maps) => (marker, maps),
+            Err(e) => {
+                tracing::warn!("reading HAProxy's routing maps failed: {e}");
+                (None, BTreeMap::new())
+            }
+        };
         LiveState {
             marker,
             config,
             servers,
             certificates: self.served_by(info.pid).await,
-            maps: self.live_maps().await,
+            maps,
         }
     }
 
@@ -305,19 +314,17 @@ impl Haproxy {
     }
 
     /// The entries of the maps in [`Haproxy::maps_dir`] HAProxy routes
-    /// through; a map it cannot list is left out (taken as empty).
-    async fn live_maps(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+    /// through, or the error that kept them unknown.
+    async fn live_maps(&self) -> Result<BTreeMap<String, BTreeMap<String, String>>, AdminError> {
         let dir = self.maps_dir();
         let mut maps = BTreeMap::new();
-        for file in self.admin.map_files().await.unwrap_or_default() {
-            if !Path::new(&file).starts_with(&dir) {
-                continue;
-            }
-            if let Ok(entries) = self.admin.map_entries(&file).await {
+        for file in self.admin.map_files().await? {
+            if Path::new(&file).starts_with(&dir) {
+                let entries = self.admin.map_entries(&file).await?;
                 maps.insert(file, entries);
             }
         }
-        maps
+        Ok(maps)
     }
 
     /// Writes the desired map files that differ from those on disk, all or

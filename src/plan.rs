@@ -698,8 +698,8 @@ mod tests {
         let p = plan(&after, &LiveState::running(&before));
         assert_eq!(p.method, Method::Reload);
         // Its path is an entry of a map the frontend looks up already: the
-        // frontend stays as it is, the reload loads the map file; without
-        // Swarm there is no spare backend to serve b until then.
+        // frontend stays as it is, the reload loads the map file. b is served
+        // at its service's name, which no spare can take at run time.
         assert_eq!(
             p.changes,
             [
@@ -708,7 +708,7 @@ mod tests {
                 },
                 Change::NoSpareBackend {
                     backend: "b-be80".into(),
-                    reason: "not served by Swarm tasks".into()
+                    reason: "server b:80 is a name".into()
                 }
             ]
         );

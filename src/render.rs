@@ -13,13 +13,14 @@ mod tls;
 use std::fmt;
 use std::path::Path;
 
-use crate::desired::DesiredState;
 use crate::desired::FileUsers;
 use crate::desired::servers::{self, TaskServer, TaskServers};
+use crate::desired::{DesiredState, Spares};
 pub use maps::MapFile;
 
 use crate::model::{
-    Compression, Defaults, DomainMatch, Https, Mode, PathMatch, Route, RoutesFile, Userlist, names,
+    Address, Compression, Defaults, DomainMatch, Https, Mode, PathMatch, Route, RoutesFile,
+    Userlist, names,
 };
 
 /// A rendered config: sections in file order, and the map files the http
@@ -134,14 +135,28 @@ impl HaproxyConfig {
         self.to_string() + &maps::listing(&self.maps)
     }
 
-    /// `count` spare backends after the others: a new service with default
-    /// settings takes one at run time (see `plan`), and gets its own name at
-    /// the next reload.
-    fn with_spare_backends(mut self, file: &RoutesFile, count: usize) -> Self {
-        for k in 1..=count {
+    /// `spares.count` spare backends after the others: a new service with
+    /// default settings takes one at run time (see `plan`), and gets its own
+    /// name at the next reload. Their server slots are those of Swarm tasks,
+    /// or of fixed `servers:` addresses.
+    fn with_spare_backends(mut self, file: &RoutesFile, spares: Spares) -> Self {
+        let no_tasks = Vec::new();
+        for k in 1..=spares.count {
             let name = names::spare_backend(k);
-            let mut section = backend(file, &Route::new(&name, 1), Some(&Vec::new()));
+            let mut route = Route::new(&name, 1);
+            let tasks = if spares.for_tasks {
+                Some(&no_tasks)
+            } else {
+                route.servers = vec![Address(SPARE_SLOT.to_string()); servers::slots(0)];
+                None
+            };
+            let mut section = backend(file, &route, tasks);
             section.header = format!("backend {name}");
+            for slot in &mut section.servers {
+                if !slot.options.iter().any(|o| o == "disabled") {
+                    slot.options.push("disabled".to_string());
+                }
+            }
             self.sections.push(section);
         }
         self
@@ -236,7 +251,11 @@ pub fn render(file: &RoutesFile) -> HaproxyConfig {
         None,
         Path::new(crate::desired::DEFAULT_MAPS_DIR),
     )
+    .with_spare_backends(file, Spares::for_fixed_servers())
 }
+
+/// Where an unused spare server slot points (it is in maintenance).
+const SPARE_SLOT: &str = "127.0.0.1:1";
 
 /// Renders the desired state: Swarm's tasks serve the routes they were
 /// resolved for, userlists of files hold the users read from them.
@@ -248,7 +267,7 @@ pub fn render_desired(desired: &DesiredState) -> HaproxyConfig {
         desired.crt_list.as_deref(),
         &desired.maps_dir,
     )
-    .with_spare_backends(&desired.routes, desired.spare_backends)
+    .with_spare_backends(&desired.routes, desired.spares)
 }
 
 fn render_with(

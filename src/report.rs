@@ -697,7 +697,7 @@ mod tests {
             value["haproxy"],
             json!({
                 "method": "reload", "map_entries": 0, "servers": 0, "certificates": 0,
-                "reasons": ["backend c-be80 added (no spare backend: not served by Swarm tasks)"],
+                "reasons": ["backend c-be80 added (no spare backend: server c:80 is a name)"],
             })
         );
     }
@@ -707,7 +707,7 @@ mod tests {
         let text = diff(&report(), Format::Text);
         assert!(
             text.contains(
-                "0 removed, 0 unchanged\nHAProxy: 1 reload, because: backend c-be80 added (no spare backend: not served by Swarm tasks)\n"
+                "0 removed, 0 unchanged\nHAProxy: 1 reload, because: backend c-be80 added (no spare backend: server c:80 is a name)\n"
             ),
             "{text}"
         );
@@ -748,7 +748,7 @@ mod tests {
         assert!(md.contains("| + | <code>c:80</code> | Added |"), "{md}");
         // What it costs HAProxy comes before the table.
         let impact = md
-            .find("\n**HAProxy:** 1 reload, because: <code>backend c-be80 added (no spare backend: not served by Swarm tasks)</code>\n\n| |")
+            .find("\n**HAProxy:** 1 reload, because: <code>backend c-be80 added (no spare backend: server c:80 is a name)</code>\n\n| |")
             .unwrap_or_else(|| panic!("{md}"));
         assert!(impact < md.find("| + |").unwrap(), "{md}");
         assert!(

@@ -1160,8 +1160,8 @@ fn diff_says_a_new_service_needs_a_reload_and_names_its_backend() {
     assert_eq!(json["reasons"], serde_json::json!([]));
 }
 
-/// Why a new service reloads offline: a diff knows no Swarm, so no spare backends.
-const NO_SPARE: &str = "backend shop-be3000 added (no spare backend: not served by Swarm tasks)";
+/// Why a new service served at its name reloads: no spare backend can take a name.
+const NO_SPARE: &str = "backend shop-be3000 added (no spare backend: server shop:3000 is a name)";
 
 #[test]
 fn diff_says_a_timeout_change_needs_a_reload_and_quotes_the_line() {
@@ -1234,25 +1234,40 @@ fn diff_live_foretells_what_applying_costs_and_the_apply_agrees() {
     assert_eq!(capstan.status()["history"][0]["method"], "runtime");
     assert_eq!(capstan.haproxy_reloads(), reloads);
 
-    // A new service: a reload, which names its backend.
+    // A new service on a fixed address: a spare backend serves it, no reload.
+    let b = support::route("b", "/b", &a);
     let new_service = support::routes_yaml(
         stand.http,
-        &format!(
-            "{}{}",
-            support::route("a", "/a, /a2", &a),
-            support::route("b", "/b", &a)
-        ),
+        &format!("{}{b}", support::route("a", "/a, /a2", &a)),
     );
     std::fs::write(work.join("routes.yaml"), &new_service).unwrap();
+    let (code, report) = capstan.diff_live(&work);
+    assert_eq!(code, Some(2), "{report:#}");
+    assert_eq!(report["haproxy"]["method"], "runtime", "{report:#}");
+    assert_eq!(report["haproxy"]["servers"], 1, "{report:#}");
+    apply(&new_service);
+    support::wait_for_backend(stand.http, "/b", "A");
+    assert_eq!(capstan.status()["history"][0]["method"], "runtime");
+    assert_eq!(capstan.haproxy_reloads(), reloads);
+
+    // A setting of its own: a reload, which quotes the line.
+    let timeout = support::routes_yaml(
+        stand.http,
+        &format!(
+            "{}{b}    timeouts:\n      server: 2m\n",
+            support::route("a", "/a, /a2", &a)
+        ),
+    );
+    std::fs::write(work.join("routes.yaml"), &timeout).unwrap();
     let (code, report) = capstan.diff_live(&work);
     assert_eq!(code, Some(2), "{report:#}");
     assert_eq!(report["haproxy"]["method"], "reload", "{report:#}");
     assert_eq!(
         report["haproxy"]["reasons"],
-        serde_json::json!(["backend b-be80 added (no spare backend: not served by Swarm tasks)"]),
+        serde_json::json!(["backend b-be80: +timeout server 2m"]),
         "{report:#}"
     );
-    apply(&new_service);
+    apply(&timeout);
     assert_eq!(capstan.status()["history"][0]["method"], "reload");
     assert_eq!(capstan.haproxy_reloads(), reloads + 1);
 }

@@ -133,9 +133,14 @@ fn fifty_reloads_under_load_lose_no_request() {
     const CHANGES: usize = 50;
     for i in 0..CHANGES {
         // Each change replaces the last change's route with one of a new
-        // service: a new backend, so a reload (a path alone is a map entry,
-        // applied without one).
-        let changing = route(&format!("x{i}"), &format!("/x{i}"), &x.address());
+        // service with a setting of its own: a new backend no spare backend
+        // can serve, so a reload (a path alone is a map entry, and a new
+        // service with default settings takes a spare, both without one).
+        let changing = format!(
+            "{}    timeouts:\n      server: {}s\n",
+            route(&format!("x{i}"), &format!("/x{i}"), &x.address()),
+            i + 1
+        );
         let commit = remote.push(&routes_yaml(http, &format!("{stable}{changing}")));
         let webhook = http_post(
             capstan.api_port,

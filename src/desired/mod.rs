@@ -31,16 +31,33 @@ pub struct DesiredState {
     pub crt_list: Option<PathBuf>,
     /// Where the http frontend's map files are written.
     pub maps_dir: PathBuf,
-    /// How many spare backends to declare: Swarm's new services take them
-    /// at run time (their servers are task addresses HAProxy can set).
-    pub spare_backends: usize,
+    /// The spare backends to declare: new services take them at run time.
+    pub spares: Spares,
+}
+
+/// Spare backends: how many, and whether their server slots are for Swarm
+/// tasks (health-checked) or for fixed `servers:` addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spares {
+    pub count: usize,
+    pub for_tasks: bool,
+}
+
+impl Spares {
+    /// Spares for routes on fixed server addresses (no Swarm).
+    pub fn for_fixed_servers() -> Self {
+        Self {
+            count: SPARE_BACKENDS,
+            for_tasks: false,
+        }
+    }
 }
 
 /// Where map files go when the caller has no directory of its own
 /// (`capstan render`, `capstan diff`).
 pub const DEFAULT_MAPS_DIR: &str = "/etc/haproxy/maps";
 
-/// Spare backends declared when Swarm serves the routes.
+/// Spare backends every config declares.
 pub const SPARE_BACKENDS: usize = 8;
 
 impl DesiredState {
@@ -53,7 +70,7 @@ impl DesiredState {
             file_users: FileUsers::new(),
             crt_list: None,
             maps_dir: PathBuf::from(DEFAULT_MAPS_DIR),
-            spare_backends: 0,
+            spares: Spares::for_fixed_servers(),
         }
     }
 
@@ -64,7 +81,10 @@ impl DesiredState {
         Self {
             servers,
             warnings,
-            spare_backends: SPARE_BACKENDS,
+            spares: Spares {
+                count: SPARE_BACKENDS,
+                for_tasks: true,
+            },
             ..Self::new(routes)
         }
     }

@@ -69,7 +69,7 @@ pub(super) fn lend(
                     .find(|s| !taken.contains(s.as_str()) && !lent.iter().any(|(_, l)| l == *s));
                 let Some(free) = free.cloned() else {
                     let reason = if spares.is_empty() {
-                        "not served by Swarm tasks"
+                        "the running config declares no spare backends"
                     } else {
                         "every spare is lent until the next reload"
                     };
@@ -297,22 +297,30 @@ mod tests {
     }
 
     #[test]
-    fn without_swarm_there_are_no_spares_and_a_new_service_reloads() {
+    fn without_swarm_spares_take_fixed_servers_not_names() {
         let routes = |y: &str| {
             let state = DesiredState::new(load("routes.yaml", y).unwrap());
             DesiredConfig::new(render_desired(&state), Path::new("/run/admin.sock"))
         };
         let before = routes(WEB);
-        assert!(
-            !before
-                .config
-                .sections
-                .iter()
-                .any(|s| s.header.starts_with("backend spare-"))
-        );
+        // A new service on a fixed address: served by a spare, live.
+        let fixed = routes(&with_api("    servers: [10.0.0.9:8080]\n"));
+        let p = plan(&fixed, &loaded(&before));
+        assert_eq!(p.method, Method::Runtime, "{p:?}");
+        assert!(p.changes.contains(&Change::SetServerAddress {
+            backend: "spare-1".into(),
+            server: "spare-1-1".into(),
+            address: "10.0.0.9:8080".into()
+        }));
+        // One served at its service's name: HAProxy needs a reload to resolve it.
         let p = plan(&routes(&with_api("")), &loaded(&before));
         assert_eq!(p.method, Method::Reload);
-        assert!(p.changes.iter().any(|c| matches!(c,
-            Change::NoSpareBackend { reason, .. } if reason == "not served by Swarm tasks")));
+        assert!(
+            p.changes.contains(&Change::NoSpareBackend {
+                backend: "api-be80".into(),
+                reason: "server api:80 is a name".into()
+            }),
+            "{p:?}"
+        );
     }
 }

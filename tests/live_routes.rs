@@ -111,6 +111,60 @@ fn assert_answers(http: u16, host: &str, change: &str, expected: Answers<'_>) {
     }
 }
 
+#[test]
+fn a_new_service_and_a_removed_one_are_served_without_a_reload() {
+    require_tools();
+    let (a, c) = (Backend::start("A"), Backend::start("C"));
+    let stand = Stand::start(|http| routes_yaml(http, &route("a", "/alpha", &a.address())));
+    wait_for_backend(stand.http, "/alpha", "A");
+    let before = Generation::of(&stand.capstan);
+
+    let change = "a new service on a fixed address";
+    stand.apply(&stand.yaml(&two_services(&a, "/alpha", &c, "/charlie")));
+    assert_answers(
+        stand.http,
+        "localhost",
+        change,
+        &[("/charlie", "C"), ("/alpha", "A")],
+    );
+    stand.assert_live(&before, change);
+    let lent = &stand.capstan.status()["history"][0]["changes"][0];
+    assert_eq!(lent["kind"], "lend_spare_backend", "{lent:#}");
+
+    let change = "the new service removed";
+    stand.apply(&stand.yaml(&route("a", "/alpha", &a.address())));
+    assert_answers(
+        stand.http,
+        "localhost",
+        change,
+        &[("/charlie", "503"), ("/alpha", "A")],
+    );
+    stand.assert_live(&before, change);
+
+    // One with a setting of its own: no spare fits, a reload says why.
+    stand.apply(&stand.yaml(&format!(
+        "{}    timeouts:\n      server: 2m\n",
+        two_services(&a, "/alpha", &c, "/charlie")
+    )));
+    assert_answers(
+        stand.http,
+        "localhost",
+        "a new service with a timeout",
+        &[("/charlie", "C")],
+    );
+    let last = &stand.capstan.status()["history"][0];
+    assert_eq!(last["method"], "reload", "{last:#}");
+    assert!(
+        last["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["kind"] == "no_spare_backend"
+                && c["reason"] == "its setting `timeout server 2m`"),
+        "{last:#}"
+    );
+}
+
 /// Routes for service a on `a_paths` and service c on `c_paths`.
 fn two_services(a: &Backend, a_paths: &str, c: &Backend, c_paths: &str) -> String {
     format!(

@@ -20,7 +20,7 @@ pub const ROUTES_SHOWN: usize = 500;
 
 /// The most of haproxy.cfg the page shows (a 10,000-route config is
 /// megabytes; `/v1/docker-flow-proxy/config` serves all of it).
-pub const CONFIG_SHOWN: usize = 256 * 1024;
+pub const CONFIG_SHOWN: usize = 128 * 1024;
 
 /// Everything the page shows, read at one moment.
 pub struct Dashboard {

@@ -3,6 +3,7 @@
 //! reload. Nothing changed here survives a reload unless the config says
 //! the same: write the config too.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
@@ -216,7 +217,7 @@ impl ServerStat {
             reason,
         };
         let mut lines = output.lines().filter(|l| !l.trim().is_empty());
-        let header: Vec<String> = lines
+        let header: Vec<Cow<str>> = lines
             .next()
             .and_then(|l| l.strip_prefix("# "))
             .map(csv_fields)
@@ -281,10 +282,11 @@ impl ServerStat {
         let mut rows = Vec::new();
         for line in lines {
             let fields = csv_fields(line);
-            let text = |i: usize| fields.get(i).cloned().unwrap_or_default();
+            let field = |i: usize| fields.get(i).map_or("", |f| f.as_ref());
+            let text = |i: usize| field(i).to_string();
             let optional = |i: usize| Some(text(i)).filter(|t| !t.is_empty());
             let count = |i: usize| {
-                let t = text(i);
+                let t = field(i);
                 if t.is_empty() {
                     Ok(None)
                 } else {
@@ -294,7 +296,7 @@ impl ServerStat {
                 }
             };
             // `type` 2 is a server; 0, 1 and 3 are frontends, backends, listeners.
-            if text(kind) != "2" {
+            if field(kind) != "2" {
                 continue;
             }
             rows.push(ServerStat {
@@ -315,8 +317,12 @@ impl ServerStat {
 }
 
 /// The fields of one CSV line as HAProxy writes it: a field with a comma
-/// or a quote is quoted, its quotes doubled.
-fn csv_fields(line: &str) -> Vec<String> {
+/// or a quote is quoted, its quotes doubled. Lines without quotes (nearly
+/// all) are only split.
+fn csv_fields(line: &str) -> Vec<Cow<'_, str>> {
+    if !line.contains('"') {
+        return line.split(',').map(Cow::Borrowed).collect();
+    }
     let mut fields = vec![String::new()];
     let mut quoted = false;
     let mut chars = line.chars().peekable();
@@ -332,7 +338,7 @@ fn csv_fields(line: &str) -> Vec<String> {
             _ => field.push(c),
         }
     }
-    fields
+    fields.into_iter().map(Cow::Owned).collect()
 }
 
 /// Field `i` of a `show servers state` line, as a number of type `T`.

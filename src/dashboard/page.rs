@@ -261,12 +261,14 @@ fn revision(out: &mut String, field: &str, rev: Option<&RevisionInfo>, extra: &s
     };
     let _ = write!(
         out,
-        "<dd data-field=\"{field}\" title=\"{}\"><code title=\"{}\">{}</code> <span class=\"muted\">{}</span>",
+        "<dd data-field=\"{field}\" title=\"{}\"><code title=\"{}\">{}</code>",
         esc(full),
         esc(full),
-        esc(short),
-        esc(&rev.label)
+        esc(short)
     );
+    if rev.commit.is_some() {
+        let _ = write!(out, " <span class=\"muted\">{}</span>", esc(&rev.label));
+    }
     if let Some(details) = &rev.details {
         let _ = write!(
             out,
@@ -579,7 +581,7 @@ fn sparkline(out: &mut String, d: &Dashboard) {
     let counts: Vec<String> = per_hour.iter().map(u32::to_string).collect();
     let _ = write!(
         out,
-        "<svg class=\"sparkline\" width=\"{w}\" height=\"32\" viewBox=\"0 0 {w} 32\" role=\"img\" \
+        "<p class=\"note\">Reloads per hour, the last {SPARK_HOURS} hours</p>\n<svg class=\"sparkline\" width=\"{w}\" height=\"32\" viewBox=\"0 0 {w} 32\" role=\"img\" \
          aria-label=\"Reloads per hour, the last {SPARK_HOURS} hours, oldest first: {}\">\
          <title>Reloads per hour, the last {SPARK_HOURS} hours: {}</title>\
          <line x1=\"0\" y1=\"31.5\" x2=\"{w}\" y2=\"31.5\"/>",

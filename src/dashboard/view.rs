@@ -224,14 +224,14 @@ fn route_view(
     }
 }
 
-/// A server slot kept for scaling into (or a spare's): in maintenance, at
-/// no real address, or, for a route over Swarm tasks, at no task's.
+/// A server slot kept for scaling into, or a spare backend's: in
+/// maintenance at the spare address, or, for a route over Swarm tasks, at
+/// no task's address. (A server in maintenance because its name does not
+/// resolve has no address either, and is listed: it says why it serves not.)
 fn unused_slot(server: &ServerView, task_routed: bool) -> bool {
     let stat = &server.stat;
-    let placeholder = stat.address.is_empty()
-        || stat.address == crate::render::SPARE_SLOT
-        || ipv4(&stat.address).is_some_and(|ip| ip.is_unspecified());
-    stat.status.starts_with("MAINT") && (placeholder || (task_routed && server.task.is_none()))
+    stat.status.starts_with("MAINT")
+        && (stat.address == crate::render::SPARE_SLOT || (task_routed && server.task.is_none()))
 }
 
 /// The IPv4 address of `ip:port`.
@@ -364,8 +364,10 @@ mod tests {
             // A lent spare's unused slot, and one of its servers.
             stat("spare-1", "spare-1-1", "no check", "10.1.0.1:8080"),
             stat("spare-1", "spare-1-2", "MAINT", "127.0.0.1:1"),
-            // A fixed server an operator put in maintenance stays listed.
+            // A fixed server an operator put in maintenance stays listed,
+            // and so does one whose name does not resolve.
             stat("dfp-be80", "dfp-1", "MAINT", "10.1.0.2:80"),
+            stat("dfp-be80", "dfp", "MAINT (resolution)", ""),
             stat("spare-2", "spare-2-1", "MAINT", "127.0.0.1:1"),
         ];
         let swarm = swarm();
@@ -398,7 +400,12 @@ mod tests {
             [
                 ("web", "web-be80", RouteSource::Git, vec!["web-1"]),
                 ("fixed", "fixed-be8080", RouteSource::Git, vec!["spare-1-1"]),
-                ("dfp", "dfp-be80", RouteSource::Override, vec!["dfp-1"]),
+                (
+                    "dfp",
+                    "dfp-be80",
+                    RouteSource::Override,
+                    vec!["dfp-1", "dfp"]
+                ),
                 ("labelled", "labelled-be3000", RouteSource::Label, vec![]),
             ]
         );

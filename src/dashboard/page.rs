@@ -9,9 +9,11 @@ use serde_json::Value;
 use super::html::esc;
 use super::view::{RouteView, ServerView};
 use super::{CONFIG_SHOWN, ConfigText, Dashboard, ROUTES_SHOWN};
-use crate::plan::{Change, Method};
+use crate::plan::{Change, Method, Plan};
+use crate::reconcile::{FetchStatus, Status};
 use crate::sources::RevisionInfo;
 use crate::sources::overrides::{self, OverrideSet};
+use crate::state::LastError;
 
 const CSS: &str = include_str!("assets/dashboard.css");
 const JS: &str = include_str!("assets/dashboard.js");
@@ -127,31 +129,18 @@ fn sync(out: &mut String, d: &Dashboard) {
         }
         None => revision(out, "applied-revision", None, "", d.now),
     }
-    out.push_str("<dt>Fetch</dt><dd data-field=\"fetch\">");
-    let fetch = &s.fetch;
-    match &fetch.error {
-        Some(error) => {
-            let _ = write!(
-                out,
-                "<span class=\"badge bad\">failing</span> {}",
-                esc(error)
-            );
-            if let Some(since) = &fetch.failing_since {
-                let _ = write!(out, " · since {}", time(since, d.now));
-            }
-            let _ = write!(out, " · {} attempt(s)", fetch.consecutive_failures);
-            if let Some(retry) = fetch.retry_in_seconds {
-                let _ = write!(out, " · next in {retry}s");
-            }
-        }
-        None => {
-            out.push_str("<span class=\"badge ok\">ok</span>");
-            if let Some(at) = &fetch.last_success_at {
-                let _ = write!(out, " · last fetched {}", time(at, d.now));
-            }
-        }
+    fetch_state(out, &s.fetch, d.now);
+    where_from(out, s, d.now);
+    if let Some(error) = &s.last_error {
+        last_error(out, error, d.now);
     }
-    out.push_str("</dd>\n");
+    pending_plan(out, s.pending_plan.as_ref());
+    out.push_str("</section>\n");
+}
+
+/// Where the routes come from, the HAProxy process, the replica and the
+/// overrides' store, closing the facts list.
+fn where_from(out: &mut String, s: &Status, now: u64) {
     let source = &s.source;
     let _ = writeln!(
         out,
@@ -168,7 +157,7 @@ fn sync(out: &mut String, d: &Dashboard) {
     let _ = write!(out, "<dt>HAProxy</dt><dd>{} restart(s)", s.haproxy.restarts);
     if let Some(exit) = &s.haproxy.last_exit {
         let at = s.haproxy.last_exit_at.as_deref().unwrap_or_default();
-        let _ = write!(out, " · last: {} {}", esc(exit), time(at, d.now));
+        let _ = write!(out, " · last: {} {}", esc(exit), time(at, now));
     }
     out.push_str("</dd>\n");
     if let Some(task) = &s.replica {
@@ -191,29 +180,60 @@ fn sync(out: &mut String, d: &Dashboard) {
             .map(|e| format!(" · <span class=\"badge bad\">unreadable</span> {}", esc(e)))
             .unwrap_or_default()
     );
-    if let Some(error) = &s.last_error {
-        let _ = write!(
-            out,
-            "<div id=\"last-error\" role=\"alert\">\n<h3>Last error <span class=\"muted\">({}, {})</span></h3>\n<p>{}</p>\n",
-            esc(&error.stage),
-            time(&error.at, d.now),
-            esc(&error.message)
-        );
-        if !error.diagnostics.is_empty() {
-            out.push_str("<ul class=\"plain\">\n");
-            for diagnostic in &error.diagnostics {
-                let _ = writeln!(
-                    out,
-                    "<li><code>{}</code></li>",
-                    esc(&diagnostic.to_string())
-                );
+}
+
+fn fetch_state(out: &mut String, fetch: &FetchStatus, now: u64) {
+    out.push_str("<dt>Fetch</dt><dd data-field=\"fetch\">");
+    match &fetch.error {
+        Some(error) => {
+            let _ = write!(
+                out,
+                "<span class=\"badge bad\">failing</span> {}",
+                esc(error)
+            );
+            if let Some(since) = &fetch.failing_since {
+                let _ = write!(out, " · since {}", time(since, now));
             }
-            out.push_str("</ul>\n");
+            let _ = write!(out, " · {} attempt(s)", fetch.consecutive_failures);
+            if let Some(retry) = fetch.retry_in_seconds {
+                let _ = write!(out, " · next in {retry}s");
+            }
         }
-        out.push_str("</div>\n");
+        None => {
+            out.push_str("<span class=\"badge ok\">ok</span>");
+            if let Some(at) = &fetch.last_success_at {
+                let _ = write!(out, " · last fetched {}", time(at, now));
+            }
+        }
     }
+    out.push_str("</dd>\n");
+}
+
+fn last_error(out: &mut String, error: &LastError, now: u64) {
+    let _ = write!(
+        out,
+        "<div id=\"last-error\" role=\"alert\">\n<h3>Last error <span class=\"muted\">({}, {})</span></h3>\n<p>{}</p>\n",
+        esc(&error.stage),
+        time(&error.at, now),
+        esc(&error.message)
+    );
+    if !error.diagnostics.is_empty() {
+        out.push_str("<ul class=\"plain\">\n");
+        for diagnostic in &error.diagnostics {
+            let _ = writeln!(
+                out,
+                "<li><code>{}</code></li>",
+                esc(&diagnostic.to_string())
+            );
+        }
+        out.push_str("</ul>\n");
+    }
+    out.push_str("</div>\n");
+}
+
+fn pending_plan(out: &mut String, plan: Option<&Plan>) {
     out.push_str("<div data-field=\"pending-plan\">\n<h3>Pending plan</h3>\n");
-    match &s.pending_plan {
+    match plan {
         None => out.push_str("<p class=\"muted\">not planned yet</p>\n"),
         Some(plan) if plan.changes.is_empty() => {
             let _ = writeln!(
@@ -242,7 +262,7 @@ fn sync(out: &mut String, d: &Dashboard) {
             out.push_str("</ul>\n");
         }
     }
-    out.push_str("</div>\n</section>\n");
+    out.push_str("</div>\n");
 }
 
 /// A revision as a `<dd>`: the full commit in `title`, the short one as

@@ -161,7 +161,7 @@ fn fingerprint(password_hash: &str) -> String {
 
 /// The config with every userlist password hash replaced by its fingerprint,
 /// so that a diff posted to a pull request never carries one.
-fn redact_passwords(config: &str) -> String {
+pub fn redact_passwords(config: &str) -> String {
     let mut out = String::with_capacity(config.len());
     for line in config.split_inclusive('\n') {
         let words: Vec<&str> = line.split_whitespace().collect();

@@ -2,10 +2,11 @@
 //!
 //! The reconcile pipeline, one module per stage, dependencies flowing one
 //! way: `model` → `dfp` → `sources` → `desired` → `render` → `plan` →
-//! `haproxy` → `reconcile` → `api`. The README's Layout section lists every
-//! module.
+//! `haproxy` → `reconcile` → `dashboard` → `api`. The README's Layout
+//! section lists every module.
 
 pub mod api;
+pub mod dashboard;
 pub mod desired;
 pub mod dfp;
 pub mod diff;

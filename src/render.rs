@@ -255,7 +255,7 @@ pub fn render(file: &RoutesFile) -> HaproxyConfig {
 }
 
 /// Where an unused spare server slot points (it is in maintenance).
-const SPARE_SLOT: &str = "127.0.0.1:1";
+pub const SPARE_SLOT: &str = "127.0.0.1:1";
 
 /// Renders the desired state: Swarm's tasks serve the routes they were
 /// resolved for, userlists of files hold the users read from them.

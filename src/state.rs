@@ -178,7 +178,7 @@ pub fn now() -> String {
     rfc3339(secs)
 }
 
-fn rfc3339(unix_secs: u64) -> String {
+pub fn rfc3339(unix_secs: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix_secs)).to_string()
 }
 
@@ -204,6 +204,7 @@ mod tests {
                 revision: RevisionInfo {
                     label: format!("r{i}"),
                     commit: None,
+                    details: None,
                 },
                 at: now(),
                 method: Method::Reload,

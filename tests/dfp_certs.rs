@@ -299,7 +299,7 @@ fn every_unknown_endpoint_answers_json() {
         ("GET", "/v1/docker-flow-proxy/nope", 404),
         ("PUT", "/v1/docker-flow-proxy/metrics-typo", 404),
         ("GET", "/v1/nope", 404),
-        ("GET", "/", 404),
+        ("GET", "/dashboard", 404),
         ("GET", "/v1/docker-flow-proxy/cert", 405),
         ("POST", "/v1/docker-flow-proxy/certs", 405),
         ("POST", "/v1/status", 405),

@@ -1,5 +1,6 @@
 //! capstan's HTTP API: status, the push webhook, live routes for
-//! `capstan diff --live`, Prometheus metrics and a health check.
+//! `capstan diff --live`, Prometheus metrics, a health check and the
+//! dashboard.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use axum::routing::{delete, get, post};
 use serde_json::json;
 
 mod certs;
+mod dashboard;
 mod dfp;
 mod health;
 
@@ -84,25 +86,20 @@ pub struct ApiState {
     pub secrets_dir: crate::dfp::SecretsDir,
     /// The master CLI of the HAProxy capstan drives, for `/healthz`.
     pub master_socket: std::path::PathBuf,
+    /// Its admin socket, for the servers' state the dashboard shows.
+    pub admin_socket: std::path::PathBuf,
 }
 
 impl ApiState {
     /// A 401 answer, unless no credentials are configured or the request
     /// carries them.
     pub fn unauthorized(&self, headers: &HeaderMap) -> Option<Response> {
-        use subtle::ConstantTimeEq;
         let auth = self.auth.as_ref()?;
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        let expected = match auth.as_ref() {
-            ApiAuth::Bearer(token) => format!("Bearer {token}"),
-            ApiAuth::Basic(user_password) => {
-                format!("Basic {}", base64_encode(user_password.as_bytes()))
-            }
-        };
-        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        if auth.accepts(given) {
             return None;
         }
         Some(
@@ -114,6 +111,44 @@ impl ApiState {
                 .into_response(),
         )
     }
+}
+
+impl ApiAuth {
+    /// Whether an `Authorization` header value carries the credentials,
+    /// compared in constant time. A token is also accepted as the password
+    /// of HTTP Basic with any user name, so that a browser can log in to
+    /// the dashboard.
+    fn accepts(&self, given: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let same = |a: &[u8], b: &[u8]| bool::from(a.ct_eq(b));
+        match self {
+            ApiAuth::Bearer(token) => {
+                let bearer = same(given.as_bytes(), format!("Bearer {token}").as_bytes());
+                let password = basic_password(given).unwrap_or_default();
+                // Both compared, whichever matches: no early exit to time.
+                let basic = same(&password, token.as_bytes());
+                bearer | basic
+            }
+            ApiAuth::Basic(user_password) => same(
+                given.as_bytes(),
+                format!("Basic {}", base64_encode(user_password.as_bytes())).as_bytes(),
+            ),
+        }
+    }
+}
+
+/// The password of an `Authorization: Basic` value, whatever the user name.
+fn basic_password(given: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let (scheme, encoded) = given.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let colon = decoded.iter().position(|b| *b == b':')?;
+    Some(decoded[colon + 1..].to_vec())
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
@@ -176,6 +211,9 @@ pub fn router(state: ApiState) -> Router {
     // What shows password hashes (and the whole config) needs the
     // credentials the mutating endpoints need, when there are any.
     let guarded = Router::new()
+        .route("/", get(dashboard::page))
+        .route("/dashboard/fragment", get(dashboard::fragment))
+        .route("/v1/routes", get(dashboard::routes))
         .route("/v1/live", get(live))
         .route("/v1/overrides", get(list_overrides))
         .route("/v1/docker-flow-proxy/config", get(dfp::config))
@@ -364,4 +402,42 @@ async fn webhook(State(state): State<ApiState>, headers: HeaderMap, body: Bytes)
         StatusCode::ACCEPTED,
         json!({ "status": "reconcile triggered" }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(user_password: &str) -> String {
+        format!("Basic {}", base64_encode(user_password.as_bytes()))
+    }
+
+    #[test]
+    fn a_token_is_also_a_basic_password_with_any_user() {
+        let auth = ApiAuth::Bearer("s3cret:token".into());
+        assert!(auth.accepts("Bearer s3cret:token"));
+        assert!(auth.accepts(&basic("anyone:s3cret:token")));
+        assert!(auth.accepts(&basic(":s3cret:token")));
+        assert!(auth.accepts(&format!("basic {}", base64_encode(b"me:s3cret:token"))));
+        for wrong in [
+            String::new(),
+            "Bearer s3cret".into(),
+            "Bearer s3cret:token2".into(),
+            basic("s3cret:token"),
+            basic("me:s3cret:tokenX"),
+            basic("me"),
+            "Basic not-base64!".into(),
+            format!("Digest {}", base64_encode(b"me:s3cret:token")),
+        ] {
+            assert!(!auth.accepts(&wrong), "{wrong:?} accepted");
+        }
+    }
+
+    #[test]
+    fn basic_credentials_must_match_user_and_password() {
+        let auth = ApiAuth::Basic("ops:pw".into());
+        assert!(auth.accepts(&basic("ops:pw")));
+        assert!(!auth.accepts(&basic("other:pw")));
+        assert!(!auth.accepts("Bearer pw"));
+    }
 }

@@ -249,6 +249,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| state_dir.config_file());
     let master_socket = haproxy.master_socket().to_path_buf();
+    let admin_socket = haproxy.admin_socket().to_path_buf();
     let shared = match &store {
         OverrideStore::Swarm(shared) => Some(shared.clone()),
         OverrideStore::StateDir(_) => None,
@@ -272,6 +273,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         config_file,
         secrets_dir: args.secrets_dir.clone(),
         master_socket,
+        admin_socket,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -3,12 +3,14 @@
 //! reload. Nothing changed here survives a reload unless the config says
 //! the same: write the config too.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::wire;
@@ -179,6 +181,166 @@ impl ServerRow {
     }
 }
 
+/// One server's line in `show stat` (its CSV), the fields an operator
+/// looks at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStat {
+    pub backend: String,
+    pub server: String,
+    /// HAProxy's word as it gives it: `UP`, `DOWN`, `MAINT`, `DRAIN`,
+    /// `no check`, `UP 1/3` (going down), ...
+    pub status: String,
+    /// `ip:port` HAProxy connects to; empty when it has none.
+    pub address: String,
+    /// Current sessions.
+    pub scur: u64,
+    /// Sessions per second over the last second.
+    pub rate: u64,
+    /// Seconds since the last UP/DOWN change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lastchg: Option<u64>,
+    /// The last health check's result (`L7OK`, `L4CON`, ...), when checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_status: Option<String>,
+    /// What the last check said (`Connection refused`, an HTTP status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_chk: Option<String>,
+    pub weight: u32,
+}
+
+impl ServerStat {
+    /// Parses `show stat` CSV: a `# ` header naming the columns, then one
+    /// line per proxy or server; only server lines are kept.
+    pub fn parse_all(output: &str) -> Result<Vec<Self>, AdminError> {
+        let fail = |reason: String| AdminError::Parse {
+            command: "show stat".to_string(),
+            reason,
+        };
+        let mut lines = output.lines().filter(|l| !l.trim().is_empty());
+        let header: Vec<Cow<str>> = lines
+            .next()
+            .and_then(|l| l.strip_prefix("# "))
+            .map(csv_fields)
+            .ok_or_else(|| fail("no `# ` header line".to_string()))?;
+        let column = |name: &str| {
+            header
+                .iter()
+                .position(|c| c == name)
+                .ok_or_else(|| fail(format!("no column {name}")))
+        };
+        let [
+            pxname,
+            svname,
+            status,
+            addr,
+            scur,
+            rate,
+            lastchg,
+            check_status,
+            last_chk,
+            weight,
+            kind,
+        ] = [
+            "pxname",
+            "svname",
+            "status",
+            "addr",
+            "scur",
+            "rate",
+            "lastchg",
+            "check_status",
+            "last_chk",
+            "weight",
+            "type",
+        ]
+        .map(column);
+        let (
+            pxname,
+            svname,
+            status,
+            addr,
+            scur,
+            rate,
+            lastchg,
+            check_status,
+            last_chk,
+            weight,
+            kind,
+        ) = (
+            pxname?,
+            svname?,
+            status?,
+            addr?,
+            scur?,
+            rate?,
+            lastchg?,
+            check_status?,
+            last_chk?,
+            weight?,
+            kind?,
+        );
+        let mut rows = Vec::new();
+        for line in lines {
+            let fields = csv_fields(line);
+            let field = |i: usize| fields.get(i).map_or("", |f| f.as_ref());
+            let text = |i: usize| field(i).to_string();
+            let optional = |i: usize| Some(text(i)).filter(|t| !t.is_empty());
+            let count = |i: usize| {
+                let t = field(i);
+                if t.is_empty() {
+                    Ok(None)
+                } else {
+                    t.parse()
+                        .map(Some)
+                        .map_err(|_| fail(format!("{} is not a number in {line:?}", header[i])))
+                }
+            };
+            // `type` 2 is a server; 0, 1 and 3 are frontends, backends, listeners.
+            if field(kind) != "2" {
+                continue;
+            }
+            rows.push(ServerStat {
+                backend: text(pxname),
+                server: text(svname),
+                status: text(status),
+                address: text(addr),
+                scur: count(scur)?.unwrap_or(0),
+                rate: count(rate)?.unwrap_or(0),
+                lastchg: count(lastchg)?,
+                check_status: optional(check_status),
+                last_chk: optional(last_chk),
+                weight: count(weight)?.map_or(0, |w| u32::try_from(w).unwrap_or(u32::MAX)),
+            });
+        }
+        Ok(rows)
+    }
+}
+
+/// The fields of one CSV line as HAProxy writes it: a field with a comma
+/// or a quote is quoted, its quotes doubled. Lines without quotes (nearly
+/// all) are only split.
+fn csv_fields(line: &str) -> Vec<Cow<'_, str>> {
+    if !line.contains('"') {
+        return line.split(',').map(Cow::Borrowed).collect();
+    }
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        let field = fields.last_mut().expect("one field at least");
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(String::new()),
+            _ => field.push(c),
+        }
+    }
+    fields.into_iter().map(Cow::Owned).collect()
+}
+
 /// Field `i` of a `show servers state` line, as a number of type `T`.
 fn number<T: std::str::FromStr>(header: &[&str], fields: &[&str], i: usize) -> Result<T, String> {
     fields.get(i).and_then(|f| f.parse().ok()).ok_or_else(|| {
@@ -298,6 +460,12 @@ impl AdminSocket {
     /// `show info`.
     pub async fn show_info(&self) -> Result<Info, AdminError> {
         Info::parse(&self.command("show info").await?)
+    }
+
+    /// `show stat -1 4 -1`: every server of every backend, with its
+    /// sessions, rates and checks.
+    pub async fn show_stat_servers(&self) -> Result<Vec<ServerStat>, AdminError> {
+        ServerStat::parse_all(&self.command("show stat -1 4 -1").await?)
     }
 
     /// `show servers state`: every server of every backend.
@@ -486,6 +654,51 @@ mod tests {
     // weight 50, and one in maintenance (admin state 1, op state 0).
     const SERVERS_STATE: &str = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n3 be 1 s1 127.0.0.1 2 8 50 1 0 1 0 0 0 0 0 0 - 18081 - 0 0 - - 0\n3 be 2 s2 ::1 0 1 1 1 0 1 0 0 0 0 0 0 - 18082 - 0 0 - - 0\n\n";
     const EMPTY_SERVERS_STATE: &str = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n\n";
+
+    /// `show stat -1 4 -1` captured from HAProxy 2.6.12: a server up
+    /// (`L7OK`) that served 5 requests, one down (connection refused), one
+    /// disabled, five unused `server-template` slots, one without checks
+    /// and one put in drain through the admin socket.
+    const SHOW_STAT: &str = include_str!("testdata/show-stat-servers.csv");
+
+    #[test]
+    fn parses_show_stat() {
+        let rows = ServerStat::parse_all(SHOW_STAT).unwrap();
+        assert_eq!(rows.len(), 10);
+        let up = &rows[0];
+        assert_eq!(
+            (up.backend.as_str(), up.server.as_str(), up.status.as_str()),
+            ("go-demo-be8080", "go-demo_1", "UP")
+        );
+        assert_eq!(up.address, "127.0.0.1:18931");
+        assert_eq!((up.rate, up.scur, up.weight), (5, 0, 1));
+        assert_eq!(up.check_status.as_deref(), Some("L7OK"));
+        assert!(up.lastchg.is_some());
+        let down = &rows[1];
+        assert_eq!(down.status, "DOWN");
+        assert_eq!(down.check_status.as_deref(), Some("L4CON"));
+        assert_eq!(down.last_chk.as_deref(), Some("Connection refused"));
+        let states: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+        assert_eq!(
+            states[2..],
+            [
+                "MAINT", "MAINT", "MAINT", "MAINT", "MAINT", "MAINT", "no check", "DRAIN"
+            ]
+        );
+        assert_eq!(rows[3].address, "0.0.0.0:8080");
+        assert_eq!(rows[8].check_status, None);
+    }
+
+    #[test]
+    fn show_stat_fields_may_be_quoted() {
+        assert_eq!(
+            csv_fields(r#"a,"b,c",,"say ""hi""""#),
+            ["a", "b,c", "", r#"say "hi""#]
+        );
+        let header = SHOW_STAT.lines().next().unwrap();
+        let err = ServerStat::parse_all(&header.replace(",status,", ",state,")).unwrap_err();
+        assert!(err.to_string().contains("no column status"), "{err}");
+    }
 
     #[test]
     fn parses_show_servers_state() {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot, watch};
@@ -15,9 +15,11 @@ use crate::desired::overlay::{check_overlay, overlay};
 use crate::metrics::Metrics;
 use crate::model::RoutesFile;
 use crate::model::diagnostics::Diagnostics;
+use crate::plan::{Change, Method};
 use crate::sources::RevisionInfo;
 use crate::sources::overrides::swarm_store::{Shared, SwarmStore};
 use crate::sources::overrides::{OverrideChange, OverrideSet, OverrideStore, StoreError};
+use crate::sources::swarm_snapshot::SwarmState;
 use crate::sources::swarm_task::TaskIdentity;
 use crate::util::unix_now;
 
@@ -61,6 +63,10 @@ pub struct ReconcilerHandle {
     rejections: Mutex<VecDeque<Rejection>>,
     /// Uploaded certificates, and what HAProxy serves of every certificate.
     certificates: CertificateRegistry,
+    /// The last Swarm snapshot read, for the tasks behind servers.
+    swarm: Mutex<Option<Arc<SwarmState>>>,
+    /// New backends a spare backend serves until the next reload: backend → spare.
+    lent_spares: Mutex<BTreeMap<String, String>>,
 }
 
 /// An override change whose config `haproxy -c` rejected: it was dropped.
@@ -172,6 +178,8 @@ impl ReconcilerHandle {
             runs_started: AtomicU64::new(0),
             rejections: Mutex::new(VecDeque::new()),
             certificates,
+            swarm: Mutex::new(None),
+            lent_spares: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -205,6 +213,16 @@ impl ReconcilerHandle {
     /// The revision and routes HAProxy serves, once anything was applied.
     pub fn applied_routes(&self) -> Option<(RevisionInfo, RoutesFile)> {
         lock(&self.applied_routes).clone()
+    }
+
+    /// The last Swarm snapshot read, when Swarm discovery is on.
+    pub fn swarm_snapshot(&self) -> Option<Arc<SwarmState>> {
+        lock(&self.swarm).clone()
+    }
+
+    /// Backends a spare backend serves until the next reload: backend → spare.
+    pub fn lent_spares(&self) -> BTreeMap<String, String> {
+        lock(&self.lent_spares).clone()
     }
 
     /// The overrides in force.
@@ -485,6 +503,27 @@ impl ReconcilerHandle {
 
     pub(super) fn set_git_routes(&self, routes: RoutesFile) {
         *lock(&self.git_routes) = Some(routes);
+    }
+
+    pub(super) fn set_swarm(&self, swarm: SwarmState) {
+        *lock(&self.swarm) = Some(Arc::new(swarm));
+    }
+
+    /// HAProxy serves what `method` applied: a reload (or a restart) gives
+    /// every backend its own name again, run-time changes may lend spares.
+    pub(super) fn served_with(&self, method: Method, changes: &[Change]) {
+        let mut lent = lock(&self.lent_spares);
+        match method {
+            Method::Reload | Method::Restart => lent.clear(),
+            Method::Runtime => {
+                for change in changes {
+                    if let Change::LendSpareBackend { backend, spare } = change {
+                        lent.insert(backend.clone(), spare.clone());
+                    }
+                }
+            }
+            Method::Nothing => {}
+        }
     }
 
     pub(super) fn set_applied_routes(&self, revision: RevisionInfo, routes: RoutesFile) {

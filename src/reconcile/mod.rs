@@ -436,10 +436,13 @@ impl Reconciler {
         self.handle.set_git_routes(routes.clone());
         let swarm = match &self.swarm {
             Some(swarm) => match swarm.client.snapshot().await {
-                Ok(state) => Some(SwarmView {
-                    state,
-                    networks: swarm.networks.clone(),
-                }),
+                Ok(state) => {
+                    self.handle.set_swarm(state.clone());
+                    Some(SwarmView {
+                        state,
+                        networks: swarm.networks.clone(),
+                    })
+                }
                 Err(source) => {
                     let message = format!(
                         "reading Swarm's services failed: {source}; HAProxy keeps its servers"
@@ -677,6 +680,7 @@ impl Reconciler {
                     self.state.record(record);
                 }
                 self.handle.served(assembled.overrides);
+                self.handle.served_with(plan.method, &plan.changes);
                 self.succeed(revision.clone(), &assembled.desired, assembled.routes);
                 Ok(plan.method)
             }
@@ -746,6 +750,7 @@ impl Reconciler {
         let duration_ms = millis(started.elapsed());
         match &result {
             Ok(master_pid) => {
+                self.handle.served_with(Method::Restart, &[]);
                 tracing::info!(master_pid, duration_ms, "HAProxy restarted")
             }
             Err(error) => {
@@ -756,6 +761,7 @@ impl Reconciler {
             || RevisionInfo {
                 label: "nothing applied yet".into(),
                 commit: None,
+                details: None,
             },
             |a| a.revision.clone(),
         );

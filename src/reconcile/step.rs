@@ -141,6 +141,7 @@ mod tests {
             revision: RevisionInfo {
                 label: label.into(),
                 commit: None,
+                details: None,
             },
             file_name: "routes.yaml".into(),
             text: GIT.into(),

@@ -721,6 +721,21 @@ impl RemoteRepo {
         read_at_commit(&self.repo, commit, commit, file)
     }
 
+    /// The summary, author and time of `commit` (a full commit id), from
+    /// the cache; `None` when it is not there. Status shows them.
+    pub fn commit_details(&self, commit: &str) -> Option<super::CommitDetails> {
+        let oid = git2::Oid::from_str(commit).ok()?;
+        let commit = self.repo.find_commit(oid).ok()?;
+        let seconds = u64::try_from(commit.time().seconds()).unwrap_or(0);
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+        Some(super::CommitDetails {
+            summary: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default())
+                .into_owned(),
+            author: String::from_utf8_lossy(commit.author().name_bytes()).into_owned(),
+            at: humantime::format_rfc3339_seconds(at).to_string(),
+        })
+    }
+
     /// The callbacks of one fetch: credentials, host key check, deadline.
     fn callbacks<'a>(&'a self, context: &'a FetchContext) -> git2::RemoteCallbacks<'a> {
         let mut callbacks = git2::RemoteCallbacks::new();

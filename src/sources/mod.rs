@@ -48,6 +48,20 @@ pub struct RevisionInfo {
     pub label: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// The commit's message, author and time, for people reading status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<CommitDetails>,
+}
+
+/// Who made a commit, when, and what it says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitDetails {
+    /// The first line of the message.
+    pub summary: String,
+    /// The author's name.
+    pub author: String,
+    /// The commit time, RFC 3339 UTC.
+    pub at: String,
 }
 
 /// Desired routes as fetched, before validation.
@@ -86,6 +100,7 @@ impl RoutesSource {
                     let repo = repo.lock().expect("git mutex");
                     let revision = repo.fetch(&branch)?;
                     let commit = revision.commit.clone().unwrap_or_default();
+                    let details = repo.commit_details(&commit);
                     let text = repo.read_file(&commit, &file)?.ok_or_else(|| {
                         SourceError::MissingFile {
                             file: file.clone(),
@@ -96,6 +111,7 @@ impl RoutesSource {
                         revision: RevisionInfo {
                             label: revision.label(),
                             commit: revision.commit,
+                            details,
                         },
                         file_name: file,
                         text,
@@ -157,6 +173,7 @@ fn content_addressed(name: &str, text: String) -> Fetched {
         revision: RevisionInfo {
             label: format!("{name} (sha256 {short})"),
             commit: None,
+            details: None,
         },
         file_name: name.to_string(),
         text,

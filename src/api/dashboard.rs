@@ -2,6 +2,10 @@
 //! and the routes it shows, read from the reconciler and HAProxy at one
 //! moment, rendered by `crate::dashboard`.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -10,8 +14,50 @@ use serde::Deserialize;
 use super::{ApiState, redact_overrides};
 use crate::dashboard::view::{RoutesInput, RoutesView, routes_view};
 use crate::dashboard::{ConfigText, Dashboard, page};
-use crate::haproxy::admin::AdminSocket;
+use crate::haproxy::admin::{AdminSocket, ServerStat};
 use crate::reconcile::Status;
+
+/// How long one `show stat` answers every dashboard request: however many
+/// browsers poll, HAProxy is asked at most once per this.
+const STATS_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// HAProxy's `show stat` of every server, shared by the requests of one
+/// second (at 10,000 routes an answer is megabytes of CSV).
+pub struct ServerStats {
+    admin_socket: PathBuf,
+    last: tokio::sync::Mutex<Option<(Instant, Arc<StatsAnswer>)>>,
+}
+
+type StatsAnswer = Result<Vec<ServerStat>, String>;
+
+impl ServerStats {
+    pub fn new(admin_socket: PathBuf) -> Self {
+        Self {
+            admin_socket,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The last answer while it is fresh, else a new one. Requests that
+    /// arrive while HAProxy is asked wait for that answer (the lock is held
+    /// across the call), so they never ask twice.
+    async fn read(&self) -> Arc<StatsAnswer> {
+        let mut last = self.last.lock().await;
+        if let Some((at, answer)) = last.as_ref()
+            && at.elapsed() < STATS_FRESH_FOR
+        {
+            return answer.clone();
+        }
+        let answer = Arc::new(
+            AdminSocket::new(&self.admin_socket)
+                .show_stat_servers()
+                .await
+                .map_err(|e| e.to_string()),
+        );
+        *last = Some((Instant::now(), answer.clone()));
+        answer
+    }
+}
 
 /// `?q=`: show only the routes whose text contains it (ignoring case).
 #[derive(Debug, Default, Deserialize)]
@@ -39,10 +85,7 @@ pub async fn fragment(State(state): State<ApiState>, Query(filter): Query<Filter
 /// The routes view with HAProxy's servers as they are now, and the labels
 /// and warnings of `status`.
 async fn read_routes(state: &ApiState, status: &Status, filter: &str) -> RoutesView {
-    let stats = AdminSocket::new(&state.admin_socket)
-        .show_stat_servers()
-        .await
-        .map_err(|e| e.to_string());
+    let stats = state.server_stats.read().await;
     let applied = state.reconciler.applied_routes();
     let overrides = state.reconciler.overrides();
     let swarm = state.reconciler.swarm_snapshot();
@@ -53,7 +96,7 @@ async fn read_routes(state: &ApiState, status: &Status, filter: &str) -> RoutesV
         overrides: &overrides,
         label_routes: &status.label_routes,
         warnings: &status.warnings,
-        stats: stats.as_deref().map_err(Clone::clone),
+        stats: stats.as_ref().as_deref().map_err(Clone::clone),
         swarm: swarm.as_deref(),
         lent_spares: &lent_spares,
     };

@@ -14,6 +14,8 @@ use serde_json::json;
 
 mod certs;
 mod dashboard;
+
+pub use dashboard::ServerStats;
 mod dfp;
 mod health;
 
@@ -86,8 +88,8 @@ pub struct ApiState {
     pub secrets_dir: crate::dfp::SecretsDir,
     /// The master CLI of the HAProxy capstan drives, for `/healthz`.
     pub master_socket: std::path::PathBuf,
-    /// Its admin socket, for the servers' state the dashboard shows.
-    pub admin_socket: std::path::PathBuf,
+    /// HAProxy's servers as the dashboard shows them, asked at most once a second.
+    pub server_stats: Arc<dashboard::ServerStats>,
 }
 
 impl ApiState {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
-use capstan::api::{self, ApiAuth, ApiState};
+use capstan::api::{self, ApiAuth, ApiState, ServerStats};
 use capstan::dfp::SecretsDir;
 use capstan::haproxy::driver::Haproxy;
 use capstan::haproxy::process::{RuntimePaths, Stopped};
@@ -273,7 +273,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         config_file,
         secrets_dir: args.secrets_dir.clone(),
         master_socket,
-        admin_socket,
+        server_stats: Arc::new(ServerStats::new(admin_socket)),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -73,6 +73,40 @@ fn replicas_are_balanced_and_scaling_never_reloads() {
     wait_until("3 web tasks answering", Duration::from_secs(60), || {
         stand.answering("/web", 9).len() == 3
     });
+    // The dashboard's routes say which task and node is behind each server:
+    // the tasks that answered, on this node, by its host name.
+    let answered = stand.answering("/web", 9);
+    let node = swarm_rig::docker(&[
+        "node",
+        "inspect",
+        "self",
+        "--format",
+        "{{.Description.Hostname}}",
+    ]);
+    wait_until(
+        "the web tasks in /v1/routes",
+        Duration::from_secs(30),
+        || {
+            let (_, body) = capstan.get("/v1/routes");
+            let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let Some(route) = view["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["service"] == web.name.as_str())
+            else {
+                return false;
+            };
+            let tasks: std::collections::BTreeSet<String> = route["servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["status"] == "UP" && s["task"]["node_hostname"] == node.as_str())
+                .filter_map(|s| s["task"]["id"].as_str().map(str::to_string))
+                .collect();
+            tasks == answered
+        },
+    );
     wait_until("the api answering", Duration::from_secs(30), || {
         stand.answering("/api", 1).len() == 1
     });

@@ -459,9 +459,14 @@ fn server_row(out: &mut String, s: &ServerView) {
     if let Some(task) = &s.task {
         let _ = write!(
             out,
-            "<span>task <code>{}</code> on node <code>{}</code></span>",
+            "<span>task <code>{}</code> on node <code title=\"{}\">{}</code></span>",
             esc(&task.id),
-            esc(&task.node)
+            esc(&task.node),
+            esc(if task.node_hostname.is_empty() {
+                &task.node
+            } else {
+                &task.node_hostname
+            })
         );
     }
     out.push_str("</td></tr>\n");
@@ -785,6 +790,7 @@ mod tests {
             task: Some(TaskRef {
                 id: HOSTILE.into(),
                 node: HOSTILE.into(),
+                node_hostname: HOSTILE.into(),
             }),
         };
         let route = RouteView {

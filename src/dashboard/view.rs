@@ -96,6 +96,9 @@ pub struct TaskRef {
     pub id: String,
     /// The node id it runs on (empty before scheduling).
     pub node: String,
+    /// That node's host name, when Swarm lists it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node_hostname: String,
 }
 
 /// What a [`RoutesView`] is made of, as capstan keeps it.
@@ -198,6 +201,11 @@ fn route_view(
                 Some(TaskRef {
                     id: task.id.clone(),
                     node: task.node_id.clone(),
+                    node_hostname: input
+                        .swarm
+                        .and_then(|swarm| swarm.nodes.get(&task.node_id))
+                        .cloned()
+                        .unwrap_or_default(),
                 })
             }),
         })
@@ -259,7 +267,7 @@ fn haystack(view: &RouteView) -> String {
             server.stat.address.as_str(),
         ]);
         if let Some(task) = &server.task {
-            words.extend([task.id.as_str(), task.node.as_str()]);
+            words.extend([task.id.as_str(), task.node.as_str(), &task.node_hostname]);
         }
     }
     words.join("\n").to_lowercase()
@@ -336,6 +344,7 @@ mod tests {
         SwarmState {
             services: BTreeMap::from([("web".to_string(), service)]),
             networks: BTreeMap::from([("net".to_string(), network)]),
+            nodes: BTreeMap::from([("node1".to_string(), "manager-1".to_string())]),
         }
     }
 
@@ -414,7 +423,8 @@ mod tests {
             web.servers[0].task,
             Some(TaskRef {
                 id: "task1".into(),
-                node: "node1".into()
+                node: "node1".into(),
+                node_hostname: "manager-1".into(),
             })
         );
         assert_eq!(view.routes[1].served_by.as_deref(), Some("spare-1"));

@@ -335,7 +335,7 @@ mod tests {
             .into_iter()
             .map(|s| (s.name.clone(), s))
             .collect(),
-            networks: BTreeMap::new(),
+            ..SwarmState::default()
         };
         let git = RoutesFile {
             routes: vec![route("web", 80, "/web")],
@@ -367,7 +367,7 @@ mod tests {
         );
         let state = SwarmState {
             services: [(lbl.name.clone(), lbl)].into_iter().collect(),
-            networks: BTreeMap::new(),
+            ..SwarmState::default()
         };
         let with_labels =
             lay_labels_under(&git(), label_routes(&state, &SecretsDir::default())).routes;

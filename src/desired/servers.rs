@@ -189,6 +189,7 @@ mod tests {
         SwarmState {
             services: BTreeMap::from([("web".to_string(), service)]),
             networks: BTreeMap::from([network("net1", "proxy"), network("ing", "ingress")]),
+            nodes: BTreeMap::new(),
         }
     }
 

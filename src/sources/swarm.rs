@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{EventMessage, EventMessageTypeEnum};
-use bollard::query_parameters::{EventsOptionsBuilder, ListNetworksOptions, ListServicesOptions};
+use bollard::query_parameters::{
+    EventsOptionsBuilder, ListNetworksOptions, ListNodesOptions, ListServicesOptions,
+};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
@@ -120,7 +122,7 @@ impl Swarm {
     /// Fails on a node that is not a Swarm manager (the Engine refuses to
     /// list services there).
     pub async fn snapshot(&self) -> Result<SwarmState, SwarmError> {
-        let (services, tasks, networks) = tokio::try_join!(
+        let (services, tasks, networks, nodes) = tokio::try_join!(
             async {
                 self.docker
                     .list_services(None::<ListServicesOptions>)
@@ -134,10 +136,18 @@ impl Swarm {
                     .await
                     .map_err(SwarmError::api("list networks"))
             },
+            async {
+                self.docker
+                    .list_nodes(None::<ListNodesOptions>)
+                    .await
+                    .map_err(SwarmError::api("list nodes"))
+            },
         )?;
-        swarm_snapshot::decode(services, &tasks, networks).map_err(|source| SwarmError::Decode {
-            what: "list tasks",
-            source,
+        swarm_snapshot::decode(services, &tasks, networks, nodes).map_err(|source| {
+            SwarmError::Decode {
+                what: "list tasks",
+                source,
+            }
         })
     }
 

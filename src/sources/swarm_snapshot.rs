@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
-use bollard::models::{EndpointSpecModeEnum, Network, Service};
+use bollard::models::{EndpointSpecModeEnum, Network, Node, Service};
 use serde::Deserialize;
 
 /// Everything capstan reads from a Swarm at one moment.
@@ -18,6 +18,8 @@ pub struct SwarmState {
     pub services: BTreeMap<String, ServiceInfo>,
     /// Networks by id.
     pub networks: BTreeMap<String, NetworkInfo>,
+    /// Node host names by node id, for saying where a task runs.
+    pub nodes: BTreeMap<String, String>,
 }
 
 /// One Swarm service and its tasks.
@@ -118,6 +120,7 @@ pub(super) fn decode(
     services: Vec<Service>,
     tasks: &str,
     networks: Vec<Network>,
+    nodes: Vec<Node>,
 ) -> Result<SwarmState, serde_json::Error> {
     let tasks: Vec<RawTask> = serde_json::from_str(tasks)?;
     let networks = networks
@@ -135,9 +138,14 @@ pub(super) fn decode(
             ))
         })
         .collect();
+    let nodes = nodes
+        .into_iter()
+        .filter_map(|n| Some((n.id?, n.description?.hostname?)))
+        .collect();
     Ok(SwarmState {
         services: build_services(services, tasks),
         networks,
+        nodes,
     })
 }
 

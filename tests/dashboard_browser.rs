@@ -110,18 +110,7 @@ fn the_dashboard_follows_changes_in_a_real_browser() {
     );
     let remote = GitRemote::new();
     let first = remote.push(&table(&routes));
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
-    let mut capstan = serve_git(
-        &remote,
-        &[
-            "--poll-interval",
-            "1h",
-            "--api-token-file",
-            token_file.to_str().unwrap(),
-        ],
-    );
+    let (mut capstan, dir) = serve_git_with_token(&remote, TOKEN);
     wait_applied(&capstan, &first);
 
     let browser = Browser::start();

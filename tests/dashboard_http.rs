@@ -132,18 +132,7 @@ fn the_dashboard_shows_what_haproxy_serves_and_what_status_says() {
     );
     let remote = GitRemote::new();
     let first = push_with_message(&remote, &routes, HOSTILE);
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
-    let capstan = serve_git(
-        &remote,
-        &[
-            "--poll-interval",
-            "1h",
-            "--api-token-file",
-            token_file.to_str().unwrap(),
-        ],
-    );
+    let (capstan, _token_dir) = serve_git_with_token(&remote, TOKEN);
     wait_applied(&capstan, &first);
 
     // The API's credentials, and the token as a Basic password for browsers.

@@ -228,6 +228,22 @@ impl ServerStat {
                 .position(|c| c == name)
                 .ok_or_else(|| fail(format!("no column {name}")))
         };
+        let mut found = [0; 11];
+        for (at, name) in found.iter_mut().zip([
+            "pxname",
+            "svname",
+            "status",
+            "addr",
+            "scur",
+            "rate",
+            "lastchg",
+            "check_status",
+            "last_chk",
+            "weight",
+            "type",
+        ]) {
+            *at = column(name)?;
+        }
         let [
             pxname,
             svname,
@@ -240,45 +256,7 @@ impl ServerStat {
             last_chk,
             weight,
             kind,
-        ] = [
-            "pxname",
-            "svname",
-            "status",
-            "addr",
-            "scur",
-            "rate",
-            "lastchg",
-            "check_status",
-            "last_chk",
-            "weight",
-            "type",
-        ]
-        .map(column);
-        let (
-            pxname,
-            svname,
-            status,
-            addr,
-            scur,
-            rate,
-            lastchg,
-            check_status,
-            last_chk,
-            weight,
-            kind,
-        ) = (
-            pxname?,
-            svname?,
-            status?,
-            addr?,
-            scur?,
-            rate?,
-            lastchg?,
-            check_status?,
-            last_chk?,
-            weight?,
-            kind?,
-        );
+        ] = found;
         let mut rows = Vec::new();
         for line in lines {
             let fields = csv_fields(line);

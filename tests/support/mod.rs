@@ -413,6 +413,24 @@ pub fn serve_git(remote: &GitRemote, extra: &[&str]) -> Capstan {
     Capstan::start(&args)
 }
 
+/// `capstan serve` on `remote` polling hourly, its API requiring `token`
+/// (kept in a file of the returned directory, which must outlive capstan).
+pub fn serve_git_with_token(remote: &GitRemote, token: &str) -> (Capstan, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, token).unwrap();
+    let capstan = serve_git(
+        remote,
+        &[
+            "--poll-interval",
+            "1h",
+            "--api-token-file",
+            token_file.to_str().unwrap(),
+        ],
+    );
+    (capstan, dir)
+}
+
 /// Waits until `capstan` reports `commit` applied.
 pub fn wait_applied(capstan: &Capstan, commit: &str) {
     wait_until(

@@ -76,6 +76,7 @@ fn replicas_are_balanced_and_scaling_never_reloads() {
     // The dashboard's routes say which task and node is behind each server:
     // the tasks that answered, on this node, by its host name.
     let answered = stand.answering("/web", 9);
+    assert_eq!(answered.len(), 3, "{answered:?}");
     let node = swarm_rig::docker(&[
         "node",
         "inspect",

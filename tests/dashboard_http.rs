@@ -262,7 +262,9 @@ fn the_dashboard_shows_what_haproxy_serves_and_what_status_says() {
     assert!(config.contains("user alice password"), "{config}");
 
     // An invalid push: the error with its file:line, and not in sync.
-    let broken = remote.push(&routes.replace("port: 80", "port: eighty"));
+    // Its message is one very long line: status shows the start of it.
+    let long = "x".repeat(5_000);
+    let broken = push_with_message(&remote, &routes.replace("port: 80", "port: eighty"), &long);
     let line = routes.lines().position(|l| l.contains("port: 80")).unwrap() + 1;
     assert!(http_post(capstan.api_port, "/v1/webhook/git", "{}").is_some());
     wait_until("the invalid push reported", Duration::from_secs(20), || {
@@ -270,6 +272,8 @@ fn the_dashboard_shows_what_haproxy_serves_and_what_status_says() {
     });
     let (html, status) = page_with_status(&capstan);
     assert_eq!(status["in_sync"], false);
+    let summary = status["desired"]["details"]["summary"].as_str().unwrap();
+    assert_eq!(summary, format!("{}…", &long[..200]));
     assert_page_says_status(&html, &status);
     let error = element(&html, "<div id=\"last-error\"", "</div>")
         .unwrap_or_else(|| panic!("no #last-error: {html}"));

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+/// The longest commit summary or author name status shows, in characters.
+const DETAIL_CHARS: usize = 200;
+
 /// A git failure, with what capstan was doing.
 ///
 /// Messages never contain a token or a passphrase: everything that comes
@@ -728,10 +731,17 @@ impl RemoteRepo {
         let commit = self.repo.find_commit(oid).ok()?;
         let seconds = u64::try_from(commit.time().seconds()).unwrap_or(0);
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+        // Whoever can push writes these: status and the dashboard show at most a line of each.
+        let line = |bytes: &[u8]| {
+            let text = String::from_utf8_lossy(bytes);
+            match text.char_indices().nth(DETAIL_CHARS) {
+                Some((end, _)) => format!("{}…", &text[..end]),
+                None => text.into_owned(),
+            }
+        };
         Some(super::CommitDetails {
-            summary: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default())
-                .into_owned(),
-            author: String::from_utf8_lossy(commit.author().name_bytes()).into_owned(),
+            summary: line(commit.summary_bytes().unwrap_or_default()),
+            author: line(commit.author().name_bytes()),
             at: humantime::format_rfc3339_seconds(at).to_string(),
         })
     }

@@ -65,30 +65,33 @@ impl RouteDiff {
 
 /// Compares two route tables route by route (routes are matched by id, `<name or service>:<port>`).
 pub fn diff_routes(base: &RoutesFile, head: &RoutesFile) -> RouteDiff {
-    let index = |file: &RoutesFile| -> BTreeMap<RouteId, Route> {
-        file.routes
-            .iter()
-            .map(|r| (r.id(), r.normalized()))
-            .collect()
-    };
+    fn index(file: &RoutesFile) -> BTreeMap<RouteId, &Route> {
+        file.routes.iter().map(|r| (r.id(), r)).collect()
+    }
     let (old, new) = (index(base), index(head));
     let mut diff = RouteDiff::default();
     for (id, old_route) in &old {
-        match new.get(id) {
+        // Written the same means the same: normalized only when not.
+        let changed = new.get(id).map(|new_route| {
+            (old_route != new_route)
+                .then(|| (old_route.normalized(), new_route.normalized()))
+                .filter(|(old, new)| old != new)
+        });
+        match changed {
             None => diff.routes.push(RouteChange {
                 route: id.clone(),
                 change: ChangeKind::Removed,
                 fields: Vec::new(),
             }),
-            Some(new_route) if new_route == old_route => diff.unchanged += 1,
-            Some(new_route) => {
+            Some(None) => diff.unchanged += 1,
+            Some(Some((old_route, new_route))) => {
                 // Field by field, through JSON: only for the routes that changed.
                 let json = |r: &Route| serde_json::to_value(r).expect("routes serialize");
                 let mut fields = Vec::new();
                 diff_values(
                     "",
-                    Some(&json(old_route)),
-                    Some(&json(new_route)),
+                    Some(&json(&old_route)),
+                    Some(&json(&new_route)),
                     &mut fields,
                 );
                 diff.routes.push(RouteChange {

@@ -92,17 +92,56 @@ fn skeleton(config: &HaproxyConfig) -> HaproxyConfig {
 
 /// A section without what may change at run time: see [`skeleton`].
 fn skeleton_section(section: &Section) -> Section {
-    let mut section = section.clone();
-    section.lines.retain(|l| !is_marker_line(l));
-    for server in &mut section.servers {
-        if runtime_address(&server.address).is_some() {
-            server.address = "-".into();
-            // Whether a slot is in use (or draining) is a runtime state too.
-            server.options.retain(|o| o != "disabled");
-            server.drain = false;
-        }
+    Section {
+        header: section.header.clone(),
+        lines: skeleton_lines(section).cloned().collect(),
+        servers: section
+            .servers
+            .iter()
+            .map(|server| {
+                let (name, address, options, drain) = skeleton_server(server);
+                Server {
+                    name: name.to_string(),
+                    address: address.to_string(),
+                    options: options.cloned().collect(),
+                    drain,
+                }
+            })
+            .collect(),
     }
-    section
+}
+
+/// A section's lines but the marker.
+fn skeleton_lines(section: &Section) -> impl Iterator<Item = &String> {
+    section.lines.iter().filter(|l| !is_marker_line(l))
+}
+
+/// A server's name, address, options and drain, without what may change at
+/// run time when HAProxy can take its address at run time: the address
+/// itself, whether the slot is in use (`disabled`) and drain.
+fn skeleton_server(server: &Server) -> (&str, &str, impl Iterator<Item = &String>, bool) {
+    let runtime = runtime_address(&server.address).is_some();
+    let address = if runtime { "-" } else { &server.address };
+    let options = server
+        .options
+        .iter()
+        .filter(move |o| !(runtime && *o == "disabled"));
+    (&server.name, address, options, server.drain && !runtime)
+}
+
+/// `skeleton_section(a) == skeleton_section(b)`, without building either.
+fn same_skeleton(a: &Section, b: &Section) -> bool {
+    let same_server = |x: &Server, y: &Server| {
+        let (x, y) = (skeleton_server(x), skeleton_server(y));
+        x.0 == y.0 && x.1 == y.1 && x.3 == y.3 && x.2.eq(y.2)
+    };
+    a.header == b.header
+        && skeleton_lines(a).eq(skeleton_lines(b))
+        && a.servers.len() == b.servers.len()
+        && a.servers
+            .iter()
+            .zip(&b.servers)
+            .all(|(x, y)| same_server(x, y))
 }
 
 pub(crate) fn is_marker_line(line: &str) -> bool {
@@ -549,7 +588,6 @@ fn same_address(a: &str, b: &str) -> bool {
 /// Section-level differences, ignoring the marker line and what changes
 /// at run time (server addresses and states).
 fn section_changes(desired: &HaproxyConfig, live: Option<&HaproxyConfig>) -> Vec<Change> {
-    let strip = skeleton_section;
     let (wanted, running) = (by_header(Some(desired)), by_header(live));
     let mut changes = Vec::new();
     for section in &desired.sections {
@@ -557,7 +595,7 @@ fn section_changes(desired: &HaproxyConfig, live: Option<&HaproxyConfig>) -> Vec
             None => changes.push(Change::AddSection {
                 section: section.header.clone(),
             }),
-            Some(old) if strip(old) != strip(section) => changes.push(Change::ModifySection {
+            Some(old) if !same_skeleton(old, section) => changes.push(Change::ModifySection {
                 section: section.header.clone(),
             }),
             Some(_) => {}

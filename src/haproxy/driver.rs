@@ -248,7 +248,13 @@ impl Haproxy {
     /// config file on disk.
     pub async fn observe(&self, desired_marker: &str) -> LiveState {
         let read = |path: &Path| std::fs::read_to_string(path).ok();
-        let Ok(info) = self.admin.show_info().await else {
+        // One connection each, at once: HAProxy answers them side by side.
+        let (info, servers, maps) = tokio::join!(
+            self.admin.show_info(),
+            self.admin.show_servers_state(),
+            self.live_maps()
+        );
+        let Ok(info) = info else {
             return LiveState {
                 config: read(&self.config_file).map(|text| HaproxyConfig::parse(&text)),
                 ..LiveState::default()
@@ -271,10 +277,7 @@ impl Haproxy {
             };
             loaded.map(|text| HaproxyConfig::parse(&text))
         };
-        let servers = self
-            .admin
-            .show_servers_state()
-            .await
+        let servers = servers
             .unwrap_or_default()
             .into_iter()
             .map(|s| LiveServer {
@@ -286,7 +289,7 @@ impl Haproxy {
             .collect();
         // Routes HAProxy could not list are unknown: planned as a reload of
         // everything rather than as every entry added again.
-        let (marker, maps) = match self.live_maps().await {
+        let (marker, maps) = match maps {
             Ok(maps) => (marker, maps),
             Err(e) => {
                 tracing::warn!("reading HAProxy's routing maps failed: {e}");
@@ -317,14 +320,15 @@ impl Haproxy {
     /// through, or the error that kept them unknown.
     async fn live_maps(&self) -> Result<BTreeMap<String, BTreeMap<String, String>>, AdminError> {
         let dir = self.maps_dir();
-        let mut maps = BTreeMap::new();
-        for file in self.admin.map_files().await? {
-            if Path::new(&file).starts_with(&dir) {
-                let entries = self.admin.map_entries(&file).await?;
-                maps.insert(file, entries);
-            }
-        }
-        Ok(maps)
+        let files = self.admin.map_files().await?;
+        let files = files.into_iter().filter(|f| Path::new(f).starts_with(&dir));
+        let listed = files.map(|file| async move {
+            let entries = self.admin.map_entries(&file).await?;
+            Ok::<_, AdminError>((file, entries))
+        });
+        futures_util::future::try_join_all(listed)
+            .await
+            .map(BTreeMap::from_iter)
     }
 
     /// Writes the desired map files that differ from those on disk, all or

@@ -266,12 +266,21 @@ fn route_path(index: usize) -> FieldPath {
 
 /// The checks the schema cannot express, on typed data.
 pub fn semantic_errors(file: &RoutesFile) -> Vec<Problem> {
+    semantic_errors_of(file, |_| true)
+}
+
+/// [`semantic_errors`], checking on its own only each route `recheck`
+/// names (the others passed, in the same file, before); the checks between
+/// routes cover them all.
+fn semantic_errors_of(file: &RoutesFile, recheck: impl Fn(usize) -> bool) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut report = |path: FieldPath, message: String| problems.push(Problem { path, message });
 
     check_listener_ports(file, &mut report);
     for (index, route) in file.routes.iter().enumerate() {
-        check_route(file, index, route, &mut report);
+        if recheck(index) {
+            check_route(file, index, route, &mut report);
+        }
     }
     check_unique_ids(&file.routes, &mut report);
     check_unique_claims(&file.routes, &mut report);
@@ -680,18 +689,18 @@ fn check_unique_ids(routes: &[Route], report: &mut impl FnMut(FieldPath, String)
     let mut backends = HashMap::new();
     let mut acls = HashMap::new();
     for (index, route) in routes.iter().enumerate() {
-        let id = route.id();
-        if let Some(first) = ids.insert(id.clone(), index) {
+        // The id is `<key>:<port>`: compared as its parts, without writing it.
+        if let Err((_, first)) = take(&mut ids, (route.key(), route.port), index) {
             report(
                 route_path(index),
                 format!(
-                    "route `{id}` is already defined at routes[{first}]; give one of them a distinct `name`"
+                    "route `{}` is already defined at routes[{first}]; give one of them a distinct `name`",
+                    route.id()
                 ),
             );
             continue;
         }
-        let backend = names::backend(route);
-        if let Some(first) = backends.insert(backend.clone(), index) {
+        if let Err((backend, first)) = take(&mut backends, names::backend(route), index) {
             report(
                 route_path(index),
                 format!(
@@ -702,14 +711,30 @@ fn check_unique_ids(routes: &[Route], report: &mut impl FnMut(FieldPath, String)
         }
         // `url_<name><port>`: `a1` on 80 and `a` on 180 would share ACLs,
         // which HAProxy silently ORs.
-        let acl = names::path_acl(route, None);
-        if let Some(first) = acls.insert(acl.clone(), index) {
+        if let Err((acl, first)) = take(&mut acls, names::path_acl(route, None), index) {
             report(
                 route_path(index),
                 format!(
                     "renders to the ACL name `{acl}` that routes[{first}] uses too; give one of them a distinct `name`"
                 ),
             );
+        }
+    }
+}
+
+/// Records that route `index` takes `name`; when another took it first,
+/// the name and that route instead.
+fn take<K: Clone + Eq + std::hash::Hash>(
+    taken: &mut HashMap<K, usize>,
+    name: K,
+    index: usize,
+) -> Result<(), (K, usize)> {
+    use std::collections::hash_map::Entry;
+    match taken.entry(name) {
+        Entry::Occupied(first) => Err((first.key().clone(), *first.get())),
+        Entry::Vacant(slot) => {
+            slot.insert(index);
+            Ok(())
         }
     }
 }
@@ -757,28 +782,35 @@ type DomainClaim = (String, DomainMatch);
 /// Two http routes may not claim the same domain and path with the same
 /// header and user-agent conditions.
 fn check_unique_claims(routes: &[Route], report: &mut impl FnMut(FieldPath, String)) {
-    type Claim = (Option<DomainClaim>, PathMatch, String, Narrowing);
-    let mut claims: HashMap<Claim, usize> = HashMap::new();
-    for (index, route) in routes.iter().enumerate() {
-        if route.mode != Mode::Http {
-            continue;
-        }
-        let narrowing = narrowing(route);
-        let domains: Vec<Option<DomainClaim>> = if route.domains.is_empty() {
-            vec![None]
-        } else {
-            route
-                .domains
-                .iter()
-                .map(|d| {
-                    let how = match d.wildcard_suffix() {
-                        Some(_) => DomainMatch::Exact,
-                        None => route.domain_match,
-                    };
-                    Some((d.0.to_ascii_lowercase(), how))
-                })
-                .collect()
-        };
+    // Each route's conditions and domains first, so that the claims borrow
+    // them instead of copying them once per path.
+    let http: Vec<(usize, &Route, Narrowing, Vec<Option<DomainClaim>>)> = routes
+        .iter()
+        .enumerate()
+        .filter(|(_, route)| route.mode == Mode::Http)
+        .map(|(index, route)| {
+            let domains = if route.domains.is_empty() {
+                vec![None]
+            } else {
+                route
+                    .domains
+                    .iter()
+                    .map(|d| {
+                        let how = match d.wildcard_suffix() {
+                            Some(_) => DomainMatch::Exact,
+                            None => route.domain_match,
+                        };
+                        Some((d.0.to_ascii_lowercase(), how))
+                    })
+                    .collect()
+            };
+            (index, route, narrowing(route), domains)
+        })
+        .collect();
+    type Claim<'a> = (&'a Option<DomainClaim>, PathMatch, &'a str, &'a Narrowing);
+    let mut claims: HashMap<Claim<'_>, usize> = HashMap::new();
+    for (index, route, narrowing, domains) in &http {
+        let index = *index;
         // A domain without paths claims the whole domain, like the prefix `/`.
         let paths: Vec<(usize, PathMatch, &str)> = if route.paths.is_empty() {
             vec![(0, PathMatch::Prefix, "/")]
@@ -790,15 +822,9 @@ fn check_unique_claims(routes: &[Route], report: &mut impl FnMut(FieldPath, Stri
                 .map(|(i, p)| (i, route.path_match, p.0.as_str()))
                 .collect()
         };
-        for domain in &domains {
+        for domain in domains {
             for &(i, path_match, path) in &paths {
-                let key = (
-                    domain.clone(),
-                    path_match,
-                    path.to_string(),
-                    narrowing.clone(),
-                );
-                match claims.get(&key) {
+                match claims.get(&(domain, path_match, path, narrowing)) {
                     Some(&first) if first != index => {
                         let on = domain
                             .as_ref()
@@ -825,7 +851,7 @@ fn check_unique_claims(routes: &[Route], report: &mut impl FnMut(FieldPath, Stri
                     }
                     Some(_) => {}
                     None => {
-                        claims.insert(key, index);
+                        claims.insert((domain, path_match, path, narrowing), index);
                     }
                 }
             }

@@ -6,6 +6,7 @@
 //! its servers go into the spare's slots and its map entries point to the
 //! spare, until the next reload gives it its own name.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use super::{Change, LiveState, runtime_address};
@@ -15,16 +16,17 @@ use crate::render::{HaproxyConfig, Section};
 /// `desired` as the running worker can serve it, with each of `added`
 /// served by a spare backend, and the spares newly lent; or why one of them
 /// cannot be.
-pub(super) fn lend(
-    desired: &HaproxyConfig,
+pub(super) fn lend<'d>(
+    desired: &'d HaproxyConfig,
     added: &[&str],
     live: &LiveState,
-) -> Result<(HaproxyConfig, Vec<Change>), Change> {
-    let mut config = desired.clone();
+) -> Result<(Cow<'d, HaproxyConfig>, Vec<Change>), Change> {
     let mut notes = Vec::new();
+    // Nothing to lend: the desired config as it is, not a copy of it.
     if added.is_empty() {
-        return Ok((config, notes));
+        return Ok((Cow::Borrowed(desired), notes));
     }
+    let mut config = desired.clone();
     let no_spare = |backend: &str, reason: String| Change::NoSpareBackend {
         backend: backend.to_string(),
         reason,
@@ -109,7 +111,7 @@ pub(super) fn lend(
             }
         }
     }
-    Ok((config, notes))
+    Ok((Cow::Owned(config), notes))
 }
 
 /// Why `spare` cannot serve as `backend`, if it cannot: it must have the

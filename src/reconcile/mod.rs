@@ -456,6 +456,7 @@ impl Reconciler {
         };
         let mut warnings = Vec::new();
         let labels = self.swarm.as_ref().filter(|s| s.labels);
+        let file_only = swarm.is_none() || labels.is_none();
         let routes = match (&swarm, labels) {
             (Some(view), Some(source)) => {
                 let labelled = lay_labels_under(
@@ -475,6 +476,7 @@ impl Reconciler {
             revision,
             file_name: fetched.file_name,
             routes,
+            file_only,
             swarm,
             warnings,
             tls,
@@ -514,8 +516,10 @@ impl Reconciler {
         self.handle.drop_stale(&overrides, &overlay.stale).await;
         let drift = overlay.drift.clone();
         self.handle.update_status(|status| status.overrides = drift);
-        // git's file alone passed these checks when it was validated.
-        let only_git = self.loaded.last() == Some(&overlay.routes);
+        // git's file alone passed these checks when it was validated. With
+        // no override in force, the overlay is git's routes unchanged.
+        let only_git = (git.file_only && overrides.overrides.is_empty())
+            || self.loaded.last() == Some(&overlay.routes);
         let checked = if only_git {
             Ok(())
         } else {

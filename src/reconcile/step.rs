@@ -48,6 +48,9 @@ pub struct GitDesired {
     pub file_name: String,
     /// git's routes, plus the routes of `com.df.*` labels.
     pub routes: RoutesFile,
+    /// Whether `routes` are git's file alone, as it was validated (no label
+    /// routes were laid under it).
+    pub file_only: bool,
     pub swarm: Option<SwarmView>,
     pub warnings: Vec<Warning>,
     /// The certificates of capstan's crt-list.
@@ -153,6 +156,7 @@ mod tests {
             revision: fetched("r").revision,
             file_name: "routes.yaml".into(),
             routes: routes.clone(),
+            file_only: true,
             swarm: None,
             warnings: vec![],
             tls: TlsDesired::default(),

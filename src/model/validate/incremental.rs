@@ -1,8 +1,10 @@
-//! Loading a routes file again after a change, without parsing and
-//! schema-checking the routes that did not change: the file is cut into the
-//! part outside `routes:` and one piece of text per route, and each piece
-//! that was loaded before is taken from the cache by its text. The whole
-//! table still goes through the semantic checks (conflicts between routes).
+//! Loading a routes file again after a change, without parsing,
+//! schema-checking and checking on their own again the routes that did not
+//! change: the file is cut into the part outside `routes:` and one piece of
+//! text per route, and each piece written as in the last file that loaded
+//! is taken from that file's table. New pieces are parsed and checked; the
+//! checks between routes (paths, domains, names and ports claimed twice)
+//! still run over the whole table.
 //!
 //! Only plain block YAML is cut: a file with anchors, aliases, tags, several
 //! documents, tabs or a flow-style `routes:` is loaded whole, as is any file
@@ -11,21 +13,29 @@
 //! the text of one sequence item, which YAML parses the same on its own.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use serde::Deserialize;
 
-use super::{VALIDATOR, load, semantic_errors, size_problem};
+use super::{VALIDATOR, load, semantic_errors_of, size_problem};
 use crate::model::diagnostics::Diagnostics;
 use crate::model::yaml;
 use crate::model::{FORMAT_VERSION, Route, RoutesFile};
 
-/// What the last load of a file kept: the whole text and table, the part
-/// outside `routes:`, and each route by its text.
+/// The last file that loaded: its text, its table, and where each route is
+/// written in it (when it could be cut).
 #[derive(Debug, Default)]
 pub struct LoadCache {
-    whole: Option<(String, RoutesFile)>,
-    header: Option<(String, RoutesFile)>,
-    routes: HashMap<String, Route>,
+    last: Option<Loaded>,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    text: String,
+    table: RoutesFile,
+    /// The file without its routes, and the text of each route in order
+    /// (`table.routes[i]` is written at `routes[i]`).
+    cut: Option<(String, Vec<Range<usize>>)>,
 }
 
 /// [`load`], reusing what `cache` kept of the previous load of `file`.
@@ -34,31 +44,51 @@ pub fn load_again(
     text: &str,
     cache: &mut LoadCache,
 ) -> Result<RoutesFile, Diagnostics> {
-    if let Some((previous, routes)) = &cache.whole
-        && previous == text
+    if let Some(last) = &cache.last
+        && last.text == text
     {
-        return Ok(routes.clone());
+        return Ok(last.table.clone());
     }
-    let loaded = match (size_problem(file, text.len() as u64), cut(text)) {
-        (None, Some(pieces)) => load_pieces(file, &pieces, cache),
+    let pieces = match size_problem(file, text.len() as u64) {
+        None => cut(text),
+        Some(_) => None,
+    };
+    let last = cache.last.take();
+    let reused = match (last, &pieces) {
+        (Some(last), Some(pieces)) => load_pieces(file, pieces, last),
         _ => None,
     };
-    let routes = match loaded {
-        Some(routes) => routes,
-        None => {
-            *cache = LoadCache::default();
-            load(file, text)?
-        }
+    let table = match reused {
+        Some(table) => table,
+        None => load(file, text)?,
     };
-    cache.whole = Some((text.to_string(), routes.clone()));
-    Ok(routes)
+    let cut = pieces
+        .filter(|p| p.routes.len() == table.routes.len())
+        .map(|p| {
+            (
+                p.header,
+                p.routes.iter().map(|r| offset_in(text, r)).collect(),
+            )
+        });
+    cache.last = Some(Loaded {
+        text: text.to_string(),
+        table: table.clone(),
+        cut,
+    });
+    Ok(table)
 }
 
 impl LoadCache {
     /// The table of the last file that loaded.
     pub fn last(&self) -> Option<&RoutesFile> {
-        self.whole.as_ref().map(|(_, routes)| routes)
+        self.last.as_ref().map(|l| &l.table)
     }
+}
+
+/// Where `piece`, a slice of `text`, is in it.
+fn offset_in(text: &str, piece: &str) -> Range<usize> {
+    let start = piece.as_ptr() as usize - text.as_ptr() as usize;
+    start..start + piece.len()
 }
 
 /// The file without its routes (`routes: []` in their place) and the text
@@ -106,6 +136,10 @@ fn cut(text: &str) -> Option<Pieces<'_>> {
                 break;
             }
         }
+    }
+    // `routes:` without items is null, which the schema refuses.
+    if items.is_empty() {
+        return None;
     }
     let offset = |i: usize| lines.get(i).map_or(text.len(), |(o, _)| *o);
     let block_start = offset(start);
@@ -158,33 +192,58 @@ fn has_node_property(text: &str) -> bool {
     })
 }
 
-/// The table from the pieces, or `None` when anything in it has a problem
-/// (the whole load then says where).
-fn load_pieces(file: &str, pieces: &Pieces<'_>, cache: &mut LoadCache) -> Option<RoutesFile> {
-    let header = match &cache.header {
-        Some((text, table)) if *text == pieces.header => table.clone(),
-        _ => load(file, &pieces.header).ok()?,
+/// The table from the pieces, each written as in `last` taken from its
+/// table, or `None` when anything in it has a problem (the whole load then
+/// says where).
+fn load_pieces(file: &str, pieces: &Pieces<'_>, last: Loaded) -> Option<RoutesFile> {
+    let (last_header, last_routes) = last.cut.as_ref()?;
+    let same_header = *last_header == pieces.header;
+    let mut header = if same_header {
+        RoutesFile {
+            routes: Vec::new(),
+            ..last.table
+        }
+    } else {
+        load(file, &pieces.header).ok()?
     };
-    let mut routes = Vec::with_capacity(pieces.routes.len());
-    let mut kept = HashMap::with_capacity(pieces.routes.len());
-    for &piece in &pieces.routes {
-        let route = match cache.routes.remove(piece) {
-            Some(route) => route,
-            None => load_route(file, piece)?,
+    let previous = |j: usize| &last.text[last_routes[j].clone()];
+    // Edits keep the order of the routes around them: what matches in
+    // place at both ends is found without hashing; the rest by its text.
+    let (new, old) = (&pieces.routes, last_routes.len());
+    let prefix = (0..new.len().min(old))
+        .take_while(|&i| new[i] == previous(i))
+        .count();
+    let suffix = (0..(new.len() - prefix).min(old - prefix))
+        .take_while(|&k| new[new.len() - 1 - k] == previous(old - 1 - k))
+        .count();
+    let middle: HashMap<&str, usize> = (prefix..old - suffix).map(|j| (previous(j), j)).collect();
+    let mut unchanged: Vec<Option<Route>> = last.table.routes.into_iter().map(Some).collect();
+    let mut reused = Vec::with_capacity(new.len());
+    for (i, &piece) in new.iter().enumerate() {
+        let from = if i < prefix {
+            Some(i)
+        } else if i >= new.len() - suffix {
+            Some(old - (new.len() - i))
+        } else {
+            middle.get(piece).copied()
         };
-        kept.insert(piece.to_string(), route.clone());
-        routes.push(route);
+        // A piece written twice takes the route once, then is parsed again.
+        let route = match from.and_then(|j| unchanged[j].take()) {
+            Some(route) => {
+                reused.push(true);
+                route
+            }
+            None => {
+                reused.push(false);
+                load_route(file, piece)?
+            }
+        };
+        header.routes.push(route);
     }
-    let table = RoutesFile {
-        routes,
-        ..header.clone()
-    };
-    if !semantic_errors(&table).is_empty() {
-        return None;
-    }
-    cache.header = Some((pieces.header.clone(), header));
-    cache.routes = kept;
-    Some(table)
+    // A route taken from the last table passed its own checks there, under
+    // the same header (the userlists it names).
+    let problems = semantic_errors_of(&header, |i| !(same_header && reused[i]));
+    problems.is_empty().then_some(header)
 }
 
 /// One route's text (`  - service: a ...`), checked against the schema as
@@ -235,7 +294,85 @@ mod tests {
             Ok(again),
             load("r.yaml", &changed).map_err(|d| d.to_string())
         );
-        assert_eq!(cache.routes.len(), 2);
+        let (_, routes) = cache.last.as_ref().unwrap().cut.as_ref().unwrap();
+        assert_eq!(routes.len(), 2);
+    }
+
+    /// A route of the random tables: few names, paths and ports, so that
+    /// edits often clash; some name a userlist only some headers have, or
+    /// set a timer HAProxy refuses.
+    fn route_text() -> impl Strategy<Value = String> {
+        (0..4usize, 0..3usize, 0..5usize, 0..4usize).prop_map(|(name, port, path, extra)| {
+            let mut text = format!(
+                "  - service: s{name}\n    port: {}\n    paths: [/p{path}]\n",
+                80 + port
+            );
+            text.push_str(match extra {
+                0 => "    auth:\n      userlist: ops\n",
+                1 => "    timeouts:\n      server: 30d\n",
+                2 => "    # a comment\n    servers: [\"10.0.0.1:8080\"]\n",
+                _ => "",
+            });
+            text
+        })
+    }
+
+    /// The file around `routes`: on one http port or another, with or
+    /// without the userlist some routes name.
+    fn header(variant: usize, routes: &[String]) -> String {
+        let users = "userlists:\n  ops:\n    - name: x\n      password_hash: \"$2y$05$abcdefghijklmnopqrstuuL2VMnJOjZ7QqBWvhWx5QzEOJz0l2ChK\"\n";
+        let port = if variant.is_multiple_of(2) {
+            8080
+        } else {
+            8081
+        };
+        let tail = if variant >= 2 { users } else { "" };
+        format!(
+            "version: 1\ndefaults:\n  http_port: {port}\nroutes:\n{}{tail}",
+            routes.concat()
+        )
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Loading each of a series of edited files again gives what loading
+        /// it whole gives: the same table, or the same diagnostics.
+        #[test]
+        fn loading_again_equals_loading_whole(
+            first in proptest::collection::vec(route_text(), 0..8),
+            edits in proptest::collection::vec(
+                (0..5usize, any::<prop::sample::Index>(), route_text(), 0..4usize),
+                1..6,
+            ),
+        ) {
+            let mut routes = first;
+            let mut cache = LoadCache::default();
+            let mut variant = 0;
+            let mut text = header(variant, &routes);
+            prop_assert_eq!(
+                load_again("r.yaml", &text, &mut cache).map_err(|d| d.to_string()),
+                load("r.yaml", &text).map_err(|d| d.to_string())
+            );
+            for (kind, at, route, new_variant) in edits {
+                match kind {
+                    0 => routes.insert(at.index(routes.len() + 1), route),
+                    1 if !routes.is_empty() => { routes.remove(at.index(routes.len())); }
+                    2 if !routes.is_empty() => {
+                        let i = at.index(routes.len());
+                        routes[i] = route;
+                    }
+                    3 => variant = new_variant,
+                    _ => routes.reverse(),
+                }
+                text = header(variant, &routes);
+                prop_assert_eq!(
+                    load_again("r.yaml", &text, &mut cache).map_err(|d| d.to_string()),
+                    load("r.yaml", &text).map_err(|d| d.to_string()),
+                    "{}", text
+                );
+            }
+        }
     }
 
     #[test]
@@ -261,6 +398,8 @@ mod tests {
             "version: 1\nroutes: [{service: a, port: 80}]\n",
             "version: 1\nroutes:\n  - !!map\n    service: a\n    port: 80\n",
             "---\nversion: 1\nroutes:\n  - service: a\n    port: 80\n",
+            // No items: `routes` is null, which the schema refuses.
+            "version: 1\nroutes:\n",
         ] {
             assert!(cut(text).is_none(), "{text}");
         }

@@ -278,7 +278,7 @@ pub struct Impact {
     pub servers: usize,
     /// Certificates added, replaced or removed at run time.
     pub certificates: usize,
-    /// Why a reload: `backend x added`, `backend y: -timeout server 1m, +timeout server 2m`.
+    /// Why a reload: `backend x added`, `backend y: -timeout connect 1s, +timeout connect 2s`.
     pub reasons: Vec<String>,
 }
 
@@ -653,7 +653,7 @@ mod tests {
     fn a_reload_names_sections_and_the_first_lines_that_differ() {
         let head = rendered(&ONE.replace(
             "    servers:",
-            "    balance: leastconn\n    timeouts:\n      server: 2m\n      connect: 1s\n    servers:",
+            "    balance: leastconn\n    timeouts:\n      server: 2m\n      connect: 1s\n    connection_mode: server_close\n    servers:",
         ));
         let impact = Impact::between(&rendered(ONE), &head);
         assert_eq!(impact.method, Method::Reload);

@@ -296,19 +296,21 @@ pub enum Change {
     RemoveCertificate {
         path: String,
     },
-    /// Route a path (or domain and path) through a map to a backend, through the admin socket.
+    /// Route a path (or domain and path) through a map to a backend, through
+    /// the admin socket; or, in a timeout map, give a backend (the key) its
+    /// own timeout (`backend`: milliseconds).
     AddMapEntry {
         map: String,
         key: String,
         backend: String,
     },
-    /// Route a key of a map to another backend.
+    /// Route a key of a map to another backend (another timeout, in a timeout map).
     SetMapEntry {
         map: String,
         key: String,
         backend: String,
     },
-    /// Stop routing a key of a map.
+    /// Stop routing a key of a map (a backend takes the default timeout again, in a timeout map).
     RemoveMapEntry {
         map: String,
         key: String,
@@ -692,6 +694,46 @@ mod tests {
         // Not knowing what the worker loaded, a reload is the only safe way.
         applied.config = None;
         assert_eq!(plan(&after, &applied).method, Method::Reload);
+    }
+
+    #[test]
+    fn a_route_timeout_set_changed_and_unset_is_a_timeout_map_entry() {
+        let with = |timeouts: &str| desired(&format!("{ONE}    timeouts: {{{timeouts}}}\n"));
+        let map = "/etc/haproxy/maps/timeout-server.map".to_string();
+        let steps = [
+            (desired(ONE), with("server: 2m")),
+            (with("server: 2m"), with("server: 5s")),
+            (with("server: 5s"), desired(ONE)),
+        ];
+        let expected = [
+            Change::AddMapEntry {
+                map: map.clone(),
+                key: "a-be80".into(),
+                backend: "120000".into(),
+            },
+            Change::SetMapEntry {
+                map: map.clone(),
+                key: "a-be80".into(),
+                backend: "5000".into(),
+            },
+            Change::RemoveMapEntry {
+                map,
+                key: "a-be80".into(),
+            },
+        ];
+        for ((before, after), change) in steps.iter().zip(expected) {
+            let p = plan(after, &LiveState::running(before));
+            assert_eq!(
+                p,
+                Plan {
+                    method: Method::Runtime,
+                    changes: vec![change]
+                }
+            );
+        }
+        // A timeout HAProxy cannot set per request is the backend's own line.
+        let p = plan(&with("connect: 2s"), &LiveState::running(&desired(ONE)));
+        assert_eq!(p.method, Method::Reload, "{p:?}");
     }
 
     #[test]

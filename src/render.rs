@@ -312,17 +312,31 @@ fn render_with(
             .line("http-request use-service prometheus-exporter if { path /metrics }");
         sections.push(frontend);
     }
-    let (frontend, maps) = http_frontend(file, &routes, crt_list, maps_dir);
+    let (frontend, mut maps) = http_frontend(file, &routes, crt_list, maps_dir);
     sections.push(frontend);
     for route in routes.iter().filter(|r| r.mode == Mode::Tcp) {
         sections.push(tcp_frontend(file, route));
     }
     sections.extend(tls::sni_frontends(file, &routes));
+    // Every section after it is a backend: the defaults it takes.
+    sections.push(backend_defaults(file, maps_dir));
+    // Each http backend whose route sets a timeout of the timeout maps.
+    let mut timeouts = Vec::new();
     for route in &routes {
         let tasks = endpoints.get(&route.id());
-        sections.push(backend(file, route, tasks));
-        sections.extend(tls::https_port_backend(file, route, tasks));
+        let own = backend(file, route, tasks);
+        let twin = tls::https_port_backend(file, route, tasks);
+        let t = &route.timeouts;
+        if route.mode == Mode::Http && (t.server.is_some() || t.tunnel.is_some()) {
+            for section in std::iter::once(&own).chain(&twin) {
+                let name = section.backend_name().expect("a backend section");
+                timeouts.push((name.to_string(), t));
+            }
+        }
+        sections.push(own);
+        sections.extend(twin);
     }
+    maps.extend(maps::timeout_maps(maps_dir, &timeouts));
     HaproxyConfig { sections, maps }
 }
 
@@ -367,6 +381,18 @@ fn global(file: &RoutesFile) -> Section {
     // Bounds how long an old worker may keep serving long connections after a reload.
     global.line(format!("hard-stop-after {}s", HARD_STOP_AFTER.as_secs()));
     global
+}
+
+/// The defaults of the backends: the others', and the rules that give
+/// the requests of a backend its route's server and tunnel timeouts from
+/// the timeout maps (changed at run time, unlike a backend's own lines).
+fn backend_defaults(file: &RoutesFile, maps_dir: &Path) -> Section {
+    let mut section = defaults(file);
+    section.header = "defaults backends".to_string();
+    for line in maps::timeout_lines(maps_dir) {
+        section.line(line);
+    }
+    section
 }
 
 fn defaults(file: &RoutesFile) -> Section {
@@ -661,11 +687,13 @@ fn backend(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
     let balance = route.balance.unwrap_or(file.defaults.balance);
     backend.line(format!("balance {}", balance.haproxy_name()));
     let t = &route.timeouts;
-    for (name, value) in [
+    // An http backend's server and tunnel timeouts are in the timeout maps.
+    let own = [
         ("connect", &t.connect),
-        ("server", &t.server),
-        ("tunnel", &t.tunnel),
-    ] {
+        ("server", if http { &None } else { &t.server }),
+        ("tunnel", if http { &None } else { &t.tunnel }),
+    ];
+    for (name, value) in own {
         if let Some(value) = value {
             backend.line(format!("timeout {name} {value}"));
         }

@@ -261,8 +261,9 @@ fn diff_of_the_working_tree_prints_route_summary_counts_then_config_diff() {
         "\n-#   /old old-be9000\n",
         "\n-    balance roundrobin\n",
         "\n+    balance leastconn\n",
-        "\n-    timeout server 2m\n",
-        "\n+    timeout server 5m\n",
+        // api's server timeout, in the timeout map's listing.
+        "\n-#   api-be3000 120000\n",
+        "\n+#   api-be3000 300000\n",
     ] {
         assert!(out[header..].contains(line), "missing {line:?}: {run:?}");
     }
@@ -1164,16 +1165,23 @@ fn diff_says_a_new_service_needs_a_reload_and_names_its_backend() {
 const NO_SPARE: &str = "backend shop-be3000 added (no spare backend: server shop:3000 is a name)";
 
 #[test]
-fn diff_says_a_timeout_change_needs_a_reload_and_quotes_the_line() {
+fn diff_says_why_a_change_reloads_and_quotes_the_line_but_not_a_timeout_change() {
     let (repo, _) = repo_with_base();
     // HEAD changes api's timeout, web's balance, and swaps old for go-demo.
     repo.write("routes.yaml", HEAD);
 
     let run = repo.diff(&["--base", "main"]);
+    let haproxy = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("HAProxy: "))
+        .unwrap_or_else(|| panic!("{run:?}"));
     assert!(
-        run.stdout.contains(
-            "\nHAProxy: 1 reload, because: backend api-be3000: -timeout server 2m, +timeout server 5m; "
-        ),
+        haproxy.starts_with("HAProxy: 1 reload, because: "),
+        "{run:?}"
+    );
+    assert!(
+        haproxy.contains("backend web-be80: -balance roundrobin, +balance leastconn"),
         "{run:?}"
     );
     let json = impact(&repo.diff(&["--base", "main", "--format", "json"]));
@@ -1185,13 +1193,32 @@ fn diff_says_a_timeout_change_needs_a_reload_and_quotes_the_line() {
         .map(|r| r.as_str().unwrap())
         .collect();
     for reason in [
-        "backend api-be3000: -timeout server 2m, +timeout server 5m",
         "backend web-be80: -balance roundrobin, +balance leastconn",
         "backend go-demo-be8080 added",
         "backend old-be9000 removed",
     ] {
         assert!(reasons.contains(&reason), "{reason:?} in {reasons:?}");
     }
+    // api's server timeout is a map entry HAProxy takes at run time.
+    assert!(
+        !reasons.iter().any(|r| r.contains("api-be3000")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn diff_says_a_server_timeout_change_alone_applies_live() {
+    let (repo, _) = repo_with_base();
+    repo.write("routes.yaml", &BASE.replace("server: 2m", "server: 5m"));
+    let run = repo.diff(&["--base", "main"]);
+    assert!(
+        run.stdout.contains("\nHAProxy: applies live: 1 map entry"),
+        "{run:?}"
+    );
+    let json = impact(&repo.diff(&["--base", "main", "--format", "json"]));
+    assert_eq!(json["method"], "runtime", "{json:#}");
+    assert_eq!(json["map_entries"], 1, "{json:#}");
+    assert_eq!(json["reasons"], serde_json::json!([]), "{json:#}");
 }
 
 #[test]
@@ -1250,24 +1277,38 @@ fn diff_live_foretells_what_applying_costs_and_the_apply_agrees() {
     assert_eq!(capstan.status()["history"][0]["method"], "runtime");
     assert_eq!(capstan.haproxy_reloads(), reloads);
 
-    // A setting of its own: a reload, which quotes the line.
-    let timeout = support::routes_yaml(
-        stand.http,
-        &format!(
-            "{}{b}    timeouts:\n      server: 2m\n",
-            support::route("a", "/a, /a2", &a)
-        ),
-    );
+    // A server timeout of its own: a timeout map entry, no reload.
+    let timeouts = |lines: &str| {
+        support::routes_yaml(
+            stand.http,
+            &format!(
+                "{}{b}    timeouts:\n{lines}",
+                support::route("a", "/a, /a2", &a)
+            ),
+        )
+    };
+    let timeout = timeouts("      server: 2m\n");
     std::fs::write(work.join("routes.yaml"), &timeout).unwrap();
+    let (code, report) = capstan.diff_live(&work);
+    assert_eq!(code, Some(2), "{report:#}");
+    assert_eq!(report["haproxy"]["method"], "runtime", "{report:#}");
+    assert_eq!(report["haproxy"]["map_entries"], 1, "{report:#}");
+    apply(&timeout);
+    assert_eq!(capstan.status()["history"][0]["method"], "runtime");
+    assert_eq!(capstan.haproxy_reloads(), reloads);
+
+    // A setting HAProxy cannot change at run time: a reload, which quotes the line.
+    let connect = timeouts("      server: 2m\n      connect: 2s\n");
+    std::fs::write(work.join("routes.yaml"), &connect).unwrap();
     let (code, report) = capstan.diff_live(&work);
     assert_eq!(code, Some(2), "{report:#}");
     assert_eq!(report["haproxy"]["method"], "reload", "{report:#}");
     assert_eq!(
         report["haproxy"]["reasons"],
-        serde_json::json!(["backend b-be80: +timeout server 2m"]),
+        serde_json::json!(["backend b-be80: +timeout connect 2s"]),
         "{report:#}"
     );
-    apply(&timeout);
+    apply(&connect);
     assert_eq!(capstan.status()["history"][0]["method"], "reload");
     assert_eq!(capstan.haproxy_reloads(), reloads + 1);
 }

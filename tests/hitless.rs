@@ -135,9 +135,10 @@ fn fifty_reloads_under_load_lose_no_request() {
         // Each change replaces the last change's route with one of a new
         // service with a setting of its own: a new backend no spare backend
         // can serve, so a reload (a path alone is a map entry, and a new
-        // service with default settings takes a spare, both without one).
+        // service with default settings, or only a server timeout of its
+        // own, takes a spare, both without one).
         let changing = format!(
-            "{}    timeouts:\n      server: {}s\n",
+            "{}    timeouts:\n      connect: {}s\n",
             route(&format!("x{i}"), &format!("/x{i}"), &x.address()),
             i + 1
         );

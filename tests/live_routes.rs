@@ -143,13 +143,13 @@ fn a_new_service_and_a_removed_one_are_served_without_a_reload() {
 
     // One with a setting of its own: no spare fits, a reload says why.
     stand.apply(&stand.yaml(&format!(
-        "{}    timeouts:\n      server: 2m\n",
+        "{}    timeouts:\n      connect: 2s\n",
         two_services(&a, "/alpha", &c, "/charlie")
     )));
     assert_answers(
         stand.http,
         "localhost",
-        "a new service with a timeout",
+        "a new service with a connect timeout",
         &[("/charlie", "C")],
     );
     let last = &stand.capstan.status()["history"][0];
@@ -160,9 +160,112 @@ fn a_new_service_and_a_removed_one_are_served_without_a_reload() {
             .unwrap()
             .iter()
             .any(|c| c["kind"] == "no_spare_backend"
-                && c["reason"] == "its setting `timeout server 2m`"),
+                && c["reason"] == "its setting `timeout connect 2s`"),
         "{last:#}"
     );
+}
+
+/// Service a on /alpha, and service s on /slow (`slow` answers 2 s late)
+/// with `timeouts` (`timeouts: ...` lines of the route, or none).
+fn slow_entries(a: &Backend, slow: &Backend, timeouts: &str) -> String {
+    format!(
+        "{}{}{timeouts}",
+        route("a", "/alpha", &a.address()),
+        route("s", "/slow", &slow.address())
+    )
+}
+
+#[test]
+fn a_server_timeout_set_changed_and_unset_applies_live_and_holds_after_a_restart() {
+    require_tools();
+    let a = Backend::start("A");
+    let slow = Backend::start_slow("S", Duration::from_secs(2));
+    let entries = |timeouts: &str| slow_entries(&a, &slow, timeouts);
+    let mut stand = Stand::start(|http| routes_yaml(http, &entries("")));
+    wait_for_backend(stand.http, "/alpha", "A");
+    // The default server timeout (30s) waits for it.
+    assert_answers(
+        stand.http,
+        "localhost",
+        "no timeout of its own",
+        &[("/slow", "S")],
+    );
+    let before = Generation::of(&stand.capstan);
+
+    // 1 s is shorter than the answer takes: HAProxy gives up with a 504.
+    let (one, five) = (
+        "    timeouts:\n      server: 1s\n",
+        "    timeouts:\n      server: 5s\n",
+    );
+    let steps = [
+        ("a 1s server timeout set", one, "504"),
+        ("the server timeout raised to 5s", five, "S"),
+        ("the server timeout back to 1s", one, "504"),
+    ];
+    for (change, timeouts, who) in steps {
+        stand.apply(&stand.yaml(&entries(timeouts)));
+        assert_answers(
+            stand.http,
+            "localhost",
+            change,
+            &[("/slow", who), ("/alpha", "A")],
+        );
+        stand.assert_live(&before, change);
+    }
+
+    // The map file HAProxy loads on start holds the timeout changed live.
+    assert_eq!(
+        stand.capstan.map_lines("timeout-server.map"),
+        ["s-be80 1000"]
+    );
+    stand.capstan.stop_capstan();
+    stand.capstan.stop_haproxy();
+    stand.capstan.restart();
+    wait_for_backend(stand.http, "/alpha", "A");
+    wait_until("in sync again", Duration::from_secs(20), || {
+        stand.capstan.status()["in_sync"] == true
+    });
+    let restarted = Generation::of(&stand.capstan);
+    assert_ne!(
+        restarted.worker_pid, before.worker_pid,
+        "HAProxy was started again"
+    );
+    assert_answers(stand.http, "localhost", "the restart", &[("/slow", "504")]);
+
+    let change = "the server timeout unset";
+    stand.apply(&stand.yaml(&entries("")));
+    assert_answers(stand.http, "localhost", change, &[("/slow", "S")]);
+    stand.assert_live(&restarted, change);
+}
+
+#[test]
+fn a_new_service_with_its_own_server_timeout_takes_a_spare_backend_and_keeps_its_timeout() {
+    require_tools();
+    let a = Backend::start("A");
+    let slow = Backend::start_slow("S", Duration::from_secs(2));
+    let stand = Stand::start(|http| routes_yaml(http, &route("a", "/alpha", &a.address())));
+    wait_for_backend(stand.http, "/alpha", "A");
+    let before = Generation::of(&stand.capstan);
+
+    let change = "a new service with a 1s server timeout";
+    stand.apply(&stand.yaml(&slow_entries(
+        &a,
+        &slow,
+        "    timeouts:\n      server: 1s\n",
+    )));
+    assert_answers(stand.http, "localhost", change, &[("/slow", "504")]);
+    stand.assert_live(&before, change);
+    let lent = &stand.capstan.status()["history"][0]["changes"][0];
+    assert_eq!(lent["kind"], "lend_spare_backend", "{lent:#}");
+
+    let change = "its server timeout raised to 5s";
+    stand.apply(&stand.yaml(&slow_entries(
+        &a,
+        &slow,
+        "    timeouts:\n      server: 5s\n",
+    )));
+    assert_answers(stand.http, "localhost", change, &[("/slow", "S")]);
+    stand.assert_live(&before, change);
 }
 
 /// Routes for service a on `a_paths` and service c on `c_paths`.

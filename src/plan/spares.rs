@@ -1,10 +1,12 @@
 //! New backends without a reload: a config that differs from the one the
 //! running worker loaded only by new backends (and backends no longer used)
 //! can be served at run time when each new backend looks exactly like one of
-//! the spare backends the loaded config declares (default settings, task
-//! servers that fit its slots). The new backend borrows that spare's name:
-//! its servers go into the spare's slots and its map entries point to the
-//! spare, until the next reload gives it its own name.
+//! the spare backends the loaded config declares (default settings but for
+//! server and tunnel timeouts, which are map entries; task servers that fit
+//! its slots). The new backend borrows that spare's name: its servers go
+//! into the spare's slots, its map entries point to the spare and its
+//! timeouts are the spare's entries, until the next reload gives it its own
+//! name.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -108,6 +110,13 @@ pub(super) fn lend<'d>(
         for value in map.entries.values_mut() {
             if let Some((_, spare)) = lent.iter().find(|(b, _)| b == value) {
                 *value = spare.clone();
+            }
+        }
+        // The timeout maps are keyed by backend name (a routing map's keys
+        // are paths, never one): HAProxy looks up the spare's.
+        for (backend, spare) in &lent {
+            if let Some(value) = map.entries.remove(*backend) {
+                map.entries.insert(spare.clone(), value);
             }
         }
     }
@@ -281,7 +290,7 @@ mod tests {
     fn a_new_service_with_its_own_settings_needs_a_reload() {
         let before = desired(WEB, &[("web", 2)]);
         let after = desired(
-            &with_api("    timeouts:\n      server: 2m\n"),
+            &with_api("    timeouts:\n      connect: 2s\n"),
             &[("web", 2), ("api", 3)],
         );
         let p = plan(&after, &loaded(&before));
@@ -292,10 +301,31 @@ mod tests {
         assert!(
             p.changes.contains(&Change::NoSpareBackend {
                 backend: "api-be80".into(),
-                reason: "its setting `timeout server 2m`".into()
+                reason: "its setting `timeout connect 2s`".into()
             }),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn a_new_service_with_its_own_server_timeout_takes_a_spare_with_that_timeout() {
+        let before = desired(WEB, &[("web", 2)]);
+        let after = desired(
+            &with_api("    timeouts:\n      server: 2m\n      tunnel: 1h\n"),
+            &[("web", 2), ("api", 3)],
+        );
+        let p = plan(&after, &loaded(&before));
+        assert_eq!(p.method, Method::Runtime, "{p:?}");
+        for (timeout, ms) in [("server", "120000"), ("tunnel", "3600000")] {
+            assert!(
+                p.changes.contains(&Change::AddMapEntry {
+                    map: format!("/etc/haproxy/maps/timeout-{timeout}.map"),
+                    key: "spare-1".into(),
+                    backend: ms.into()
+                }),
+                "{p:?}"
+            );
+        }
     }
 
     #[test]

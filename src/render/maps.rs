@@ -21,18 +21,20 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{Precedence, Rule};
-use crate::model::PathMatch;
+use crate::model::{Duration, PathMatch, RouteTimeouts};
 
 /// The variable holding `<host><path>` for the lookups by domain: the
 /// request's host without its port, lowercased, then its path.
 const HOST_PATH_VAR: &str = "txn.host_path";
 
-/// A map file the http frontend routes through: key → backend name.
+/// A map file HAProxy looks up: the http frontend's routing maps (key →
+/// backend name) and the timeout maps (backend name → milliseconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MapFile {
     /// Absolute path, as the config names it.
     pub path: String,
-    /// `/demo` → `go-demo-be8080`, or `example.com/demo` → ... for the maps by domain.
+    /// `/demo` → `go-demo-be8080`, or `example.com/demo` → ... for the maps
+    /// by domain; `go-demo-be8080` → `120000` for a timeout map.
     pub entries: BTreeMap<String, String>,
 }
 
@@ -256,14 +258,18 @@ pub(super) fn route<'r, 'a>(
     (steps, maps)
 }
 
-/// The map files a config's http frontend looks up, in lookup order.
+/// The map files a config looks up: the http frontend's, in lookup order,
+/// then the timeout maps.
 pub fn referenced(config: &super::HaproxyConfig) -> Vec<String> {
     let mut paths: Vec<String> = Vec::new();
     for line in config.sections.iter().flat_map(|s| s.lines.iter()) {
-        let Some(rest) = line.strip_prefix("use_backend %[") else {
+        let Some(rest) = line
+            .strip_prefix("use_backend %[")
+            .or_else(|| line.strip_prefix(SET_TIMEOUT))
+        else {
             continue;
         };
-        let path = ["map_beg(", "map_str("]
+        let path = ["map_beg(", "map_str(", "map_str_int("]
             .iter()
             .find_map(|c| rest.split_once(c))
             .and_then(|(_, tail)| tail.split_once(')'))
@@ -303,6 +309,67 @@ fn use_backend_line(class: Class, path: &str) -> String {
     };
     let lookup = format!("{fetch},{converter}({path})");
     format!("use_backend %[{lookup}] if {{ {lookup} -m found }}")
+}
+
+/// The timeouts a route may set that HAProxy 2.6 can also set per request
+/// (`connect` and `client` it cannot): each is a map from backend name to
+/// milliseconds, so that a route's timeout changes at run time.
+const TIMEOUTS: [(&str, TimeoutOf); 2] = [
+    ("server", |t| t.server.as_ref()),
+    ("tunnel", |t| t.tunnel.as_ref()),
+];
+
+/// Where a route sets one of [`TIMEOUTS`].
+type TimeoutOf = fn(&RouteTimeouts) -> Option<&Duration>;
+
+const SET_TIMEOUT: &str = "http-request set-timeout ";
+
+fn timeout_map_path(maps_dir: &Path, timeout: &str) -> String {
+    maps_dir
+        .join(format!("timeout-{timeout}.map"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The rules that give a request its backend's own timeouts, from the
+/// timeout maps: in the `defaults` section of the backends, so that each map
+/// is referenced once (`show map` describes a map with every place that uses
+/// it, and a description longer than HAProxy's buffer breaks the listing
+/// capstan reads the maps from). A backend not in a map keeps the default
+/// timeout.
+pub(super) fn timeout_lines(maps_dir: &Path) -> Vec<String> {
+    TIMEOUTS
+        .iter()
+        .map(|(t, _)| {
+            format!(
+                "{SET_TIMEOUT}{t} be_name,map_str_int({})",
+                timeout_map_path(maps_dir, t)
+            )
+        })
+        .collect()
+}
+
+/// The timeout maps, each always rendered (the first entry is then a map
+/// entry, not a new file), with an entry for each of the http `backends`
+/// (name, its route's timeouts) that sets that timeout.
+pub(super) fn timeout_maps(maps_dir: &Path, backends: &[(String, &RouteTimeouts)]) -> Vec<MapFile> {
+    TIMEOUTS
+        .iter()
+        .map(|(t, of)| MapFile {
+            path: timeout_map_path(maps_dir, t),
+            entries: backends
+                .iter()
+                .filter_map(|(backend, timeouts)| Some((backend.clone(), millis(of(timeouts)?))))
+                .collect(),
+        })
+        .collect()
+}
+
+/// A duration as the whole milliseconds `set-timeout` reads from a map,
+/// rounded up as HAProxy rounds `timeout server 10us`.
+fn millis(duration: &Duration) -> String {
+    let d = duration.to_std().expect("validated: durations parse");
+    d.as_nanos().div_ceil(1_000_000).to_string()
 }
 
 #[cfg(test)]
@@ -351,7 +418,8 @@ mod tests {
             "all-host.map",
             "all.map",
         ];
-        assert_eq!(map_names(&config), names);
+        let timeouts = ["timeout-server.map", "timeout-tunnel.map"];
+        assert_eq!(map_names(&config), [&names[..], &timeouts].concat());
         for map in &config.maps {
             assert!(map.entries.is_empty(), "{map:?}");
             assert_eq!(map.path, format!("{DEFAULT_MAPS_DIR}/{}", map.name()));
@@ -390,6 +458,82 @@ mod tests {
             frontend.lines.iter().any(|l| l
                 == "http-request set-var(txn.host_path) req.hdr(host),field(1,:),lower,concat(,txn.path) unless { req.hdr(host),field(1,:) -m sub / }"),
             "{config}"
+        );
+    }
+
+    #[test]
+    fn route_server_and_tunnel_timeouts_are_timeout_map_entries_not_backend_lines() {
+        let config = render_routes(concat!(
+            "  - service: api\n    port: 3000\n    paths: [/api]\n    https_port: 3443\n",
+            "    timeouts: {server: 2m, tunnel: 1500us, connect: 2s}\n",
+            "  - service: db\n    port: 5432\n    mode: tcp\n    listen_port: 15432\n    timeouts: {server: 1h}\n",
+            "  - service: web\n    port: 80\n    paths: [/]\n",
+        ));
+        let api = config.section("backend api-be3000").unwrap();
+        assert_eq!(
+            api.lines,
+            ["mode http", "balance roundrobin", "timeout connect 2s"]
+        );
+        // HAProxy runs no http rules for a tcp backend: its timeout stays its own.
+        let db = config.section("backend db-be5432").unwrap();
+        assert!(db.lines.iter().any(|l| l == "timeout server 1h"), "{db:?}");
+
+        let timeouts: Vec<(&str, Vec<(&str, &str)>)> = config
+            .maps
+            .iter()
+            .filter(|m| m.name().starts_with("timeout-"))
+            .map(|m| {
+                let entries = m.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                (m.name(), entries.collect())
+            })
+            .collect();
+        assert_eq!(
+            timeouts,
+            [
+                (
+                    "timeout-server.map",
+                    vec![("api-be3000", "120000"), ("https-api-be3443", "120000")]
+                ),
+                (
+                    "timeout-tunnel.map",
+                    vec![("api-be3000", "2"), ("https-api-be3443", "2")]
+                ),
+            ]
+        );
+        // The backends' defaults look them up, once for all backends.
+        let defaults = config.section("defaults backends").unwrap();
+        assert_eq!(
+            defaults.lines[defaults.lines.len() - 2..],
+            [
+                format!(
+                    "http-request set-timeout server be_name,map_str_int({DEFAULT_MAPS_DIR}/timeout-server.map)"
+                ),
+                format!(
+                    "http-request set-timeout tunnel be_name,map_str_int({DEFAULT_MAPS_DIR}/timeout-tunnel.map)"
+                ),
+            ]
+        );
+        let after_defaults = config
+            .sections
+            .iter()
+            .skip_while(|s| s.header != "defaults backends")
+            .skip(1);
+        assert!(after_defaults.clone().count() > 0);
+        assert!(after_defaults.clone().all(|s| s.backend_name().is_some()));
+        assert!(
+            config
+                .with_maps_listed()
+                .contains("\n# /etc/haproxy/maps/timeout-server.map:\n#   api-be3000 120000\n"),
+            "{}",
+            config.with_maps_listed()
+        );
+        let referenced = crate::render::maps::referenced(&config);
+        assert_eq!(
+            referenced[referenced.len() - 2..],
+            [
+                format!("{DEFAULT_MAPS_DIR}/timeout-server.map"),
+                format!("{DEFAULT_MAPS_DIR}/timeout-tunnel.map"),
+            ]
         );
     }
 

@@ -296,19 +296,22 @@ pub enum Change {
     RemoveCertificate {
         path: String,
     },
-    /// Route a path (or domain and path) through a map to a backend, through
-    /// the admin socket; or, in a timeout map, give a backend (the key) its
-    /// own timeout (`backend`: milliseconds).
+    /// Add `key value` to a map through the admin socket: in a routing map
+    /// a path (or domain and path) and its backend; in a timeout map a
+    /// backend and its timeout in milliseconds.
     AddMapEntry {
         map: String,
         key: String,
-        backend: String,
+        /// Called `backend` before timeouts had maps: older state files say so.
+        #[serde(alias = "backend")]
+        value: String,
     },
-    /// Route a key of a map to another backend (another timeout, in a timeout map).
+    /// Give a key of a map another value (another backend, another timeout).
     SetMapEntry {
         map: String,
         key: String,
-        backend: String,
+        #[serde(alias = "backend")]
+        value: String,
     },
     /// Stop routing a key of a map (a backend takes the default timeout again, in a timeout map).
     RemoveMapEntry {
@@ -528,17 +531,17 @@ fn map_changes(desired: &HaproxyConfig, live: &LiveState) -> Vec<Change> {
     let mut changes = Vec::new();
     for map in &desired.maps {
         let running = live.maps.get(&map.path).unwrap_or(&empty);
-        for (key, backend) in &map.entries {
+        for (key, value) in &map.entries {
             match running.get(key) {
                 None => changes.push(Change::AddMapEntry {
                     map: map.path.clone(),
                     key: key.clone(),
-                    backend: backend.clone(),
+                    value: value.clone(),
                 }),
-                Some(live) if live != backend => changes.push(Change::SetMapEntry {
+                Some(live) if live != value => changes.push(Change::SetMapEntry {
                     map: map.path.clone(),
                     key: key.clone(),
-                    backend: backend.clone(),
+                    value: value.clone(),
                 }),
                 Some(_) => {}
             }
@@ -709,12 +712,12 @@ mod tests {
             Change::AddMapEntry {
                 map: map.clone(),
                 key: "a-be80".into(),
-                backend: "120000".into(),
+                value: "120000".into(),
             },
             Change::SetMapEntry {
                 map: map.clone(),
                 key: "a-be80".into(),
-                backend: "5000".into(),
+                value: "5000".into(),
             },
             Change::RemoveMapEntry {
                 map,
@@ -816,8 +819,23 @@ mod tests {
                 changes: vec![Change::AddMapEntry {
                     map: PREFIX_MAP.into(),
                     key: "/a2".into(),
-                    backend: "a-be80".into()
+                    value: "a-be80".into()
                 }]
+            }
+        );
+    }
+
+    #[test]
+    fn map_entries_in_older_state_files_still_read() {
+        let old = serde_json::json!({
+            "kind": "add_map_entry", "map": PREFIX_MAP, "key": "/a", "backend": "a-be80"
+        });
+        assert_eq!(
+            serde_json::from_value::<Change>(old).unwrap(),
+            Change::AddMapEntry {
+                map: PREFIX_MAP.into(),
+                key: "/a".into(),
+                value: "a-be80".into()
             }
         );
     }
@@ -850,7 +868,7 @@ mod tests {
                 changes: vec![Change::SetMapEntry {
                     map: PREFIX_MAP.into(),
                     key: "/x".into(),
-                    backend: "b-be80".into()
+                    value: "b-be80".into()
                 }]
             }
         );

@@ -173,7 +173,7 @@ fn changing_and_removing_routes_touches_only_them() {
     assert_eq!(
         applied["changes"],
         serde_json::json!([
-            {"kind": "add_map_entry", "map": prefix_map, "key": "/bee", "backend": "b-be80"},
+            {"kind": "add_map_entry", "map": prefix_map, "key": "/bee", "value": "b-be80"},
             {"kind": "remove_map_entry", "map": prefix_map, "key": "/b"},
         ]),
         "only the routing rules changed"

@@ -760,7 +760,7 @@ mod tests {
             },
             "fetch": {"error": HOSTILE, "consecutive_failures": 2},
             "pending_plan": {"method": "runtime", "changes": [
-                {"kind": "add_map_entry", "map": "/m/prefix.map", "key": HOSTILE, "backend": "b"}
+                {"kind": "add_map_entry", "map": "/m/prefix.map", "key": HOSTILE, "value": "b"}
             ]},
             "overrides": [{"service": "evil", "kind": "reconfigure", "adds": [HOSTILE], "redundant": false}],
             "history": [{

@@ -495,11 +495,11 @@ impl Haproxy {
     async fn apply_map_entries(&self, changes: &[Change]) -> Result<(), ApplyError> {
         for change in changes {
             let done = match change {
-                Change::AddMapEntry { map, key, backend } => {
-                    self.admin.add_map_entry(map, key, backend).await
+                Change::AddMapEntry { map, key, value } => {
+                    self.admin.add_map_entry(map, key, value).await
                 }
-                Change::SetMapEntry { map, key, backend } => {
-                    self.admin.set_map_entry(map, key, backend).await
+                Change::SetMapEntry { map, key, value } => {
+                    self.admin.set_map_entry(map, key, value).await
                 }
                 _ => continue,
             };

@@ -225,7 +225,7 @@ mod tests {
         assert!(p.changes.contains(&Change::AddMapEntry {
             map: "/etc/haproxy/maps/prefix.map".into(),
             key: "/api".into(),
-            backend: "spare-1".into()
+            value: "spare-1".into()
         }));
 
         // Applied: the same spare, and nothing more to do.
@@ -239,12 +239,12 @@ mod tests {
                 found.expect("the plan names servers HAProxy has")
             };
             match change {
-                Change::AddMapEntry { map, key, backend } => {
+                Change::AddMapEntry { map, key, value } => {
                     applied
                         .maps
                         .entry(map.clone())
                         .or_default()
-                        .insert(key.clone(), backend.clone());
+                        .insert(key.clone(), value.clone());
                 }
                 Change::SetServerAddress {
                     backend,
@@ -321,7 +321,7 @@ mod tests {
                 p.changes.contains(&Change::AddMapEntry {
                     map: format!("/etc/haproxy/maps/timeout-{timeout}.map"),
                     key: "spare-1".into(),
-                    backend: ms.into()
+                    value: ms.into()
                 }),
                 "{p:?}"
             );

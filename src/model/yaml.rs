@@ -1,7 +1,8 @@
 //! YAML text to a JSON value plus a map from every field to its place in the text.
 //!
 //! serde-saphyr gives the value (full YAML 1.2 semantics and its own syntax
-//! errors); the parser's event stream, walked once more, gives the positions,
+//! errors), or, for the plain block YAML most routes files are, a fast path
+//! that builds the same value ([`fast`]); the parser's event stream, walked once more, gives the positions,
 //! so that schema and semantic errors found later on plain data can still name
 //! a line and column. That walk only happens when an error needs a position:
 //! a valid file is parsed once.
@@ -12,6 +13,8 @@ use std::collections::HashMap;
 use granit_parser::{Event, Parser, Span};
 
 use crate::model::diagnostics::{Diagnostic, FieldPath};
+
+mod fast;
 
 /// 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -114,6 +117,8 @@ pub struct Document<'a> {
 pub fn parse<'a>(file: &str, text: &'a str) -> Result<Document<'a>, Diagnostic> {
     let value: serde_json::Value = if text.trim().is_empty() {
         serde_json::Value::Null
+    } else if let Some(value) = fast::parse(text) {
+        value
     } else {
         let mut options = serde_saphyr::Options::default();
         // `yes`, `no`, `on`, `off` are strings, as in YAML 1.2.

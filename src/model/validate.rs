@@ -60,17 +60,19 @@ pub fn load(file: &str, text: &str) -> Result<RoutesFile, Diagnostics> {
     if let Some(too_large) = size_problem(file, text.len() as u64) {
         return Err(Diagnostics(vec![too_large]));
     }
-    let document = yaml::parse(file, text).map_err(|d| Diagnostics(vec![d]))?;
-    check_value(file, &document.value, &document.source_map)
+    let yaml::Document { value, source_map } =
+        yaml::parse(file, text).map_err(|d| Diagnostics(vec![d]))?;
+    check_value(file, value, &source_map)
 }
 
 /// Validates an already parsed document (from YAML or from an API call).
+/// Takes the value to move its strings into the table rather than copy them.
 pub fn check_value(
     file: &str,
-    value: &serde_json::Value,
+    value: serde_json::Value,
     source_map: &SourceMap,
 ) -> Result<RoutesFile, Diagnostics> {
-    let schema_errors = schema_errors(file, value, source_map);
+    let schema_errors = schema_errors(file, &value, source_map);
     if !schema_errors.is_empty() {
         return Err(Diagnostics(schema_errors).sorted());
     }
@@ -97,7 +99,7 @@ pub fn check_value(
 /// same checks, with field paths but no line numbers.
 pub fn check(file: &str, routes: &RoutesFile) -> Result<(), Diagnostics> {
     let value = serde_json::to_value(routes).expect("routes serialize to JSON");
-    check_value(file, &value, &SourceMap::default()).map(|_| ())
+    check_value(file, value, &SourceMap::default()).map(|_| ())
 }
 
 /// The semantic checks alone, for tables whose parts already passed the

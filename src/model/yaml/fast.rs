@@ -366,17 +366,27 @@ fn after_token(text: &str, used: usize) -> Option<()> {
 /// A plain scalar in block context, without its comment; `None` for what
 /// would not be one plain scalar (`a: b: c`, an indicator first).
 fn block_plain(text: &str) -> Option<&str> {
-    let plain = match text.find(" #") {
-        Some(at) => text[..at].trim_end_matches(' '),
-        None => text,
-    };
+    let bytes = text.as_bytes();
+    let mut end = bytes.len();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'#' if i > 0 && bytes[i - 1] == b' ' => {
+                end = i;
+                break;
+            }
+            // `a: b` would be a mapping, and so would a final `:`.
+            b':' if matches!(bytes.get(i + 1), None | Some(b' ')) => return None,
+            _ => {}
+        }
+    }
+    let plain = text[..end].trim_end_matches(' ');
     let starts_well = match plain.as_bytes()[0] {
         b'-' => plain.len() > 1 && plain.as_bytes()[1] != b' ',
         b'?' | b':' | b',' | b']' | b'}' | b'#' | b'&' | b'*' | b'!' | b'|' | b'>' | b'%'
         | b'@' | b'`' => false,
         _ => true,
     };
-    (starts_well && !plain.contains(": ") && !plain.ends_with(':')).then_some(plain)
+    starts_well.then_some(plain)
 }
 
 /// A plain scalar in a flow sequence, trimmed; `None` where flow rules

@@ -15,6 +15,14 @@ use capstan::report::{self, Format};
 use capstan::sources::git::{LocalRepo, Revision};
 use capstan::{EMBEDDED_ROUTES, render};
 
+/// mimalloc rather than glibc's malloc: capstan builds and drops large
+/// short-lived trees (a parsed table, a rendered config), and glibc hands
+/// big blocks back to the kernel and faults them in again each time; with
+/// mimalloc, validate + render + diff of 10,000 routes takes about half the
+/// time (`cargo bench --bench core`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 
 use cli::{client, health, replicas, serve};

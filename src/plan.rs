@@ -2,7 +2,7 @@
 //! and whether HAProxy can take it at run time or needs a reload. A pure
 //! function of desired and observed state.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +12,7 @@ mod spares;
 
 use crate::render::{HaproxyConfig, Section, Server};
 use crate::tls::{Certificate, ServedCertificate};
+use crate::util::FastHashMap;
 
 /// Prefix of the generation marker capstan writes as `global.description`.
 pub const MARKER_PREFIX: &str = "capstan-";
@@ -213,6 +214,16 @@ impl LiveState {
     /// entries and the certificates. `capstan diff` plans the head against
     /// the base taken as running.
     pub fn running(desired: &DesiredConfig) -> Self {
+        Self {
+            config: Some(desired.config.clone()),
+            ..Self::running_but_config(desired)
+        }
+    }
+
+    /// [`LiveState::running`] without its config, which is most of its
+    /// size: enough to plan a desired config with the same marker, as
+    /// [`plan`] reads the running config only when the markers differ.
+    pub fn running_but_config(desired: &DesiredConfig) -> Self {
         let servers = desired
             .config
             .sections
@@ -242,7 +253,7 @@ impl LiveState {
         });
         Self {
             marker: Some(desired.marker.clone()),
-            config: Some(desired.config.clone()),
+            config: None,
             servers,
             certificates,
             maps: desired
@@ -433,7 +444,7 @@ fn runtime_plan(
     unused: &[&str],
     notes: Vec<Change>,
 ) -> Plan {
-    let live_servers: HashMap<(&str, &str), &LiveServer> = live
+    let live_servers: FastHashMap<(&str, &str), &LiveServer> = live
         .servers
         .iter()
         .map(|s| ((s.backend.as_str(), s.server.as_str()), s))
@@ -616,7 +627,7 @@ fn section_changes(desired: &HaproxyConfig, live: Option<&HaproxyConfig>) -> Vec
     changes
 }
 
-fn by_header(config: Option<&HaproxyConfig>) -> HashMap<&str, &Section> {
+fn by_header(config: Option<&HaproxyConfig>) -> FastHashMap<&str, &Section> {
     config
         .into_iter()
         .flat_map(|c| c.sections.iter())

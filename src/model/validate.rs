@@ -269,6 +269,16 @@ fn route_path(index: usize) -> FieldPath {
     FieldPath::root().key("routes").index(index)
 }
 
+/// A route's place, `routes[<index>]`, for the checks of its fields: the
+/// path to a field is written only when a problem there is reported.
+struct RouteAt(usize);
+
+impl RouteAt {
+    fn key(&self, key: &str) -> FieldPath {
+        route_path(self.0).key(key)
+    }
+}
+
 /// The checks the schema cannot express, on typed data.
 pub fn semantic_errors(file: &RoutesFile) -> Vec<Problem> {
     semantic_errors_of(file, |_| true)
@@ -433,7 +443,7 @@ fn check_route(
     route: &Route,
     report: &mut impl FnMut(FieldPath, String),
 ) {
-    let at = route_path(index);
+    let at = RouteAt(index);
     check_mode(route, &at, report);
     route_rules::check_route(index, route, report);
     tls::check_route_tls(route, &at, report);
@@ -510,11 +520,7 @@ fn check_route(
 
 /// Header and user-agent conditions HAProxy would never match, or match
 /// other than written; repeated names, agents and compression settings.
-fn check_match_conditions(
-    route: &Route,
-    at: &FieldPath,
-    report: &mut impl FnMut(FieldPath, String),
-) {
+fn check_match_conditions(route: &Route, at: &RouteAt, report: &mut impl FnMut(FieldPath, String)) {
     if !route.domain_match.is_exact() && route.domains.is_empty() {
         report(at.key("domain_match"), "only used with `domains`".into());
     }
@@ -630,7 +636,7 @@ fn http_only_fields(route: &Route) -> Vec<&'static str> {
 }
 
 /// What a route's mode requires and rules out.
-fn check_mode(route: &Route, at: &FieldPath, report: &mut impl FnMut(FieldPath, String)) {
+fn check_mode(route: &Route, at: &RouteAt, report: &mut impl FnMut(FieldPath, String)) {
     match route.mode {
         Mode::Tcp | Mode::Sni => {
             let a_route = if route.mode == Mode::Sni {
@@ -690,9 +696,10 @@ fn check_mode(route: &Route, at: &FieldPath, report: &mut impl FnMut(FieldPath, 
 /// Route ids and the HAProxy names built from them must be unique, or two
 /// routes would silently share (or fight over) one backend.
 fn check_unique_ids(routes: &[Route], report: &mut impl FnMut(FieldPath, String)) {
-    let mut ids = FastHashMap::default();
-    let mut backends = FastHashMap::default();
-    let mut acls = FastHashMap::default();
+    // Sized for every route up front: growing a map rehashes all it holds.
+    let mut ids = FastHashMap::with_capacity_and_hasher(routes.len(), Default::default());
+    let mut backends = FastHashMap::with_capacity_and_hasher(routes.len(), Default::default());
+    let mut acls = FastHashMap::with_capacity_and_hasher(routes.len(), Default::default());
     for (index, route) in routes.iter().enumerate() {
         // The id is `<key>:<port>`: compared as its parts, without writing it.
         if let Err((_, first)) = take(&mut ids, (route.key(), route.port), index) {
@@ -813,7 +820,9 @@ fn check_unique_claims(routes: &[Route], report: &mut impl FnMut(FieldPath, Stri
         })
         .collect();
     type Claim<'a> = (&'a Option<DomainClaim>, PathMatch, &'a str, &'a Narrowing);
-    let mut claims: FastHashMap<Claim<'_>, usize> = FastHashMap::default();
+    // Sized for a claim per route up front: growing a map rehashes all it holds.
+    let mut claims: FastHashMap<Claim<'_>, usize> =
+        FastHashMap::with_capacity_and_hasher(http.len(), Default::default());
     for (index, route, narrowing, domains) in &http {
         let index = *index;
         // A domain without paths claims the whole domain, like the prefix `/`.

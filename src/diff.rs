@@ -4,15 +4,17 @@
 //! HAProxy (run-time changes or a reload, and why). Pure functions over
 //! plain data.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::{Route, RouteId, RoutesFile, Userlist};
+use crate::model::{Name, Route, RouteId, RoutesFile, Userlist};
 use crate::plan::{self, Change, DesiredConfig, LiveState, Method};
 use crate::render::{HaproxyConfig, Section};
+use crate::util::FastHashMap;
 
 /// How one route differs between base and head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -65,21 +67,22 @@ impl RouteDiff {
 
 /// Compares two route tables route by route (routes are matched by id, `<name or service>:<port>`).
 pub fn diff_routes(base: &RoutesFile, head: &RoutesFile) -> RouteDiff {
-    fn index(file: &RoutesFile) -> BTreeMap<RouteId, &Route> {
-        file.routes.iter().map(|r| (r.id(), r)).collect()
+    // Keyed by the id's parts, `<key>:<port>` written only for the routes reported.
+    fn index(file: &RoutesFile) -> FastHashMap<(&Name, u16), &Route> {
+        file.routes.iter().map(|r| ((r.key(), r.port), r)).collect()
     }
     let (old, new) = (index(base), index(head));
     let mut diff = RouteDiff::default();
-    for (id, old_route) in &old {
+    for (key, old_route) in &old {
         // Written the same means the same: normalized only when not.
-        let changed = new.get(id).map(|new_route| {
+        let changed = new.get(key).map(|new_route| {
             (old_route != new_route)
                 .then(|| (old_route.normalized(), new_route.normalized()))
                 .filter(|(old, new)| old != new)
         });
         match changed {
             None => diff.routes.push(RouteChange {
-                route: id.clone(),
+                route: old_route.id(),
                 change: ChangeKind::Removed,
                 fields: Vec::new(),
             }),
@@ -95,16 +98,17 @@ pub fn diff_routes(base: &RoutesFile, head: &RoutesFile) -> RouteDiff {
                     &mut fields,
                 );
                 diff.routes.push(RouteChange {
-                    route: id.clone(),
+                    // Normalized: the same id.
+                    route: old_route.id(),
                     change: ChangeKind::Changed,
                     fields,
                 });
             }
         }
     }
-    for id in new.keys().filter(|id| !old.contains_key(*id)) {
+    for (_, new_route) in new.iter().filter(|(key, _)| !old.contains_key(*key)) {
         diff.routes.push(RouteChange {
-            route: id.clone(),
+            route: new_route.id(),
             change: ChangeKind::Added,
             fields: Vec::new(),
         });
@@ -163,23 +167,49 @@ fn fingerprint(password_hash: &str) -> String {
 }
 
 /// The config with every userlist password hash replaced by its fingerprint,
-/// so that a diff posted to a pull request never carries one.
-pub fn redact_passwords(config: &str) -> String {
-    let mut out = String::with_capacity(config.len());
+/// so that a diff posted to a pull request never carries one; borrowed
+/// when there is none.
+pub fn redact_passwords(config: &str) -> Cow<'_, str> {
+    // The text between two hashes is copied in one piece.
+    let mut out: Option<String> = None;
+    let (mut offset, mut copied) = (0, 0);
     for line in config.split_inclusive('\n') {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["user", name, "password", hash] => {
-                let indent = &line[..line.len() - line.trim_start().len()];
-                out.push_str(&format!(
-                    "{indent}user {name} password <{}>\n",
-                    fingerprint(hash)
-                ));
-            }
-            _ => out.push_str(line),
+        if let Some(redacted) = redacted_user_line(line) {
+            let out = out.get_or_insert_with(|| String::with_capacity(config.len()));
+            out.push_str(&config[copied..offset]);
+            out.push_str(&redacted);
+            copied = offset + line.len();
         }
+        offset += line.len();
     }
-    out
+    match out {
+        Some(mut out) => {
+            out.push_str(&config[copied..]);
+            Cow::Owned(out)
+        }
+        None => Cow::Borrowed(config),
+    }
+}
+
+/// A `user <name> password <hash>` line with its hash as a fingerprint;
+/// `None` for any other line.
+fn redacted_user_line(line: &str) -> Option<String> {
+    let body = line.trim_start();
+    // Most lines are not a user's: told apart without splitting them.
+    if !body.starts_with("user") {
+        return None;
+    }
+    let words: Vec<&str> = body.split_whitespace().collect();
+    match words.as_slice() {
+        ["user", name, "password", hash] => {
+            let indent = &line[..line.len() - body.len()];
+            Some(format!(
+                "{indent}user {name} password <{}>\n",
+                fingerprint(hash)
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// Collects the leaves where two JSON values differ; objects are compared key
@@ -234,6 +264,17 @@ impl Snapshot {
     /// A validated table and the config it renders to.
     pub fn rendered(label: impl Into<String>, commit: Option<String>, routes: RoutesFile) -> Self {
         let rendered = crate::render::render(&routes);
+        Self::from_rendered(label, commit, routes, rendered)
+    }
+
+    /// A validated table and `rendered`, the config [`crate::render::render`]
+    /// made of it: for a caller that rendered it already.
+    pub fn from_rendered(
+        label: impl Into<String>,
+        commit: Option<String>,
+        routes: RoutesFile,
+        rendered: HaproxyConfig,
+    ) -> Self {
         let config = rendered.with_maps_listed();
         Self {
             label: label.into(),
@@ -289,10 +330,6 @@ impl Impact {
     /// Plans the head against HAProxy running the base, as capstan would
     /// apply it after the merge.
     pub fn between(base: &Snapshot, head: &Snapshot) -> Self {
-        let live = base
-            .haproxy
-            .as_ref()
-            .map_or_else(LiveState::default, LiveState::running);
         // capstan never stops HAProxy: a side with nothing running asks nothing of it.
         let Some(head) = &head.haproxy else {
             return Self {
@@ -302,6 +339,12 @@ impl Impact {
                 certificates: 0,
                 reasons: Vec::new(),
             };
+        };
+        let live = match &base.haproxy {
+            None => LiveState::default(),
+            // The base's config is copied only for a plan that reads it.
+            Some(base) if base.marker == head.marker => LiveState::running_but_config(base),
+            Some(base) => LiveState::running(base),
         };
         let plan = plan::plan(head, &live);
         let servers: BTreeSet<(&str, &str)> = plan
@@ -332,7 +375,8 @@ impl Impact {
         let reasons = if base.haproxy.is_none() {
             vec!["nothing runs yet: HAProxy starts with this config".to_string()]
         } else {
-            reload_reasons(&plan, live.config.as_ref(), &head.config)
+            let base_config = base.haproxy.as_ref().map(|base| &base.config);
+            reload_reasons(&plan, base_config, &head.config)
         };
         Self {
             method: plan.method,

@@ -359,13 +359,8 @@ fn diff_report(
         Base::Revision(rev) => {
             let revision = repo.resolve(rev)?;
             // The pull request that adds routes.yaml diffs against an empty table.
-            let base = snapshot(&repo, &revision, file)?.unwrap_or_else(|| {
-                Snapshot::rendered(
-                    revision.label(),
-                    revision.commit.clone(),
-                    RoutesFile::empty(),
-                )
-            });
+            let routes = validated_table(&repo, &revision, file)?.unwrap_or_else(RoutesFile::empty);
+            let base = Snapshot::rendered(revision.label(), revision.commit.clone(), routes);
             (base, None, Vec::new())
         }
         Base::Live(url, credentials) => {
@@ -377,22 +372,22 @@ fn diff_report(
             (live, Some(overrides), warnings)
         }
     };
-    let head = snapshot(&repo, &head, file)?.ok_or_else(|| DiffError {
+    let mut git_routes = validated_table(&repo, &head, file)?.ok_or_else(|| DiffError {
         message: format!("{file} does not exist at {}", head.label()),
         diagnostics: None,
     })?;
     let Some(overrides) = overrides else {
+        let head = Snapshot::rendered(head.label(), head.commit, git_routes);
         return Ok(DiffReport::between(&base, &head));
     };
     // The live side carries fingerprints in place of password hashes.
-    let mut git_routes = head.routes;
     capstan::api::redact_routes(&mut git_routes);
     // Against a live capstan, the overrides stay in force after the merge:
     // the head that would serve is git's table with them laid over, and
     // each override is reported as drift.
     let merged =
         capstan::desired::overlay::merge(&git_routes, &overrides, capstan::util::unix_now());
-    let head = Snapshot::rendered(head.label, head.commit, merged.routes);
+    let head = Snapshot::rendered(head.label(), head.commit, merged.routes);
     let mut report = DiffReport::between(&base, &head);
     report.drift = merged.drift;
     report.warnings = warnings;
@@ -400,22 +395,19 @@ fn diff_report(
 }
 
 /// The validated table at one revision; `None` when the file is not there.
-fn snapshot(
+/// Rendered by the caller: against a live capstan, the head is rendered
+/// only once the overrides are laid over it.
+fn validated_table(
     repo: &LocalRepo,
     revision: &Revision,
     file: &str,
-) -> Result<Option<Snapshot>, DiffError> {
-    let label = revision.label();
+) -> Result<Option<RoutesFile>, DiffError> {
     let Some(text) = repo.read(revision, file)? else {
         return Ok(None);
     };
     let routes = validate::load(file, &text).map_err(|diagnostics| DiffError {
-        message: format!("{file} at {label} is invalid"),
+        message: format!("{file} at {} is invalid", revision.label()),
         diagnostics: Some(diagnostics),
     })?;
-    Ok(Some(Snapshot::rendered(
-        label,
-        revision.commit.clone(),
-        routes,
-    )))
+    Ok(Some(routes))
 }

@@ -2,7 +2,7 @@
 //! and whether HAProxy can take it at run time or needs a reload. A pure
 //! function of desired and observed state.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 mod spares;
 
-use crate::render::{HaproxyConfig, Section, Server};
+use crate::render::{HaproxyConfig, Section, Server, write_config};
 use crate::tls::{Certificate, ServedCertificate};
+use crate::util::FastHashMap;
 
 /// Prefix of the generation marker capstan writes as `global.description`.
 pub const MARKER_PREFIX: &str = "capstan-";
@@ -81,36 +82,6 @@ fn runtime_address(address: &str) -> Option<(IpAddr, u16)> {
     Some((host.parse().ok()?, port.parse().ok()?))
 }
 
-/// The config without what may change at run time (IP server addresses) and
-/// without the marker line itself.
-fn skeleton(config: &HaproxyConfig) -> HaproxyConfig {
-    HaproxyConfig {
-        sections: config.sections.iter().map(skeleton_section).collect(),
-        maps: Vec::new(),
-    }
-}
-
-/// A section without what may change at run time: see [`skeleton`].
-fn skeleton_section(section: &Section) -> Section {
-    Section {
-        header: section.header.clone(),
-        lines: skeleton_lines(section).cloned().collect(),
-        servers: section
-            .servers
-            .iter()
-            .map(|server| {
-                let (name, address, options, drain) = skeleton_server(server);
-                Server {
-                    name: name.to_string(),
-                    address: address.to_string(),
-                    options: options.cloned().collect(),
-                    drain,
-                }
-            })
-            .collect(),
-    }
-}
-
 /// A section's lines but the marker.
 fn skeleton_lines(section: &Section) -> impl Iterator<Item = &String> {
     section.lines.iter().filter(|l| !is_marker_line(l))
@@ -129,7 +100,8 @@ fn skeleton_server(server: &Server) -> (&str, &str, impl Iterator<Item = &String
     (&server.name, address, options, server.drain && !runtime)
 }
 
-/// `skeleton_section(a) == skeleton_section(b)`, without building either.
+/// Whether two sections are the same but for what may change at run time
+/// (IP server addresses, whether a slot is in use, drain) and the marker.
 fn same_skeleton(a: &Section, b: &Section) -> bool {
     let same_server = |x: &Server, y: &Server| {
         let (x, y) = (skeleton_server(x), skeleton_server(y));
@@ -148,8 +120,20 @@ pub(crate) fn is_marker_line(line: &str) -> bool {
     line.starts_with("description ")
 }
 
+/// The hash of the config's text without what may change at run time (IP
+/// server addresses, whether a slot is in use) and without the marker line
+/// itself; written from the config, not from a copy of it.
 fn marker(config: &HaproxyConfig) -> String {
-    crate::util::sha256_hex_prefix(skeleton(config).to_string().as_bytes(), 8)
+    let skeleton = config.sections.iter().map(|section| {
+        let servers = section.servers.iter().map(|server| {
+            let (name, address, options, _drain) = skeleton_server(server);
+            (name, address, options)
+        });
+        (section.header.as_str(), skeleton_lines(section), servers)
+    });
+    let mut text = String::new();
+    write_config(&mut text, skeleton).expect("a String takes every write");
+    crate::util::sha256_hex_prefix(text.as_bytes(), 8)
 }
 
 /// A server as HAProxy's runtime API reports it.
@@ -213,6 +197,16 @@ impl LiveState {
     /// entries and the certificates. `capstan diff` plans the head against
     /// the base taken as running.
     pub fn running(desired: &DesiredConfig) -> Self {
+        Self {
+            config: Some(desired.config.clone()),
+            ..Self::running_but_config(desired)
+        }
+    }
+
+    /// [`LiveState::running`] without its config, which is most of its
+    /// size: enough to plan a desired config with the same marker, as
+    /// [`plan`] reads the running config only when the markers differ.
+    pub fn running_but_config(desired: &DesiredConfig) -> Self {
         let servers = desired
             .config
             .sections
@@ -242,7 +236,7 @@ impl LiveState {
         });
         Self {
             marker: Some(desired.marker.clone()),
-            config: Some(desired.config.clone()),
+            config: None,
             servers,
             certificates,
             maps: desired
@@ -433,7 +427,7 @@ fn runtime_plan(
     unused: &[&str],
     notes: Vec<Change>,
 ) -> Plan {
-    let live_servers: HashMap<(&str, &str), &LiveServer> = live
+    let live_servers: FastHashMap<(&str, &str), &LiveServer> = live
         .servers
         .iter()
         .map(|s| ((s.backend.as_str(), s.server.as_str()), s))
@@ -616,7 +610,7 @@ fn section_changes(desired: &HaproxyConfig, live: Option<&HaproxyConfig>) -> Vec
     changes
 }
 
-fn by_header(config: Option<&HaproxyConfig>) -> HashMap<&str, &Section> {
+fn by_header(config: Option<&HaproxyConfig>) -> FastHashMap<&str, &Section> {
     config
         .into_iter()
         .flat_map(|c| c.sections.iter())

@@ -72,26 +72,55 @@ pub struct Server {
 
 impl fmt::Display for HaproxyConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
+        write_config(
             f,
-            "# Rendered by capstan. Do not edit: changes are overwritten."
-        )?;
-        for section in &self.sections {
-            writeln!(f)?;
-            writeln!(f, "{}", section.header)?;
-            for line in &section.lines {
-                writeln!(f, "    {line}")?;
-            }
-            for server in &section.servers {
-                write!(f, "    server {} {}", server.name, server.address)?;
-                for option in &server.options {
-                    write!(f, " {option}")?;
-                }
-                writeln!(f)?;
-            }
-        }
-        Ok(())
+            self.sections.iter().map(|section| {
+                let servers = section
+                    .servers
+                    .iter()
+                    .map(|s| (s.name.as_str(), s.address.as_str(), &s.options));
+                (section.header.as_str(), &section.lines, servers)
+            }),
+        )
     }
+}
+
+/// Writes a config in haproxy.cfg's layout from each section's header,
+/// lines and servers (name, address, options): what `Display` writes, and
+/// what `plan` hashes for its marker without building that config first.
+pub(crate) fn write_config<'a, L, S, O>(
+    out: &mut (impl fmt::Write + ?Sized),
+    sections: impl IntoIterator<Item = (&'a str, L, S)>,
+) -> fmt::Result
+where
+    L: IntoIterator<Item = &'a String>,
+    S: IntoIterator<Item = (&'a str, &'a str, O)>,
+    O: IntoIterator<Item = &'a String>,
+{
+    out.write_str("# Rendered by capstan. Do not edit: changes are overwritten.\n")?;
+    // Piece by piece: `write!` with arguments costs more than the copy.
+    for (header, lines, servers) in sections {
+        out.write_str("\n")?;
+        out.write_str(header)?;
+        out.write_str("\n")?;
+        for line in lines {
+            out.write_str("    ")?;
+            out.write_str(line)?;
+            out.write_str("\n")?;
+        }
+        for (name, address, options) in servers {
+            out.write_str("    server ")?;
+            out.write_str(name)?;
+            out.write_str(" ")?;
+            out.write_str(address)?;
+            for option in options {
+                out.write_str(" ")?;
+                out.write_str(option)?;
+            }
+            out.write_str("\n")?;
+        }
+    }
+    Ok(())
 }
 
 impl HaproxyConfig {
@@ -323,7 +352,12 @@ fn render_with(
     // Each http backend whose route sets a timeout of the timeout maps.
     let mut timeouts = Vec::new();
     for route in &routes {
-        let tasks = endpoints.get(&route.id());
+        // Without tasks (`capstan render`, `diff`), no id to write.
+        let tasks = if endpoints.is_empty() {
+            None
+        } else {
+            endpoints.get(&route.id())
+        };
         let own = backend(file, route, tasks);
         let twin = tls::https_port_backend(file, route, tasks);
         let t = &route.timeouts;
@@ -450,7 +484,7 @@ struct Rule<'a> {
     route: &'a Route,
     path: Option<&'a str>,
     path_acl: Option<String>,
-    precedence: Precedence,
+    precedence: Precedence<'a>,
 }
 
 /// Sort key of an http rule; smaller wins, because HAProxy takes the first
@@ -468,14 +502,14 @@ struct Rule<'a> {
 ///    first: a narrower route is not shadowed by its catch-all;
 /// 7. ties by path and route id, so that the order never depends on the file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Precedence {
+struct Precedence<'a> {
     priority: std::cmp::Reverse<i16>,
     not_well_known: bool,
     takes_everything: bool,
     domain_class: u8,
     path_class: u8,
     longer_first: std::cmp::Reverse<usize>,
-    path: String,
+    path: &'a str,
     more_conditions_first: std::cmp::Reverse<usize>,
     route_id: String,
 }
@@ -483,7 +517,8 @@ struct Precedence {
 /// Where ACME HTTP-01 challenges (and other RFC 8615 well-known URIs) live.
 const WELL_KNOWN: &str = "/.well-known/";
 
-fn precedence(route: &Route, path: Option<&str>) -> Precedence {
+/// `route_id` is the route's id, written once for all its rules.
+fn precedence<'a>(route: &Route, route_id: &str, path: Option<&'a str>) -> Precedence<'a> {
     let domain_class = if route.domains.is_empty() {
         2
     } else if route.domain_match == DomainMatch::Exact
@@ -511,37 +546,42 @@ fn precedence(route: &Route, path: Option<&str>) -> Precedence {
         domain_class,
         path_class,
         longer_first: std::cmp::Reverse(path.map_or(0, str::len)),
-        path: path.unwrap_or_default().to_string(),
+        path: path.unwrap_or_default(),
         more_conditions_first: std::cmp::Reverse(
             route.match_headers.len() + usize::from(!route.user_agents.is_empty()),
         ),
-        route_id: route.id().0,
+        route_id: route_id.to_string(),
     }
 }
 
 /// A route's `use_backend` rules: one per path, or one for its whole
 /// domains. A route with neither (a `default_backend` alone) has none.
 fn rules_of(route: &Route) -> Vec<Rule<'_>> {
-    let mut paths: Vec<&str> = route.paths.iter().map(|p| p.0.as_str()).collect();
-    paths.sort_by_key(|p| precedence(route, Some(p)));
-    paths.dedup();
+    let route_id = route.id().0;
+    let mut paths: Vec<(&str, Precedence<'_>)> = route
+        .paths
+        .iter()
+        .map(|p| (p.0.as_str(), precedence(route, &route_id, Some(&p.0))))
+        .collect();
+    paths.sort_by(|a, b| a.1.cmp(&b.1));
+    paths.dedup_by(|a, b| a.0 == b.0);
     let indexed = paths.len() > 1;
     let mut rules: Vec<Rule<'_>> = paths
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(i, path)| Rule {
+        .map(|(i, (path, precedence))| Rule {
             route,
             path: Some(path),
             path_acl: Some(names::path_acl(route, indexed.then_some(i))),
-            precedence: precedence(route, Some(path)),
+            precedence,
         })
         .collect();
-    if paths.is_empty() && !route.domains.is_empty() {
+    if rules.is_empty() && !route.domains.is_empty() {
         rules.push(Rule {
             route,
             path: None,
             path_acl: None,
-            precedence: precedence(route, None),
+            precedence: precedence(route, &route_id, None),
         });
     }
     rules
@@ -600,10 +640,8 @@ fn http_frontend(
             if !maps::routes_by_map(&rule) {
                 by_acl = true;
                 if let (Some(acl), Some(path)) = (&rule.path_acl, rule.path) {
-                    frontend.line(format!(
-                        "acl {acl} {}",
-                        path_match_words(route.path_match, path)
-                    ));
+                    let words = path_match_words(route.path_match, path);
+                    frontend.line(["acl ", acl, " ", &words].concat());
                 }
             }
             rules.push(rule);
@@ -634,10 +672,8 @@ fn http_frontend(
         if let Some(https) = tls::https_port_rule(rule.route, &condition) {
             frontend.line(https);
         }
-        frontend.line(format!(
-            "use_backend {} if {condition}",
-            names::backend(rule.route),
-        ));
+        let backend = names::backend(rule.route);
+        frontend.line(["use_backend ", &backend, " if ", &condition].concat());
     }
     route_rules::default_backend(&mut frontend, routes);
     (frontend, maps)
@@ -681,11 +717,13 @@ fn tcp_frontend(file: &RoutesFile, route: &Route) -> Section {
 }
 
 fn backend(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) -> Section {
-    let mut backend = Section::new(format!("backend {}", names::backend(route)));
+    // Lines are built with `concat`, which allocates once: there are
+    // several per route.
+    let mut backend = Section::new(["backend ", &names::backend(route)].concat());
     let http = route.mode == Mode::Http;
     backend.line(if http { "mode http" } else { "mode tcp" });
     let balance = route.balance.unwrap_or(file.defaults.balance);
-    backend.line(format!("balance {}", balance.haproxy_name()));
+    backend.line(["balance ", balance.haproxy_name()].concat());
     let t = &route.timeouts;
     // An http backend's server and tunnel timeouts are in the timeout maps.
     let own = [
@@ -695,7 +733,7 @@ fn backend(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
     ];
     for (name, value) in own {
         if let Some(value) = value {
-            backend.line(format!("timeout {name} {value}"));
+            backend.line(["timeout ", name, " ", &value.0].concat());
         }
     }
     if let Some(option) = route.connection_mode.haproxy_option() {
@@ -704,7 +742,14 @@ fn backend(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
     if route.sticky {
         if http {
             // Named after the service, as Docker Flow Proxy names it.
-            backend.line(format!("cookie {} insert indirect nocache", route.service));
+            backend.line(
+                [
+                    "cookie ",
+                    route.service.as_str(),
+                    " insert indirect nocache",
+                ]
+                .concat(),
+            );
         } else {
             backend
                 .line("stick-table type ip size 200k expire 30m")
@@ -717,7 +762,7 @@ fn backend(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
     if let Some(path) = route.health_check.as_ref().and_then(|h| h.path.as_ref()) {
         backend
             .line("option httpchk")
-            .line(format!("http-check send meth GET uri {path}"));
+            .line(["http-check send meth GET uri ", &path.0].concat());
     }
     route_rules::backend_lines(&mut backend, route);
     if let Some(auth) = &route.auth {
@@ -732,11 +777,8 @@ fn backend(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
         }
     }
     for rewrite in &route.rewrite_path {
-        backend.line(format!(
-            "http-request replace-path {} {}",
-            regex_word(&rewrite.regex),
-            rewrite.replace
-        ));
+        let regex = regex_word(&rewrite.regex);
+        backend.line(["http-request replace-path ", &regex, " ", &rewrite.replace].concat());
     }
     for (direction, rules) in [
         ("http-request", &route.request_headers),
@@ -746,13 +788,13 @@ fn backend(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
         deletes.sort();
         deletes.dedup();
         for name in deletes {
-            backend.line(format!("{direction} del-header {}", name.0));
+            backend.line([direction, " del-header ", &name.0].concat());
         }
         for (name, value) in &rules.set {
-            backend.line(format!("{direction} set-header {} \"{}\"", name.0, value.0));
+            backend.line([direction, " set-header ", &name.0, " \"", &value.0, "\""].concat());
         }
         for (name, value) in &rules.add {
-            backend.line(format!("{direction} add-header {} \"{}\"", name.0, value.0));
+            backend.line([direction, " add-header ", &name.0, " \"", &value.0, "\""].concat());
         }
     }
     backend.servers = servers(file, route, tasks);
@@ -808,6 +850,17 @@ fn server_options(file: &RoutesFile, route: &Route, from_tasks: bool) -> Vec<Str
     options
 }
 
+/// `go-demo-1`: the name of a route's server in slot `i` (from 0).
+fn slot_name(route: &Route, i: usize) -> String {
+    use std::fmt::Write;
+    let service = route.service.as_str();
+    // `-` and a usize's 20 digits at most: written in one allocation.
+    let mut name = String::with_capacity(service.len() + 21);
+    name.push_str(service);
+    write!(name, "-{}", i + 1).expect("a String takes every write");
+    name
+}
+
 fn servers(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) -> Vec<Server> {
     let options = server_options(file, route, tasks.is_some());
     // (name, address, disabled, draining)
@@ -818,7 +871,7 @@ fn servers(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
             .into_iter()
             .enumerate()
             .map(|(i, task)| {
-                let name = format!("{}-{}", route.service, i + 1);
+                let name = slot_name(route, i);
                 match task {
                     Some(task) => (
                         name,
@@ -841,14 +894,7 @@ fn servers(file: &RoutesFile, route: &Route, tasks: Option<&Vec<TaskServer>>) ->
             .servers
             .iter()
             .enumerate()
-            .map(|(i, a)| {
-                (
-                    format!("{}-{}", route.service, i + 1),
-                    a.0.clone(),
-                    false,
-                    false,
-                )
-            })
+            .map(|(i, a)| (slot_name(route, i), a.0.clone(), false, false))
             .collect(),
     };
     addresses

@@ -57,7 +57,7 @@ impl ConfigText {
             &raw[..end]
         };
         ConfigText::Shown {
-            text: crate::diff::redact_passwords(cut),
+            text: crate::diff::redact_passwords(cut).into_owned(),
             total_bytes: raw.len(),
         }
     }

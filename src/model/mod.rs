@@ -723,7 +723,7 @@ impl Route {
 
     /// The route's identity across revisions: `<key>:<port>`.
     pub fn id(&self) -> RouteId {
-        RouteId(format!("{}:{}", self.key(), self.port))
+        RouteId(names::key_port("", self, ":", None))
     }
 }
 

@@ -7,7 +7,7 @@ mod route_rules;
 
 mod tls;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
 use serde::Deserialize;
@@ -19,6 +19,7 @@ use crate::model::{
     Route, RoutesFile,
 };
 use crate::model::{duration, grammar, names};
+use crate::util::FastHashMap;
 
 pub use incremental::{LoadCache, load_again};
 
@@ -126,6 +127,10 @@ fn schema_errors(file: &str, value: &serde_json::Value, map: &SourceMap) -> Vec<
             &FieldPath::root(),
             format!("the file is empty; it needs at least `version: {FORMAT_VERSION}`"),
         )];
+    }
+    // Most documents are valid: checked without collecting errors first.
+    if VALIDATOR.is_valid(value) {
+        return Vec::new();
     }
     VALIDATOR
         .iter_errors(value)
@@ -266,6 +271,16 @@ fn route_path(index: usize) -> FieldPath {
     FieldPath::root().key("routes").index(index)
 }
 
+/// A route's place, `routes[<index>]`, for the checks of its fields: the
+/// path to a field is written only when a problem there is reported.
+struct RouteAt(usize);
+
+impl RouteAt {
+    fn key(&self, key: &str) -> FieldPath {
+        route_path(self.0).key(key)
+    }
+}
+
 /// The checks the schema cannot express, on typed data.
 pub fn semantic_errors(file: &RoutesFile) -> Vec<Problem> {
     semantic_errors_of(file, |_| true)
@@ -290,7 +305,7 @@ fn semantic_errors_of(file: &RoutesFile, recheck: impl Fn(usize) -> bool) -> Vec
     tls::check_sni_ports(&file.routes, &mut report);
     tls::check_https_backend_names(&file.routes, &mut report);
     for (name, list) in &file.userlists {
-        let mut seen = HashMap::new();
+        let mut seen = FastHashMap::default();
         for (i, user) in list.listed().iter().enumerate() {
             if let Some(first) = seen.insert(&user.name, i) {
                 report(
@@ -430,7 +445,7 @@ fn check_route(
     route: &Route,
     report: &mut impl FnMut(FieldPath, String),
 ) {
-    let at = route_path(index);
+    let at = RouteAt(index);
     check_mode(route, &at, report);
     route_rules::check_route(index, route, report);
     tls::check_route_tls(route, &at, report);
@@ -507,15 +522,11 @@ fn check_route(
 
 /// Header and user-agent conditions HAProxy would never match, or match
 /// other than written; repeated names, agents and compression settings.
-fn check_match_conditions(
-    route: &Route,
-    at: &FieldPath,
-    report: &mut impl FnMut(FieldPath, String),
-) {
+fn check_match_conditions(route: &Route, at: &RouteAt, report: &mut impl FnMut(FieldPath, String)) {
     if !route.domain_match.is_exact() && route.domains.is_empty() {
         report(at.key("domain_match"), "only used with `domains`".into());
     }
-    let mut names = HashMap::new();
+    let mut names = FastHashMap::default();
     for (name, value) in &route.match_headers {
         let field = at.key("match_headers").key(name.0.as_str());
         if let Some(first) = names.insert(name.0.to_ascii_lowercase(), &name.0) {
@@ -546,7 +557,7 @@ fn check_match_conditions(
             report(field, problem.into());
         }
     }
-    let mut agents = HashMap::new();
+    let mut agents = FastHashMap::default();
     for (i, agent) in route.user_agents.iter().enumerate() {
         let field = at.key("user_agents").index(i);
         if agent.0.is_empty() {
@@ -627,7 +638,7 @@ fn http_only_fields(route: &Route) -> Vec<&'static str> {
 }
 
 /// What a route's mode requires and rules out.
-fn check_mode(route: &Route, at: &FieldPath, report: &mut impl FnMut(FieldPath, String)) {
+fn check_mode(route: &Route, at: &RouteAt, report: &mut impl FnMut(FieldPath, String)) {
     match route.mode {
         Mode::Tcp | Mode::Sni => {
             let a_route = if route.mode == Mode::Sni {
@@ -687,9 +698,10 @@ fn check_mode(route: &Route, at: &FieldPath, report: &mut impl FnMut(FieldPath, 
 /// Route ids and the HAProxy names built from them must be unique, or two
 /// routes would silently share (or fight over) one backend.
 fn check_unique_ids(routes: &[Route], report: &mut impl FnMut(FieldPath, String)) {
-    let mut ids = HashMap::new();
-    let mut backends = HashMap::new();
-    let mut acls = HashMap::new();
+    // Sized for every route up front: growing a map rehashes all it holds.
+    let mut ids = FastHashMap::with_capacity_and_hasher(routes.len(), Default::default());
+    let mut backends = FastHashMap::with_capacity_and_hasher(routes.len(), Default::default());
+    let mut acls = FastHashMap::with_capacity_and_hasher(routes.len(), Default::default());
     for (index, route) in routes.iter().enumerate() {
         // The id is `<key>:<port>`: compared as its parts, without writing it.
         if let Err((_, first)) = take(&mut ids, (route.key(), route.port), index) {
@@ -727,7 +739,7 @@ fn check_unique_ids(routes: &[Route], report: &mut impl FnMut(FieldPath, String)
 /// Records that route `index` takes `name`; when another took it first,
 /// the name and that route instead.
 fn take<K: Clone + Eq + std::hash::Hash>(
-    taken: &mut HashMap<K, usize>,
+    taken: &mut FastHashMap<K, usize>,
     name: K,
     index: usize,
 ) -> Result<(), (K, usize)> {
@@ -810,7 +822,9 @@ fn check_unique_claims(routes: &[Route], report: &mut impl FnMut(FieldPath, Stri
         })
         .collect();
     type Claim<'a> = (&'a Option<DomainClaim>, PathMatch, &'a str, &'a Narrowing);
-    let mut claims: HashMap<Claim<'_>, usize> = HashMap::new();
+    // Sized for a claim per route up front: growing a map rehashes all it holds.
+    let mut claims: FastHashMap<Claim<'_>, usize> =
+        FastHashMap::with_capacity_and_hasher(http.len(), Default::default());
     for (index, route, narrowing, domains) in &http {
         let index = *index;
         // A domain without paths claims the whole domain, like the prefix `/`.

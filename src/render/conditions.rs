@@ -41,6 +41,9 @@ pub(super) fn host_acls(frontend: &mut Section, acl: &str, domains: &[Domain], h
         }
     }
     for (method, mut values) in [(how.haproxy_method(), names), ("end", suffixes)] {
+        if values.is_empty() {
+            continue;
+        }
         values.sort();
         values.dedup();
         let criterion = format!("hdr(host),field(1,:) -i -m {method}");
@@ -61,6 +64,9 @@ pub(super) fn condition_acls(frontend: &mut Section, route: &Route) {
             name.0,
             quoted(&value.0)
         ));
+    }
+    if route.user_agents.is_empty() {
+        return;
     }
     let mut agents: Vec<String> = route.user_agents.iter().map(|a| quoted(&a.0)).collect();
     agents.sort();

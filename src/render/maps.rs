@@ -75,9 +75,13 @@ impl MapFile {
 pub fn listing(maps: &[MapFile]) -> String {
     let mut text = String::new();
     for map in maps.iter().filter(|m| !m.entries.is_empty()) {
-        text.push_str(&format!("\n# {}:\n", map.path));
+        for piece in ["\n# ", &map.path, ":\n"] {
+            text.push_str(piece);
+        }
         for line in map.text().lines() {
-            text.push_str(&format!("#   {line}\n"));
+            for piece in ["#   ", line, "\n"] {
+                text.push_str(piece);
+            }
         }
     }
     text
@@ -98,7 +102,7 @@ struct Class {
 }
 
 impl Class {
-    fn of(p: &Precedence) -> Self {
+    fn of(p: &Precedence<'_>) -> Self {
         Self {
             priority: p.priority,
             not_well_known: p.not_well_known,
@@ -160,21 +164,10 @@ impl Class {
 }
 
 /// The keys a rule routes by in its class's map, or `None` when the rule
-/// needs its ACL: it matches more than a path and exact domains.
+/// needs its ACL (see [`routes_by_map`]).
 fn map_keys(rule: &Rule<'_>) -> Option<Vec<String>> {
+    let path = rule.path.filter(|_| routes_by_map(rule))?;
     let route = rule.route;
-    let path = rule.path?;
-    let plain = route.match_headers.is_empty()
-        && route.user_agents.is_empty()
-        && route.exclude_paths.is_empty()
-        && route.https_port.is_none()
-        && matches!(route.path_match, PathMatch::Exact | PathMatch::Prefix)
-        && rule.precedence.domain_class != 1
-        // The runtime API reads `;` as the end of a command.
-        && !path.contains(';');
-    if !plain {
-        return None;
-    }
     if route.domains.is_empty() {
         return Some(vec![path.to_string()]);
     }
@@ -182,14 +175,32 @@ fn map_keys(rule: &Rule<'_>) -> Option<Vec<String>> {
         route
             .domains
             .iter()
-            .map(|d| format!("{}{path}", d.0.to_ascii_lowercase()))
+            .map(|d| {
+                let mut key = String::with_capacity(d.0.len() + path.len());
+                key.push_str(&d.0);
+                key.make_ascii_lowercase();
+                key.push_str(path);
+                key
+            })
             .collect(),
     )
 }
 
-/// Whether `rule` is routed through a map rather than its own ACL.
+/// Whether `rule` is routed through a map rather than its own ACL: it
+/// matches a path and exact domains, nothing more.
 pub(super) fn routes_by_map(rule: &Rule<'_>) -> bool {
-    map_keys(rule).is_some()
+    let route = rule.route;
+    let Some(path) = rule.path else {
+        return false;
+    };
+    route.match_headers.is_empty()
+        && route.user_agents.is_empty()
+        && route.exclude_paths.is_empty()
+        && route.https_port.is_none()
+        && matches!(route.path_match, PathMatch::Exact | PathMatch::Prefix)
+        && rule.precedence.domain_class != 1
+        // The runtime API reads `;` as the end of a command.
+        && !path.contains(';')
 }
 
 /// One step of the http frontend's routing, in the order HAProxy tries them.

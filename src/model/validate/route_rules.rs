@@ -1,13 +1,13 @@
 //! Checks of a route's request rules: `exclude_paths`, `redirect_from`,
 //! `default_backend`, `https_redirect_when` and the method lists.
 
-use super::{literal_word_problem, regex_problem, route_path};
+use super::{RouteAt, literal_word_problem, regex_problem, route_path};
 use crate::model::diagnostics::{FieldPath, excerpt};
 use crate::model::{Domain, HttpsRedirectWhen, Mode, PathMatch, Route};
 
 /// What one route's rules require of the route itself.
 pub(super) fn check_route(index: usize, route: &Route, report: &mut impl FnMut(FieldPath, String)) {
-    let at = route_path(index);
+    let at = RouteAt(index);
     check_exclude_paths(route, &at, report);
     if !route.redirect_from.is_empty() {
         match route.domains.first() {
@@ -44,7 +44,7 @@ pub(super) fn check_route(index: usize, route: &Route, report: &mut impl FnMut(F
     }
 }
 
-fn check_exclude_paths(route: &Route, at: &FieldPath, report: &mut impl FnMut(FieldPath, String)) {
+fn check_exclude_paths(route: &Route, at: &RouteAt, report: &mut impl FnMut(FieldPath, String)) {
     if route.exclude_paths.is_empty() {
         return;
     }

@@ -2,14 +2,14 @@
 
 use std::collections::HashMap;
 
-use super::{FieldPath, route_path};
+use super::{FieldPath, RouteAt, route_path};
 use crate::model::diagnostics::excerpt;
 use crate::model::{Duration, Mode, Route, TlsVerify, names};
 
 /// What one route's TLS fields require and rule out.
 pub(super) fn check_route_tls(
     route: &Route,
-    at: &FieldPath,
+    at: &RouteAt,
     report: &mut impl FnMut(FieldPath, String),
 ) {
     if route.mode == Mode::Sni {

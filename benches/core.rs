@@ -14,7 +14,9 @@ mod rendered;
 #[path = "../tests/support/table.rs"]
 mod table;
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+use mimalloc::MiMalloc;
 use std::hint::black_box;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,7 +28,8 @@ use capstan::model::validate::{check_value, load, semantic_errors};
 use capstan::model::yaml;
 use capstan::render::render;
 
-/// The system allocator, counting the bytes currently allocated and their peak.
+/// capstan's allocator (mimalloc, as in `src/main.rs`), counting the bytes
+/// currently allocated and their peak.
 struct Counting;
 
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
@@ -43,11 +46,11 @@ impl Counting {
     }
 }
 
-// SAFETY: every call is forwarded to `System` unchanged; only counters are added.
+// SAFETY: every call is forwarded to `MiMalloc` unchanged; only counters are added.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller upholds `alloc`'s contract, which `System` shares.
-        let ptr = unsafe { System.alloc(layout) };
+        // SAFETY: the caller upholds `alloc`'s contract, which `MiMalloc` shares.
+        let ptr = unsafe { MiMalloc.alloc(layout) };
         if !ptr.is_null() {
             Self::grew(layout.size());
         }
@@ -56,7 +59,7 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as for `alloc`.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
+        let ptr = unsafe { MiMalloc.alloc_zeroed(layout) };
         if !ptr.is_null() {
             Self::grew(layout.size());
         }
@@ -64,14 +67,14 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` with `layout`.
-        unsafe { System.dealloc(ptr, layout) };
+        // SAFETY: `ptr` was allocated by `MiMalloc` with `layout`.
+        unsafe { MiMalloc.dealloc(ptr, layout) };
         Self::shrank(layout.size());
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: `ptr` was allocated by `System` with `layout`.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        // SAFETY: `ptr` was allocated by `MiMalloc` with `layout`.
+        let new = unsafe { MiMalloc.realloc(ptr, layout, new_size) };
         if !new.is_null() {
             if new_size > layout.size() {
                 Self::grew(new_size - layout.size());
@@ -350,8 +353,8 @@ fn breakdown(n: usize, iterations: usize) {
         let document = parse
             .run(|| yaml::parse("routes.yaml", &head_text))
             .unwrap();
-        let checked =
-            check.run(|| check_value("routes.yaml", &document.value, &document.source_map));
+        let yaml::Document { value, source_map } = document;
+        let checked = check.run(|| check_value("routes.yaml", value, &source_map));
         black_box(checked.expect("the generated table is valid"));
         black_box(semantic.run(|| semantic_errors(&head)));
         let built = build.run(|| render(&head));
@@ -373,7 +376,7 @@ fn breakdown(n: usize, iterations: usize) {
         "step", "best", "median", "peak heap"
     );
     let names = [
-        "validate: yaml::parse (serde-saphyr -> Value)",
+        "validate: yaml::parse (fast path -> Value)",
         "validate: check_value (schema+serde+semantic)",
         "            of which semantic_errors",
         "render:   render() (build the sections)",

@@ -35,6 +35,10 @@ use common::*;
 use serde::{Deserialize, Serialize};
 use support::*;
 
+/// The `capstan` binary's allocator, for the cold runs in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const REPETITIONS: usize = 5;
 /// Runs the child process of the cold measurement: `<variant> <live file>`.
 const COLD_RUN: &str = "--cold-run";

@@ -15,7 +15,8 @@
 //! Scalars whose type is plain from their first characters (`go-demo`,
 //! `/api`, `8080`, `5s`, `10.0.0.1:8080`) are typed here; any other plain
 //! scalar (`0x1F`, `1e3`, `True`, `~`) is typed by serde-saphyr itself,
-//! once per distinct text.
+//! once per distinct text (a file needing more than a few hundred of those
+//! goes to serde-saphyr whole).
 
 use std::collections::HashMap;
 
@@ -23,6 +24,12 @@ use serde_json::{Map, Value};
 
 /// Nesting deeper than this goes to serde-saphyr (and keeps recursion here shallow).
 const MAX_DEPTH: usize = 64;
+
+/// Distinct scalars serde-saphyr may type before the whole text goes to it
+/// instead: each costs a parser of its own, and a file of nothing but
+/// distinct `0x..` numbers would otherwise parse slower than serde-saphyr
+/// parses it whole. Routes files have a few (timeouts' `1h`, `true`).
+const MAX_TYPED_BY_SAPHYR: usize = 512;
 
 /// The value of `text`, or `None` when serde-saphyr must parse it.
 pub fn parse(text: &str) -> Option<Value> {
@@ -290,6 +297,9 @@ impl<'t> Parser<'t> {
 
     /// What serde-saphyr makes of one scalar, as the value of a key.
     fn typed_by_saphyr(&mut self, scalar: &'t str) -> Option<Value> {
+        if self.typed.len() >= MAX_TYPED_BY_SAPHYR && !self.typed.contains_key(scalar) {
+            return None;
+        }
         self.typed
             .entry(scalar)
             .or_insert_with(|| {

@@ -248,6 +248,17 @@ fn block_structure_is_read_as_serde_saphyr_reads_it() {
 }
 
 #[test]
+fn many_scalars_only_serde_saphyr_can_type_are_left_to_it() {
+    let few: String = (0..100).map(|i| format!("- 0x{i:x}\n")).collect();
+    assert!(check(&few));
+    let many: String = (0..2000).map(|i| format!("- 0x{i:x}\n")).collect();
+    assert!(!check(&many));
+    // The same scalar many times is typed once.
+    let repeated = "- 1h\n- true\n".repeat(2000);
+    assert!(check(&repeated));
+}
+
+#[test]
 fn deep_nesting_is_left_to_serde_saphyr() {
     let text: String = (0..200).map(|i| format!("{}a:\n", " ".repeat(i))).collect();
     assert!(!check(&text));

@@ -5,7 +5,7 @@
 //! plain data.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use serde::Serialize;
@@ -14,7 +14,6 @@ use serde_json::Value;
 use crate::model::{Name, Route, RouteId, RoutesFile, Userlist};
 use crate::plan::{self, Change, DesiredConfig, LiveState, Method};
 use crate::render::{HaproxyConfig, Section};
-use crate::util::FastHashMap;
 
 /// How one route differs between base and head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -68,7 +67,7 @@ impl RouteDiff {
 /// Compares two route tables route by route (routes are matched by id, `<name or service>:<port>`).
 pub fn diff_routes(base: &RoutesFile, head: &RoutesFile) -> RouteDiff {
     // Keyed by the id's parts, `<key>:<port>` written only for the routes reported.
-    fn index(file: &RoutesFile) -> FastHashMap<(&Name, u16), &Route> {
+    fn index(file: &RoutesFile) -> HashMap<(&Name, u16), &Route> {
         file.routes.iter().map(|r| ((r.key(), r.port), r)).collect()
     }
     let (old, new) = (index(base), index(head));

@@ -2,7 +2,7 @@
 //! and whether HAProxy can take it at run time or needs a reload. A pure
 //! function of desired and observed state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,6 @@ mod spares;
 
 use crate::render::{HaproxyConfig, Section, Server, write_config};
 use crate::tls::{Certificate, ServedCertificate};
-use crate::util::FastHashMap;
 
 /// Prefix of the generation marker capstan writes as `global.description`.
 pub const MARKER_PREFIX: &str = "capstan-";
@@ -427,7 +426,7 @@ fn runtime_plan(
     unused: &[&str],
     notes: Vec<Change>,
 ) -> Plan {
-    let live_servers: FastHashMap<(&str, &str), &LiveServer> = live
+    let live_servers: HashMap<(&str, &str), &LiveServer> = live
         .servers
         .iter()
         .map(|s| ((s.backend.as_str(), s.server.as_str()), s))
@@ -610,7 +609,7 @@ fn section_changes(desired: &HaproxyConfig, live: Option<&HaproxyConfig>) -> Vec
     changes
 }
 
-fn by_header(config: Option<&HaproxyConfig>) -> FastHashMap<&str, &Section> {
+fn by_header(config: Option<&HaproxyConfig>) -> HashMap<&str, &Section> {
     config
         .into_iter()
         .flat_map(|c| c.sections.iter())

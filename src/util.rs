@@ -1,5 +1,5 @@
 //! Small helpers more than one stage needs: the atomic file write, short
-//! hex digests, retry backoff and a fast hasher for internal maps.
+//! hex digests, and retry backoff.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -40,67 +40,6 @@ pub fn backoff(failures: u32, min: Duration, max: Duration) -> Duration {
     min.saturating_mul(2u32.saturating_pow(failures)).min(max)
 }
 
-/// A `HashMap` with [`FastHasher`]: for maps keyed by capstan's own data
-/// (names, paths, ids), where SipHash's flood resistance buys nothing.
-pub type FastHashMap<K, V> = std::collections::HashMap<K, V, FastHash>;
-
-/// A `HashSet` with [`FastHasher`]; see [`FastHashMap`].
-pub type FastHashSet<T> = std::collections::HashSet<T, FastHash>;
-
-/// Builds [`FastHasher`]s.
-pub type FastHash = std::hash::BuildHasherDefault<FastHasher>;
-
-/// The Fx hash (rustc's): a multiply and a rotate per word. Much faster
-/// than SipHash on short keys; not for keys an attacker picks to collide,
-/// which only makes a lookup slower, never wrong.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct FastHasher(u64);
-
-impl FastHasher {
-    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
-    }
-}
-
-impl std::hash::Hasher for FastHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
-        }
-        let mut rest = [0u8; 8];
-        let tail = chunks.remainder();
-        rest[..tail.len()].copy_from_slice(tail);
-        self.add(u64::from_le_bytes(rest));
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u16(&mut self, n: u16) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -118,17 +57,6 @@ mod tests {
         let waits: Vec<u128> = (0..8).map(|n| backoff(n, min, max).as_millis()).collect();
         assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
         assert_eq!(backoff(u32::MAX, min, max), max);
-    }
-
-    #[test]
-    fn fast_hash_tells_apart_what_equality_does() {
-        use std::hash::BuildHasher;
-        let hash = |value: &str| FastHash::default().hash_one(value);
-        assert_eq!(hash("svc-1:8080"), hash("svc-1:8080"));
-        assert_ne!(hash("svc-1:8080"), hash("svc-1:8081"));
-        let set: FastHashSet<String> = (0..1000).map(|i| format!("svc-{i}")).collect();
-        assert_eq!(set.len(), 1000);
-        assert!(set.contains("svc-999"));
     }
 
     #[test]

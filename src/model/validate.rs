@@ -7,7 +7,7 @@ mod route_rules;
 
 mod tls;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::LazyLock;
 
 use serde::Deserialize;
@@ -19,7 +19,6 @@ use crate::model::{
     Route, RoutesFile,
 };
 use crate::model::{duration, grammar, names};
-use crate::util::FastHashMap;
 
 pub use incremental::{LoadCache, load_again};
 
@@ -305,7 +304,7 @@ fn semantic_errors_of(file: &RoutesFile, recheck: impl Fn(usize) -> bool) -> Vec
     tls::check_sni_ports(&file.routes, &mut report);
     tls::check_https_backend_names(&file.routes, &mut report);
     for (name, list) in &file.userlists {
-        let mut seen = FastHashMap::default();
+        let mut seen = HashMap::new();
         for (i, user) in list.listed().iter().enumerate() {
             if let Some(first) = seen.insert(&user.name, i) {
                 report(
@@ -526,7 +525,7 @@ fn check_match_conditions(route: &Route, at: &RouteAt, report: &mut impl FnMut(F
     if !route.domain_match.is_exact() && route.domains.is_empty() {
         report(at.key("domain_match"), "only used with `domains`".into());
     }
-    let mut names = FastHashMap::default();
+    let mut names = HashMap::new();
     for (name, value) in &route.match_headers {
         let field = at.key("match_headers").key(name.0.as_str());
         if let Some(first) = names.insert(name.0.to_ascii_lowercase(), &name.0) {
@@ -557,7 +556,7 @@ fn check_match_conditions(route: &Route, at: &RouteAt, report: &mut impl FnMut(F
             report(field, problem.into());
         }
     }
-    let mut agents = FastHashMap::default();
+    let mut agents = HashMap::new();
     for (i, agent) in route.user_agents.iter().enumerate() {
         let field = at.key("user_agents").index(i);
         if agent.0.is_empty() {
@@ -699,9 +698,9 @@ fn check_mode(route: &Route, at: &RouteAt, report: &mut impl FnMut(FieldPath, St
 /// routes would silently share (or fight over) one backend.
 fn check_unique_ids(routes: &[Route], report: &mut impl FnMut(FieldPath, String)) {
     // Sized for every route up front: growing a map rehashes all it holds.
-    let mut ids = FastHashMap::with_capacity_and_hasher(routes.len(), Default::default());
-    let mut backends = FastHashMap::with_capacity_and_hasher(routes.len(), Default::default());
-    let mut acls = FastHashMap::with_capacity_and_hasher(routes.len(), Default::default());
+    let mut ids = HashMap::with_capacity(routes.len());
+    let mut backends = HashMap::with_capacity(routes.len());
+    let mut acls = HashMap::with_capacity(routes.len());
     for (index, route) in routes.iter().enumerate() {
         // The id is `<key>:<port>`: compared as its parts, without writing it.
         if let Err((_, first)) = take(&mut ids, (route.key(), route.port), index) {
@@ -739,7 +738,7 @@ fn check_unique_ids(routes: &[Route], report: &mut impl FnMut(FieldPath, String)
 /// Records that route `index` takes `name`; when another took it first,
 /// the name and that route instead.
 fn take<K: Clone + Eq + std::hash::Hash>(
-    taken: &mut FastHashMap<K, usize>,
+    taken: &mut HashMap<K, usize>,
     name: K,
     index: usize,
 ) -> Result<(), (K, usize)> {
@@ -823,8 +822,7 @@ fn check_unique_claims(routes: &[Route], report: &mut impl FnMut(FieldPath, Stri
         .collect();
     type Claim<'a> = (&'a Option<DomainClaim>, PathMatch, &'a str, &'a Narrowing);
     // Sized for a claim per route up front: growing a map rehashes all it holds.
-    let mut claims: FastHashMap<Claim<'_>, usize> =
-        FastHashMap::with_capacity_and_hasher(http.len(), Default::default());
+    let mut claims: HashMap<Claim<'_>, usize> = HashMap::with_capacity(http.len());
     for (index, route, narrowing, domains) in &http {
         let index = *index;
         // A domain without paths claims the whole domain, like the prefix `/`.
